@@ -1,0 +1,64 @@
+"""The `hsm-lifecycle` command line: one subcommand per module in `conformance.commands`.
+
+Each command module exposes `HELP` (one line), `add_arguments(parser)` and `main(args) -> int`.
+Modules are imported lazily so `hsm-lifecycle diagram` does not pay for pyscard or AALpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from hsm_lifecycle import __version__
+
+# Subcommand name -> module under conformance.commands (architecture.md, "Command line").
+COMMANDS = {
+    "run": "run",
+    "doctor": "doctor",
+    "diagram": "diagram",
+    "emulate": "emulate",
+    "learn": "learn",
+    "replay": "replay",
+}
+
+
+class UsageError(Exception):
+    """A user mistake: printed as one sentence, exit status 2, no traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hsm-lifecycle",
+        description="Lifecycle model, emulator and conformance suite for the SmartCard-HSM / Nitrokey HSM 2.",
+    )
+    parser.add_argument("--version", action="version", version=f"hsm-lifecycle {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(f"conformance.commands.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"conformance.commands.{module_name}":
+                raise
+            continue  # command not built yet
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_main=module.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._main(args) or 0)
+    except UsageError as exc:
+        print(f"hsm-lifecycle {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hsm-lifecycle {args.command}: interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""pytest plugin for the hsm-lifecycle conformance suite (options, targets, interlocks)."""

@@ -1,0 +1,9 @@
+"""Registers the conformance plugin for runs from the repository root.
+
+The plugin is also registered through the `pytest11` entry point once the project is
+installed; register it here only if that has not already happened.
+"""
+
+import sys
+
+pytest_plugins = [] if "conformance.plugin" in sys.modules else ["conformance.plugin"]
