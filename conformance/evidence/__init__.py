@@ -1,0 +1,2 @@
+"""The evidence bundle of architecture.md: summary.json, report.html, lifecycle.svg, junit.xml,
+traces/ and MANIFEST.sha256."""

@@ -1,0 +1,54 @@
+"""What the conformance plugin records about each test, for the evidence bundle.
+
+The plugin (conformance.plugin) fills one `TestRecord` per test; the bundle writer
+(conformance.evidence.bundle) turns the list into summary.json and report.html.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Outcome = Literal["passed", "failed", "skipped", "observed", "error"]
+COST_CLASSES = ("free", "tries", "wipes", "irreversible", "operator")
+
+
+@dataclass
+class TestRecord:
+    nodeid: str
+    rules: tuple[str, ...]  # rule IDs the test checks ("R01", ...)
+    cost: str  # one of COST_CLASSES
+    outcome: Outcome
+    why: str = ""  # failure message, skip reason, or what was observed
+    trace: str | None = None  # path of the JSON Lines trace, relative to the bundle
+    apdus: int = 0
+    user_tries_spent: int = 0
+    so_tries_spent: int = 0
+    transitions: tuple[str, ...] = ()  # model transition ids taken
+    states: tuple[str, ...] = ()  # abstract states visited
+    observations: dict[str, str] = field(default_factory=dict)  # open behaviour -> what was seen
+    duration_s: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, line: str) -> "TestRecord":
+        raw = json.loads(line)
+        for key in ("rules", "transitions", "states"):
+            raw[key] = tuple(raw.get(key, ()))
+        return cls(**raw)
+
+
+def append_record(path: Path, record: TestRecord) -> None:
+    """Append one record (one JSON line); safe across xdist workers writing their own files."""
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(record.to_json() + "\n")
+
+
+def load_records(path: Path) -> list[TestRecord]:
+    if not path.exists():
+        return []
+    return [TestRecord.from_json(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
