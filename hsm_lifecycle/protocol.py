@@ -182,7 +182,7 @@ TAG_OID = 0x06
 # OIDs (dotted) used in CV public keys.
 OID_TA_ECDSA_SHA256 = "0.4.0.127.0.7.2.2.2.2.3"
 OID_TA_RSA_V1_5_SHA256 = "0.4.0.127.0.7.2.2.2.1.2"
-OID_TA_RSA_PSS_SHA256 = "0.4.0.127.0.7.2.2.2.1.5"
+OID_TA_RSA_PSS_SHA256 = "0.4.0.127.0.7.2.2.2.1.4"
 
 # §9 vsmartcard vpcd control bytes and default port.
 VPCD_PORT = 35963
