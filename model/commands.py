@@ -1,0 +1,231 @@
+"""The abstract input alphabet (design.md, "The abstract alphabet"), total in every state.
+
+A command names *what* is presented (right/wrong PIN, options, retries), never the bytes: the
+conformance mapper turns it into APDUs and tracks the PINs it set. The string form is the
+`step` of a trace and parses back with `Command.parse`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from itertools import product
+from typing import Iterable
+
+from hsm_lifecycle.protocol import OPTION_RESET_RETRY_COUNTER, OPTION_TRANSPORT_PIN, USER_PIN_TRIES_DEFAULT, USER_PIN_TRIES_MAX
+
+RIGHT = "right"
+WRONG = "wrong"
+WRONG_LENGTH = "wrong_length"
+
+SELECT = "select"
+POWER_CYCLE = "power_cycle"
+QUERY_USER = "query_user"
+QUERY_SO = "query_so"
+VERIFY_USER = "verify_user"
+INITIALIZE = "initialize"
+RESET_RETRY_COUNTER = "reset_retry_counter"
+CHANGE_USER_PIN = "change_user_pin"
+CHANGE_SO_PIN = "change_so_pin"
+GENERATE_KEY = "generate_key"
+SIGN = "sign"
+DELETE_KEY = "delete_key"
+FIRMWARE_UPDATE = "firmware_update"
+PORTAL_LOGIN = "portal_login"
+
+COMMAND_NAMES: tuple[str, ...] = (
+    SELECT, POWER_CYCLE, QUERY_USER, QUERY_SO, VERIFY_USER, INITIALIZE, RESET_RETRY_COUNTER,
+    CHANGE_USER_PIN, CHANGE_SO_PIN, GENERATE_KEY, SIGN, DELETE_KEY, FIRMWARE_UPDATE, PORTAL_LOGIN,
+)  # fmt: skip
+
+# Which variant field each command carries.
+_USER_PIN_COMMANDS = frozenset({VERIFY_USER, CHANGE_USER_PIN})
+_SO_PIN_COMMANDS = frozenset({INITIALIZE, RESET_RETRY_COUNTER, CHANGE_SO_PIN})
+
+DEFAULT_OPTIONS = OPTION_RESET_RETRY_COUNTER
+# The default alphabet's INITIALIZE options: RRC on, everything off, transport PIN.
+ALPHABET_OPTIONS: tuple[int, ...] = (OPTION_RESET_RETRY_COUNTER, 0x0000, OPTION_TRANSPORT_PIN)
+ALPHABET_RETRIES: tuple[int, ...] = (USER_PIN_TRIES_DEFAULT,)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Command:
+    """One abstract input. Build it with the named constructors, e.g. `Command.verify_user("wrong")`."""
+
+    name: str
+    pin: str | None = None  # user PIN presented: right | wrong | wrong_length
+    so: str | None = None  # SO-PIN (initialization code) presented: right | wrong
+    options: int | None = None  # initialize: tag 80
+    retries: int | None = None  # initialize: tag 91
+    new_pin: bool | None = None  # reset_retry_counter: P1=00 (new PIN) or P1=01
+
+    def __post_init__(self) -> None:
+        if self.name not in COMMAND_NAMES:
+            raise ValueError(f"unknown command {self.name!r}")
+        want_pin = self.name in _USER_PIN_COMMANDS
+        want_so = self.name in _SO_PIN_COMMANDS
+        if want_pin != (self.pin is not None) or want_so != (self.so is not None):
+            raise ValueError(f"{self.name} takes {'a user PIN variant' if want_pin else 'an SO-PIN variant' if want_so else 'no PIN'}")
+        if self.pin is not None and self.pin not in ((RIGHT, WRONG, WRONG_LENGTH) if self.name == VERIFY_USER else (RIGHT, WRONG)):
+            raise ValueError(f"{self.name}: bad user PIN variant {self.pin!r}")
+        if self.so is not None and self.so not in (RIGHT, WRONG):
+            raise ValueError(f"{self.name}: bad SO-PIN variant {self.so!r}")
+        is_init = self.name == INITIALIZE
+        if is_init != (self.options is not None) or is_init != (self.retries is not None):
+            raise ValueError("options and retries belong to initialize only, and it needs both")
+        if is_init and not (0 <= self.options <= 0xFFFF and 1 <= self.retries <= USER_PIN_TRIES_MAX):  # type: ignore[operator]
+            raise ValueError(f"initialize: options must be 16 bits and retries 1..{USER_PIN_TRIES_MAX}")
+        if (self.name == RESET_RETRY_COUNTER) != (self.new_pin is not None):
+            raise ValueError("new_pin belongs to reset_retry_counter only, and it needs it")
+
+    # -- named constructors (design.md's alphabet) --------------------------------------------
+
+    @classmethod
+    def select(cls) -> Command:
+        return cls(SELECT)
+
+    @classmethod
+    def power_cycle(cls) -> Command:
+        return cls(POWER_CYCLE)
+
+    @classmethod
+    def query_user(cls) -> Command:
+        return cls(QUERY_USER)
+
+    @classmethod
+    def query_so(cls) -> Command:
+        return cls(QUERY_SO)
+
+    @classmethod
+    def verify_user(cls, pin: str = RIGHT) -> Command:
+        return cls(VERIFY_USER, pin=pin)
+
+    @classmethod
+    def initialize(cls, so: str = RIGHT, options: int = DEFAULT_OPTIONS, retries: int = USER_PIN_TRIES_DEFAULT) -> Command:
+        return cls(INITIALIZE, so=so, options=options, retries=retries)
+
+    @classmethod
+    def reset_retry_counter(cls, so: str = RIGHT, new_pin: bool = False) -> Command:
+        return cls(RESET_RETRY_COUNTER, so=so, new_pin=new_pin)
+
+    @classmethod
+    def change_user_pin(cls, pin: str = RIGHT) -> Command:
+        return cls(CHANGE_USER_PIN, pin=pin)
+
+    @classmethod
+    def change_so_pin(cls, so: str = RIGHT) -> Command:
+        return cls(CHANGE_SO_PIN, so=so)
+
+    @classmethod
+    def generate_key(cls) -> Command:
+        return cls(GENERATE_KEY)
+
+    @classmethod
+    def sign(cls) -> Command:
+        return cls(SIGN)
+
+    @classmethod
+    def delete_key(cls) -> Command:
+        return cls(DELETE_KEY)
+
+    @classmethod
+    def firmware_update(cls) -> Command:
+        return cls(FIRMWARE_UPDATE)
+
+    @classmethod
+    def portal_login(cls) -> Command:
+        return cls(PORTAL_LOGIN)
+
+    @classmethod
+    def alphabet(
+        cls, options: Iterable[int] = ALPHABET_OPTIONS, retries: Iterable[int] = ALPHABET_RETRIES
+    ) -> tuple[Command, ...]:
+        """A finite alphabet: every command and variant, INITIALIZE over `options` x `retries`."""
+        inits = [cls.initialize(so, o, r) for so, o, r in product((RIGHT, WRONG), options, retries)]
+        return (
+            cls.select(), cls.power_cycle(), cls.query_user(), cls.query_so(),
+            *(cls.verify_user(v) for v in (RIGHT, WRONG, WRONG_LENGTH)),
+            *inits,
+            *(cls.reset_retry_counter(so, n) for so, n in product((RIGHT, WRONG), (False, True))),
+            *(cls.change_user_pin(v) for v in (RIGHT, WRONG)),
+            *(cls.change_so_pin(v) for v in (RIGHT, WRONG)),
+            cls.generate_key(), cls.sign(), cls.delete_key(), cls.firmware_update(), cls.portal_login(),
+        )  # fmt: skip
+
+    # -- string form ---------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return f"Command.parse({str(self)!r})"
+
+    def __str__(self) -> str:
+        if self.name == INITIALIZE:
+            return f"initialize(so={self.so},options={self.options:#06x},retries={self.retries})"
+        if self.name == RESET_RETRY_COUNTER:
+            return f"reset_retry_counter(so={self.so},new_pin={'true' if self.new_pin else 'false'})"
+        variant = self.pin or self.so
+        return f"{self.name}({variant})" if variant else self.name
+
+    @classmethod
+    def parse(cls, text: str) -> Command:
+        """Parse the string form back (`str(Command.parse(s))` is canonical).
+
+        Accepts `name`, `name()`, `name(variant)` and `name(key=value, ...)`; initialize's
+        options/retries and reset_retry_counter's new_pin may be left out (defaults above).
+        """
+        m = _FORM.fullmatch(text.strip())
+        if not m:
+            raise ValueError(f"not a command: {text!r}")
+        name, raw_args = m.group(1), (m.group(2) or "").strip()
+        if name not in COMMAND_NAMES:
+            raise ValueError(f"unknown command {name!r} in {text!r}")
+        args: dict[str, str] = {}
+        positional: list[str] = []
+        for part in filter(None, (p.strip() for p in raw_args.split(","))):
+            key, eq, value = part.partition("=")
+            if eq:
+                args[key.strip()] = value.strip()
+            else:
+                positional.append(part)
+        try:
+            return _build(name, positional, args)
+        except (IndexError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"bad arguments in {text!r}: {exc}") from exc
+
+
+_FORM = re.compile(r"([a-z_]+)\s*(?:\((.*)\))?")
+
+
+def _build(name: str, positional: list[str], args: dict[str, str]) -> Command:
+    if name in _USER_PIN_COMMANDS:
+        pin = args.pop("pin") if "pin" in args else positional.pop(0)
+        _no_leftovers(positional, args)
+        return Command(name, pin=pin)
+    if name in _SO_PIN_COMMANDS:
+        so = args.pop("so") if "so" in args else positional.pop(0) if positional else RIGHT
+        if name == INITIALIZE:
+            options = int(args.pop("options", str(DEFAULT_OPTIONS)), 0)
+            retries = int(args.pop("retries", str(USER_PIN_TRIES_DEFAULT)), 0)
+            _no_leftovers(positional, args)
+            return Command.initialize(so, options, retries)
+        if name == RESET_RETRY_COUNTER:
+            new_pin = _parse_bool(args.pop("new_pin", "false"))
+            _no_leftovers(positional, args)
+            return Command.reset_retry_counter(so, new_pin)
+        _no_leftovers(positional, args)
+        return Command(name, so=so)
+    _no_leftovers(positional, args)
+    return Command(name)
+
+
+def _no_leftovers(positional: list[str], args: dict[str, str]) -> None:
+    if positional or args:
+        raise ValueError(f"unexpected {positional or sorted(args)}")
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("true", "1", "yes"):
+        return True
+    if low in ("false", "0", "no"):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")

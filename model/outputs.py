@@ -1,0 +1,46 @@
+"""Abstract outputs: status words as strings, the portal's verdicts, and the `refused` marker."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from model.profiles import REFUSED, TRIES_FAMILY
+
+OK = "9000"
+NOT_INITIALIZED = "6A88"
+SECURITY_NOT_SATISFIED = "6982"
+BLOCKED = "6983"
+TRANSPORT_ACTIVE = "6984"
+FILE_NOT_FOUND = "6A82"
+
+LOGIN_OK = "login-ok"
+LOGIN_REFUSED = "login-refused"
+UPDATE_OK = "update-ok"
+UPDATE_REFUSED_KEYS = "update-refused-keys"
+UPDATE_REFUSED_LIMIT = "update-refused-limit"
+PORTAL_OUTPUTS = frozenset({LOGIN_OK, LOGIN_REFUSED, UPDATE_OK, UPDATE_REFUSED_KEYS, UPDATE_REFUSED_LIMIT})
+
+
+def tries_sw(tries: int) -> str:
+    """63Cx with x tries left."""
+    return f"63C{tries:X}"
+
+
+def expand(tokens: Iterable[str], tries: int) -> frozenset[str]:
+    """Concrete outputs for a profile's SW set: the 63Cx family becomes 63C<tries>."""
+    return frozenset(tries_sw(tries) if t == TRIES_FAMILY else t for t in tokens)
+
+
+def is_status_word(output: str) -> bool:
+    return len(output) == 4 and all(ch in "0123456789ABCDEF" for ch in output)
+
+
+def accepts(allowed: frozenset[str], output: str) -> bool:
+    """Whether `output` is one of `allowed`; `refused` admits any status word but 9000."""
+    output = output.strip()
+    if output in allowed:
+        return True
+    upper = output.upper()
+    if upper in allowed:
+        return True
+    return REFUSED in allowed and is_status_word(upper) and upper != OK
