@@ -193,3 +193,34 @@ VPCD_GET_ATR = 0x04
 
 # Storage budget of the real token: about 76 KB of EEPROM shared by all objects (FAQ).
 EEPROM_BYTES = 76 * 1024
+
+# §1/§4 SELECT parameters (ISO 7816-4).
+SELECT_P1_BY_FID = 0x00
+SELECT_P1_EF_UNDER_DF = 0x02
+SELECT_P1_BY_NAME = 0x04  # the applet by AID
+SELECT_P1_PATH_FROM_MF = 0x08
+SELECT_P2_FCI = 0x00  # what OpenSC sends
+SELECT_P2_FCP = 0x04  # what CardContact's tools send
+SELECT_P2_NO_RESPONSE = 0x0C
+FID_MF = 0x3F00
+
+# §4 FCP tags of an EF (ISO 7816-4 §5.3.3) and of the applet DF.
+TAG_FCP_SIZE = 0x80
+TAG_FCP_DESCRIPTOR = 0x82
+TAG_FCP_FID = 0x83
+TAG_FCP_DF_NAME = 0x84
+TAG_FCP_LIFECYCLE = 0x8A
+FCP_DESCRIPTOR_WORKING_EF = 0x01  # transparent working EF
+FCP_DESCRIPTOR_DF = 0x38
+FCP_LIFECYCLE_OPERATIONAL = 0x05  # operational, activated
+
+# §4 DELETE FILE P1P2, GET CHALLENGE cap (OpenSC), DKEK share size.
+DELETE_FILE_P1P2 = 0x0200
+CHALLENGE_MAX = 1024
+DKEK_SHARE_LENGTH = 32
+
+# ISO 7816-4: SW1 of "more data waiting" (fetch with GET RESPONSE).
+SW1_MORE_DATA = 0x61
+
+# §2 CardContact's retries-per-PIN-length rule: 6 bytes -> 3, 7 -> 5, longer -> 10.
+USER_PIN_TRIES_BY_LENGTH = {6: 3, 7: 5}

@@ -1,0 +1,194 @@
+"""The SmartCard-HSM applet: command dispatch, applet selection, the card session.
+
+Order of checks for every command (as a Java Card applet would do them): CLA (6E00), then
+CLA+INS (6D00), then the APDU framing (6700), then the command's own P1/P2 and data checks.
+Before the applet is selected the card behaves like a card manager that knows only SELECT:
+SELECT of anything but our AID is 6A82, every other instruction 6D00.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from emulator import apdu, files, keyops
+from emulator.apdu import ApduError, Command
+from emulator.initialize import initialize_device
+from emulator.keys import StoredKey
+from emulator.objects import KeyCache, serial_of
+from emulator.pins import change_reference_data, reset_retry_counter, verify
+from emulator.profile import Fault, Profile
+from emulator.state import CardState
+from emulator.store import Persistence, PersistencePoint
+from hsm_lifecycle import protocol, tlv
+from hsm_lifecycle.protocol import SW, Ins
+
+Handler = Callable[["Applet", Command], tuple[bytes, int]]
+Reidentify = Callable[[CardState], CardState]
+
+SUPPORTED_CLA = frozenset({protocol.CLA_ISO, protocol.CLA_PROPRIETARY})
+APPLET_SELECT_P2 = frozenset(
+    {protocol.SELECT_P2_FCI, protocol.SELECT_P2_FCP, protocol.SELECT_P2_NO_RESPONSE}
+)
+
+
+@dataclass
+class Session:
+    """Volatile card-session state: lost at power-off, reset and (partly) re-SELECT."""
+
+    selected: bool = False
+    authenticated: bool = False
+    current_ef: int | None = None
+    pending: bytes = b""  # response bytes waiting for GET RESPONSE
+
+
+class Applet:
+    """One SmartCard-HSM applet instance working on a durable `CardState`."""
+
+    def __init__(
+        self,
+        persistence: Persistence,
+        faults: frozenset[Fault],
+        reidentify: Reidentify,
+    ) -> None:
+        self.persistence = persistence
+        self.keys = KeyCache()
+        self.state: CardState = self.keys.check(persistence.store.load())
+        self.faults = faults
+        self.reidentify = reidentify
+        self.session = Session()
+        iso, proprietary = protocol.CLA_ISO, protocol.CLA_PROPRIETARY
+        self.handlers: dict[tuple[int, int], Handler] = {
+            (iso, Ins.SELECT): select,
+            (iso, Ins.VERIFY): verify,
+            (iso, Ins.CHANGE_REFERENCE_DATA): change_reference_data,
+            (iso, Ins.RESET_RETRY_COUNTER): reset_retry_counter,
+            (proprietary, Ins.INITIALIZE_DEVICE): initialize_device,
+            (proprietary, Ins.ENUMERATE_OBJECTS): files.enumerate_objects,
+            (iso, Ins.READ_BINARY_ODD): files.read_binary,
+            (iso, Ins.UPDATE_BINARY_ODD): files.update_binary,
+            (iso, Ins.DELETE_FILE): files.delete_file,
+            (iso, Ins.GET_CHALLENGE): keyops.get_challenge,
+            (proprietary, Ins.IMPORT_DKEK_SHARE): keyops.dkek,
+            (iso, Ins.GENERATE_ASYMMETRIC_KEY_PAIR): keyops.generate_key_pair,
+            (proprietary, Ins.SIGN): keyops.sign,
+            (proprietary, Ins.DECIPHER): keyops.decipher,
+        }
+
+    @property
+    def profile(self) -> Profile:
+        return self.state.profile
+
+    @property
+    def serial(self) -> str:
+        return serial_of(self.state)
+
+    # --- gates shared by the object and key commands ----------------------------------------------
+
+    def require_user(self) -> None:
+        """Initialized (else 6A88, R20) and the user PIN verified in this session (else 6982,
+        R10); the SO-PIN never counts (R09)."""
+        if not self.state.initialized:
+            raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "not initialized")
+        if not self.session.authenticated and Fault.KEY_USE_WITHOUT_LOGIN not in self.faults:
+            raise ApduError(SW.SECURITY_STATUS_NOT_SATISFIED, "user PIN not verified")
+
+    def require_room(self, state: CardState) -> None:
+        """6A84 if `state` would not fit the storage budget; checked before anything changes."""
+        if self.keys.storage_used(state) > self.profile.storage_bytes:
+            raise ApduError(SW.NOT_ENOUGH_MEMORY, "storage full")
+
+    def stored_key(self, fid: int) -> StoredKey | None:
+        blob = self.state.keys.get(fid)
+        return None if blob is None else self.keys.get(fid, blob)
+
+    # --- persistence ---------------------------------------------------------------------------
+
+    def commit(self, state: CardState, point: PersistencePoint) -> None:
+        """Make `state` durable, then current. The in-memory state never runs ahead of storage."""
+        self.persistence.commit(state, point)
+        self.state = state
+
+    def instant(self, point: PersistencePoint) -> None:
+        self.persistence.instant(point)
+
+    def reload(self) -> None:
+        """Drop everything volatile and continue from what the store holds (power loss)."""
+        self.state = self.keys.check(self.persistence.store.load())
+        self.session = Session()
+
+    def end_session(self) -> None:
+        """Reset / power-off: deselect, forget authentication and the current EF."""
+        self.session = Session()
+
+    # --- dispatch ------------------------------------------------------------------------------
+
+    def process(self, capdu: bytes) -> bytes:
+        """One command APDU in, response APDU out. Raises only what the power-loss hook raises."""
+        pending, self.session.pending = self.session.pending, b""
+        try:
+            cla, ins, _, _ = apdu.header(capdu)
+            if cla not in SUPPORTED_CLA:
+                raise ApduError(SW.CLA_NOT_SUPPORTED, f"CLA {cla:02X}")
+            if (cla, ins) == (protocol.CLA_ISO, Ins.GET_RESPONSE):
+                return self._get_response(apdu.parse(capdu), pending)
+            handler = self.handlers.get((cla, ins))
+            if handler is None or (not self.session.selected and handler is not select):
+                raise ApduError(SW.INS_NOT_SUPPORTED, f"INS {ins:02X}")
+            cmd = apdu.parse(capdu)
+            data, sw = handler(self, cmd)
+        except ApduError as refused:
+            return apdu.reply(b"", refused.sw)
+        return self._deliver(data, sw, cmd.ne)
+
+    def _deliver(self, data: bytes, sw: int, ne: int | None) -> bytes:
+        """Cut a long answer to Ne and keep the rest for GET RESPONSE (61xx)."""
+        if ne is None or len(data) <= ne or sw != SW.OK:
+            return apdu.reply(data, sw)
+        head, self.session.pending = data[:ne], data[ne:]
+        more = min(len(self.session.pending), 0xFF)
+        return apdu.reply(head, protocol.SW1_MORE_DATA << 8 | more)
+
+    def _get_response(self, cmd: Command, pending: bytes) -> bytes:
+        if cmd.p1p2 != 0x0000:
+            raise ApduError(SW.INCORRECT_P1P2, "GET RESPONSE P1P2 must be 0000")
+        if not pending:
+            raise ApduError(SW.CONDITIONS_NOT_SATISFIED, "no response data waiting")
+        if cmd.data:
+            raise ApduError(SW.WRONG_LENGTH, "GET RESPONSE carries no data")
+        return self._deliver(pending, SW.OK, cmd.ne if cmd.ne is not None else len(pending))
+
+    # --- answers shared by several commands ------------------------------------------------------
+
+    def applet_fcp(self) -> bytes:
+        """FCP of the applet: tag 85 = options, type FF, version (§1)."""
+        major, minor = self.profile.version
+        proprietary = self.state.options.to_bytes(2, "big") + bytes(
+            [protocol.APPLET_TYPE_SMARTCARD_HSM, major, minor]
+        )
+        return tlv.encode(
+            protocol.TAG_FCP,
+            tlv.encode(protocol.TAG_FCP_DESCRIPTOR, bytes([protocol.FCP_DESCRIPTOR_DF]))
+            + tlv.encode(protocol.TAG_FCP_DF_NAME, protocol.AID)
+            + tlv.encode(protocol.TAG_FCP_PROPRIETARY, proprietary),
+        )
+
+
+def select(applet: Applet, cmd: Command) -> tuple[bytes, int]:
+    """SELECT: the applet by AID; EFs by FID once the applet is selected."""
+    if cmd.p1 != protocol.SELECT_P1_BY_NAME:
+        if not applet.session.selected:
+            raise ApduError(SW.FILE_NOT_FOUND, "no applet selected")
+        return files.select_ef(applet, cmd)
+    if cmd.data != protocol.AID:
+        # Foreign AIDs (coolkey, muscle, ...) must not be mistaken for theirs; a failed SELECT
+        # leaves the current selection as it was.
+        raise ApduError(SW.FILE_NOT_FOUND, "no applet with this AID")
+    if cmd.p2 not in APPLET_SELECT_P2:
+        raise ApduError(SW.INCORRECT_P1P2, f"SELECT P2 {cmd.p2:02X}")
+    keep_login = applet.session.selected and Fault.SESSION_SURVIVES_RESELECT in applet.faults
+    # Re-SELECT is CardContact's logout (§1): a new card session.
+    applet.session = Session(selected=True, authenticated=keep_login and applet.session.authenticated)
+    if cmd.p2 == protocol.SELECT_P2_NO_RESPONSE:
+        return b"", SW.OK
+    return applet.applet_fcp(), SW.OK

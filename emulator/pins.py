@@ -1,0 +1,296 @@
+"""The SmartCard-HSM PIN lifecycle: VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER.
+
+Every presentation of a PIN follows one pattern (R17): write the counter minus one, compare,
+and only then, for a right PIN, write the restored counter. A wrong-length PIN is refused
+before any of this (R16). SWs follow docs/design.md's normative table; the open behaviours come
+from the token's `Profile`, and `Fault` switches break single rules on purpose.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from emulator.apdu import ApduError, Command, sw_hex
+from emulator.profile import TRIES_SW, Fault
+from emulator.state import CardState
+from emulator.store import PersistencePoint
+from hsm_lifecycle import protocol
+from hsm_lifecycle.protocol import SW
+
+if TYPE_CHECKING:
+    from emulator.applet import Applet
+
+Update = Callable[[CardState], CardState]
+MAX_SO_TRIES = protocol.SO_PIN_TRIES
+
+
+def _unchanged(state: CardState) -> CardState:
+    return state
+
+
+def user_pin_length_ok(pin: bytes) -> bool:
+    return protocol.USER_PIN_MIN <= len(pin) <= protocol.USER_PIN_MAX
+
+
+# --- answers -------------------------------------------------------------------------------
+
+
+def wrong_pin_sw(applet: Applet, tries_left: int) -> int:
+    """63Cx, or the profile's answer for the try that reached 0 (last-wrong-try-sw)."""
+    if tries_left == 0:
+        return sw_hex(applet.profile.last_wrong_try_sw)
+    return protocol.sw_tries(tries_left)
+
+
+def refuse_wrong_length(applet: Applet, so: bool) -> int:
+    """A PIN of impossible length: refused without spending a try (R16) unless the fault."""
+    if Fault.WRONG_LENGTH_SPENDS_TRY in applet.faults:
+        state = applet.state
+        if so and state.so_tries > 0:
+            applet.commit(replace(state, so_tries=state.so_tries - 1), PersistencePoint.SO_TRY_SPENT)
+        elif not so and state.user_tries > 0:
+            applet.commit(
+                replace(state, user_tries=state.user_tries - 1), PersistencePoint.USER_TRY_SPENT
+            )
+    setting = applet.profile.wrong_length_pin_sw
+    if setting == TRIES_SW:
+        return protocol.sw_tries(applet.state.so_tries if so else applet.state.user_tries)
+    return sw_hex(setting)
+
+
+# --- the presentation pattern ------------------------------------------------------------------
+
+
+def present_user_pin(
+    applet: Applet, candidate: bytes, on_success: Update, point: PersistencePoint
+) -> bool:
+    """Check `candidate` against the user PIN with a persistent pre-decrement (R17)."""
+    before = applet.state
+    assert before.user_pin is not None
+    spent = replace(before, user_tries=max(before.user_tries - 1, 0))
+    late_write = Fault.TEAR_REFUNDS_TRY in applet.faults
+    if not late_write:
+        applet.commit(spent, PersistencePoint.USER_TRY_SPENT)
+    right = hmac.compare_digest(candidate, before.user_pin)
+    applet.instant(PersistencePoint.PIN_COMPARED)
+    if right:
+        keep = Fault.USER_COUNTER_NOT_RESTORED in applet.faults
+        restored = replace(before, user_tries=before.user_tries if keep else before.user_max)
+        applet.commit(on_success(restored), point)
+    elif late_write:
+        applet.commit(spent, PersistencePoint.USER_TRY_SPENT)
+    return right
+
+
+def present_so_pin(
+    applet: Applet, candidate: bytes, on_success: Update, point: PersistencePoint
+) -> bool:
+    """Check `candidate` against the SO-PIN with a persistent pre-decrement (R17, R02)."""
+    before = applet.state
+    assert before.so_pin is not None
+    spends = Fault.SO_COUNTER_NOT_SPENT not in applet.faults
+    spent = replace(before, so_tries=max(before.so_tries - 1, 0)) if spends else before
+    late_write = Fault.TEAR_REFUNDS_TRY in applet.faults
+    if spends and not late_write:
+        applet.commit(spent, PersistencePoint.SO_TRY_SPENT)
+    right = hmac.compare_digest(candidate, before.so_pin)
+    applet.instant(PersistencePoint.PIN_COMPARED)
+    if right:
+        tries = MAX_SO_TRIES if applet.profile.so_success_restores else before.so_tries
+        applet.commit(on_success(replace(before, so_tries=tries)), point)
+    elif spends and late_write:
+        applet.commit(spent, PersistencePoint.SO_TRY_SPENT)
+    return right
+
+
+def so_blocked(applet: Applet) -> bool:
+    """SO tries 0 and nothing may unblock it (R03), unless the fault lets a right PIN in."""
+    return applet.state.so_tries == 0 and Fault.SO_UNBLOCKABLE not in applet.faults
+
+
+def user_blocked(applet: Applet) -> bool:
+    return applet.state.user_tries == 0 and Fault.USER_BLOCK_IGNORED not in applet.faults
+
+
+def transport_active(applet: Applet) -> bool:
+    return applet.state.transport_pin and Fault.TRANSPORT_PIN_IGNORED not in applet.faults
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def _pin_reference(cmd: Command, allowed: tuple[int, ...]) -> int:
+    if cmd.p1 != 0x00:
+        raise ApduError(SW.INCORRECT_P1P2, "P1 must be 00")
+    if cmd.p2 in (protocol.PIN_BIO_1, protocol.PIN_BIO_2):
+        raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "no biometric template on this device")
+    if cmd.p2 not in allowed:
+        raise ApduError(SW.INCORRECT_P1P2, f"no PIN reference {cmd.p2:02X}")
+    if cmd.ne is not None:
+        raise ApduError(SW.WRONG_LENGTH, "PIN commands return no data")
+    return cmd.p2
+
+
+def verify(applet: Applet, cmd: Command) -> tuple[bytes, int]:
+    """VERIFY 81/88: a status query without data (free, R19), a PIN check with data."""
+    ref = _pin_reference(cmd, (protocol.PIN_USER, protocol.PIN_SO))
+    if ref == protocol.PIN_USER:
+        return b"", _verify_user(applet, cmd.data)
+    return b"", _verify_so(applet, cmd.data)
+
+
+def _spend_on_query(applet: Applet, so: bool) -> None:
+    """Fault query-spends-try only: a status query costs a try (breaks R19)."""
+    if Fault.QUERY_SPENDS_TRY not in applet.faults:
+        return
+    state = applet.state
+    if so and state.so_tries > 0:
+        applet.commit(replace(state, so_tries=state.so_tries - 1), PersistencePoint.SO_TRY_SPENT)
+    elif not so and state.user_tries > 0:
+        applet.commit(
+            replace(state, user_tries=state.user_tries - 1), PersistencePoint.USER_TRY_SPENT
+        )
+
+
+def _verify_user(applet: Applet, pin: bytes) -> int:
+    state = applet.state
+    if not state.initialized:
+        if pin and Fault.UNINITIALIZED_ACCEPTS_PIN in applet.faults:
+            applet.session.authenticated = True
+            return SW.OK
+        raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "not initialized")
+    if transport_active(applet):
+        raise ApduError(SW.REFERENCE_DATA_NOT_USABLE, "transport PIN must be changed first")
+    if not pin:
+        _spend_on_query(applet, so=False)
+        if applet.state.user_tries == 0:
+            return SW.AUTH_METHOD_BLOCKED
+        if applet.session.authenticated:
+            return SW.OK
+        return protocol.sw_tries(applet.state.user_tries)
+    if user_blocked(applet):
+        return SW.AUTH_METHOD_BLOCKED
+    if not user_pin_length_ok(pin):
+        return refuse_wrong_length(applet, so=False)
+    if present_user_pin(applet, pin, _unchanged, PersistencePoint.USER_TRY_RESTORED):
+        applet.session.authenticated = True
+        return SW.OK
+    applet.session.authenticated = False
+    return wrong_pin_sw(applet, applet.state.user_tries)
+
+
+def _verify_so(applet: Applet, pin: bytes) -> int:
+    state = applet.state
+    if not state.initialized:
+        raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "not initialized")
+    if not pin:
+        _spend_on_query(applet, so=True)
+        if applet.state.so_tries == 0:
+            return SW.AUTH_METHOD_BLOCKED
+        # No SO session exists: the SO-PIN authorizes nothing by itself (R09), so the query
+        # always reports the counter.
+        return protocol.sw_tries(applet.state.so_tries)
+    if so_blocked(applet):
+        return SW.AUTH_METHOD_BLOCKED
+    if len(pin) != protocol.SO_PIN_LENGTH:
+        return refuse_wrong_length(applet, so=True)
+    if present_so_pin(applet, pin, _unchanged, PersistencePoint.SO_TRY_RESTORED):
+        if Fault.SO_PIN_AUTHORIZES_KEYS in applet.faults:
+            applet.session.authenticated = True
+        return SW.OK
+    return wrong_pin_sw(applet, applet.state.so_tries)
+
+
+def change_reference_data(applet: Applet, cmd: Command) -> tuple[bytes, int]:
+    """CHANGE REFERENCE DATA 81 (old||new, the card knows the old length) and 88 (8||8)."""
+    ref = _pin_reference(cmd, (protocol.PIN_USER, protocol.PIN_SO))
+    if not cmd.data:
+        raise ApduError(SW.WRONG_LENGTH, "CHANGE REFERENCE DATA needs old and new PIN")
+    if not applet.state.initialized:
+        raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "not initialized")
+    if ref == protocol.PIN_USER:
+        return b"", _change_user(applet, cmd.data)
+    return b"", _change_so(applet, cmd.data)
+
+
+def _change_user(applet: Applet, data: bytes) -> int:
+    if user_blocked(applet):
+        return SW.AUTH_METHOD_BLOCKED
+    stored = applet.state.user_pin
+    assert stored is not None
+    old, new = data[: len(stored)], data[len(stored) :]
+    if len(data) <= len(stored) or not user_pin_length_ok(new):
+        return refuse_wrong_length(applet, so=False)
+
+    def set_pin(state: CardState) -> CardState:
+        # Changing the PIN is also the way out of transport-PIN mode (R11).
+        return replace(state, user_pin=new, transport_pin=False)
+
+    if present_user_pin(applet, old, set_pin, PersistencePoint.USER_PIN_CHANGED):
+        applet.session.authenticated = applet.profile.auth_after_change
+        return SW.OK
+    applet.session.authenticated = False
+    return wrong_pin_sw(applet, applet.state.user_tries)
+
+
+def _change_so(applet: Applet, data: bytes) -> int:
+    if so_blocked(applet):
+        return SW.AUTH_METHOD_BLOCKED
+    if len(data) != 2 * protocol.SO_PIN_LENGTH:
+        return refuse_wrong_length(applet, so=True)
+    old, new = data[: protocol.SO_PIN_LENGTH], data[protocol.SO_PIN_LENGTH :]
+    if present_so_pin(
+        applet, old, lambda state: replace(state, so_pin=new), PersistencePoint.SO_PIN_CHANGED
+    ):
+        return SW.OK
+    return wrong_pin_sw(applet, applet.state.so_tries)
+
+
+def reset_retry_counter(applet: Applet, cmd: Command) -> tuple[bytes, int]:
+    """RESET RETRY COUNTER: P1=00 SO-PIN||new PIN, P1=01 SO-PIN only; gated by option 0x0001."""
+    if cmd.p1 not in (protocol.RRC_NEW_PIN, protocol.RRC_COUNTER_ONLY):
+        raise ApduError(SW.INCORRECT_P1P2, "P1 must be 00 or 01")
+    if cmd.p2 != protocol.PIN_USER:
+        raise ApduError(SW.INCORRECT_P1P2, "P2 must be 81")
+    if cmd.ne is not None:
+        raise ApduError(SW.WRONG_LENGTH, "RESET RETRY COUNTER returns no data")
+    if not cmd.data:
+        raise ApduError(SW.WRONG_LENGTH, "RESET RETRY COUNTER needs the SO-PIN")
+    state = applet.state
+    if not state.initialized:
+        raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "not initialized")
+    if so_blocked(applet):
+        return b"", SW.AUTH_METHOD_BLOCKED
+    enabled = bool(state.options & protocol.OPTION_RESET_RETRY_COUNTER) or (
+        Fault.RRC_IGNORES_OPTION in applet.faults
+    )
+    disabled_sw = sw_hex(applet.profile.rrc_disabled_sw)
+    if not enabled and not applet.profile.rrc_disabled_spends_so_try:
+        return b"", disabled_sw
+    so_pin, new = cmd.data[: protocol.SO_PIN_LENGTH], cmd.data[protocol.SO_PIN_LENGTH :]
+    if cmd.p1 == protocol.RRC_NEW_PIN:
+        length_ok = len(so_pin) == protocol.SO_PIN_LENGTH and user_pin_length_ok(new)
+    else:
+        length_ok = len(cmd.data) == protocol.SO_PIN_LENGTH
+    if not length_ok:
+        return b"", refuse_wrong_length(applet, so=True)
+    if not enabled:
+        # This profile checks the SO-PIN before the option: a wrong one spends a try, a right
+        # one gets its try back (nothing more: the command did not run); either way the
+        # command is refused with the profile's SW.
+        tries = state.so_tries
+        present_so_pin(
+            applet, so_pin, lambda target: replace(target, so_tries=tries), PersistencePoint.SO_TRY_RESTORED
+        )
+        return b"", disabled_sw
+
+    def unblock(target: CardState) -> CardState:
+        pin = new if cmd.p1 == protocol.RRC_NEW_PIN else target.user_pin
+        return replace(target, user_tries=target.user_max, user_pin=pin)
+
+    if present_so_pin(applet, so_pin, unblock, PersistencePoint.USER_PIN_RESET):
+        return b"", SW.OK
+    return b"", wrong_pin_sw(applet, applet.state.so_tries)

@@ -1,0 +1,134 @@
+"""What the emulated token does where the public sources are silent, and how it can be broken.
+
+`Profile` settles the open behaviours of rules.md (names as in docs/design.md); its defaults are
+the emulator's documented choices (docs/emulator.md). `Fault` switches each break exactly one
+documented rule, so the project's own tests can prove that the conformance check for that rule
+fails when it should. Faults are test-time switches: they are never persisted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from hsm_lifecycle import protocol
+
+# Spellings of the open-behaviour values, as docs/design.md writes them ("63Cx" = tries left).
+TRIES_SW = "63Cx"
+INIT_WRONG_SO_SWS = frozenset({TRIES_SW, "6900", "6982", "6985", "6986"})
+LAST_WRONG_TRY_SWS = frozenset({"63C0", "6983"})
+WRONG_LENGTH_PIN_SWS = frozenset({"6A80", "6700", TRIES_SW})
+RRC_DISABLED_SWS = frozenset({"6986", "6985", "6982", "6900", "6A81", "6D00"})
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The open behaviours of the emulated token. Persisted with the token's state."""
+
+    # init-wrong-so-sw: answer to INITIALIZE with a wrong initialization code (a try is spent).
+    init_wrong_so_sw: str = TRIES_SW
+    # last-wrong-try-sw: answer to the wrong presentation that spends the last try.
+    last_wrong_try_sw: str = "63C0"
+    # wrong-length-pin-sw: answer to a PIN of a length the card never accepts (no try spent).
+    wrong_length_pin_sw: str = "6A80"
+    # rrc-disabled: answer to RESET RETRY COUNTER while option 0x0001 is off, and whether the
+    # card checks the SO-PIN before the option (then a wrong SO-PIN spends a try; right or
+    # wrong, the answer is rrc_disabled_sw).
+    rrc_disabled_sw: str = "6986"
+    rrc_disabled_spends_so_try: bool = False
+    # so-success-restores: a correct SO-PIN sets the SO counter back to 15 (else it keeps the
+    # value it had before the presentation).
+    so_success_restores: bool = True
+    # retries-by-pin-length: INITIALIZE refuses (6A80) a tag 91 above 3/5/10 for a user PIN of
+    # 6/7/8+ bytes, as CardContact describes the rule.
+    retries_by_pin_length: bool = False
+    # auth-after-init: the user is authenticated right after a successful INITIALIZE.
+    auth_after_init: bool = False
+    # auth-after-change: the user is authenticated after a successful CHANGE REFERENCE DATA 81.
+    auth_after_change: bool = False
+    # Applet version in the FCP (tag 85), and the object storage budget in bytes.
+    version: tuple[int, int] = protocol.DEFAULT_VERSION
+    storage_bytes: int = protocol.EEPROM_BYTES
+
+    def __post_init__(self) -> None:
+        _check("init_wrong_so_sw", self.init_wrong_so_sw, INIT_WRONG_SO_SWS)
+        _check("last_wrong_try_sw", self.last_wrong_try_sw, LAST_WRONG_TRY_SWS)
+        _check("wrong_length_pin_sw", self.wrong_length_pin_sw, WRONG_LENGTH_PIN_SWS)
+        _check("rrc_disabled_sw", self.rrc_disabled_sw, RRC_DISABLED_SWS)
+        major, minor = self.version
+        if not (0 <= major <= 0xFF and 0 <= minor <= 0xFF):
+            raise ValueError(f"version {self.version} does not fit two bytes")
+        if self.storage_bytes <= 0:
+            raise ValueError("storage_bytes must be positive")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "init_wrong_so_sw": self.init_wrong_so_sw,
+            "last_wrong_try_sw": self.last_wrong_try_sw,
+            "wrong_length_pin_sw": self.wrong_length_pin_sw,
+            "rrc_disabled_sw": self.rrc_disabled_sw,
+            "rrc_disabled_spends_so_try": self.rrc_disabled_spends_so_try,
+            "so_success_restores": self.so_success_restores,
+            "retries_by_pin_length": self.retries_by_pin_length,
+            "auth_after_init": self.auth_after_init,
+            "auth_after_change": self.auth_after_change,
+            "version": list(self.version),
+            "storage_bytes": self.storage_bytes,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Profile:
+        fields = dict(data)
+        fields["version"] = tuple(fields["version"])
+        return cls(**fields)
+
+    def open_behaviours(self) -> dict[str, str]:
+        """The settings under docs/design.md's names, as the evidence report shows them."""
+        spends = "spends a try" if self.rrc_disabled_spends_so_try else "spends no try"
+        return {
+            "init-wrong-so-sw": self.init_wrong_so_sw,
+            "last-wrong-try-sw": self.last_wrong_try_sw,
+            "wrong-length-pin-sw": self.wrong_length_pin_sw,
+            "rrc-disabled": f"{self.rrc_disabled_sw}, {spends}",
+            "so-success-restores": str(self.so_success_restores).lower(),
+            "retries-by-pin-length": str(self.retries_by_pin_length).lower(),
+            "auth-after-init": str(self.auth_after_init).lower(),
+            "auth-after-change": str(self.auth_after_change).lower(),
+        }
+
+
+def _check(name: str, value: str, allowed: frozenset[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
+
+
+class Fault(Enum):
+    """Fault switches: each makes the token break exactly one rule (the ID in the comment)."""
+
+    INITIALIZE_IGNORES_SO_PIN = "initialize-ignores-so-pin"  # R01: any code re-initializes
+    SO_COUNTER_NOT_SPENT = "so-counter-not-spent"  # R02: wrong SO-PINs cost nothing
+    SO_UNBLOCKABLE = "so-unblockable"  # R03: a correct SO-PIN still works at 0 tries
+    USER_COUNTER_NOT_RESTORED = "user-counter-not-restored"  # R04: right PIN keeps the count
+    USER_BLOCK_IGNORED = "user-block-ignored"  # R05: correct user PIN accepted at 0 tries
+    RRC_IGNORES_OPTION = "rrc-ignores-option"  # R06: RESET RETRY COUNTER without 0x0001
+    REINIT_KEEPS_KEYS = "reinit-keeps-keys"  # R07: INITIALIZE leaves keys and files
+    IDENTITY_CHANGES_ON_INIT = "identity-changes-on-init"  # R08: new CC00/2F02 on INITIALIZE
+    SO_PIN_AUTHORIZES_KEYS = "so-pin-authorizes-keys"  # R09: VERIFY 88 opens key use
+    KEY_USE_WITHOUT_LOGIN = "key-use-without-login"  # R10: key commands need no user PIN
+    SESSION_SURVIVES_RESELECT = "session-survives-reselect"  # R10: SELECT keeps the login
+    TRANSPORT_PIN_IGNORED = "transport-pin-ignored"  # R11: option 0x0002 has no effect
+    WRONG_LENGTH_SPENDS_TRY = "wrong-length-spends-try"  # R16: bad length costs a try
+    TEAR_REFUNDS_TRY = "tear-refunds-try"  # R17: the try is written after the comparison
+    QUERY_SPENDS_TRY = "query-spends-try"  # R19: a status query costs a try
+    UNINITIALIZED_ACCEPTS_PIN = "uninitialized-accepts-pin"  # R20: VERIFY 81 works uninit
+    FIRST_INIT_SETS_WRONG_TRIES = "first-init-sets-wrong-tries"  # R21: SO tries 10, not 15
+
+
+def parse_faults(names: object) -> frozenset[Fault]:
+    """Faults from Fault members or their value strings ("so-counter-not-spent")."""
+    if isinstance(names, (str, Fault)):
+        names = [names]
+    if not isinstance(names, (list, tuple, set, frozenset)):
+        raise TypeError(f"faults must be a collection of Fault or str, got {type(names).__name__}")
+    return frozenset(name if isinstance(name, Fault) else Fault(name) for name in names)

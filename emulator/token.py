@@ -1,0 +1,205 @@
+"""`VirtualToken`: one emulated SmartCard-HSM / Nitrokey HSM 2, as docs/design.md specifies it.
+
+The token owns the power state and the store; the applet owns the protocol. `transmit` never
+raises on any input: an internal error (a failed disk write, a bug) becomes 6F00 and is kept in
+`last_internal_error` (so tests can fail on it); the applet's state is never ahead of the store,
+so the card carries on. The one exception that passes through is the `PowerLoss` a test's own
+power-loss hook raises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from emulator.applet import Applet
+from emulator.identity import manufacture_identity
+from emulator.objects import new_identity, with_identity
+from emulator.profile import Fault, Profile, parse_faults
+from emulator.state import CardState
+from emulator.store import (
+    FileStore,
+    MemoryStore,
+    Persistence,
+    PersistencePoint,
+    PowerLoss,
+    PowerLossHook,
+    Store,
+)
+from hsm_lifecycle import protocol
+from hsm_lifecycle.protocol import SW
+
+
+@dataclass(frozen=True)
+class TokenStatus:
+    """A read-only view of the token for the project's own tests (never for conformance)."""
+
+    initialized: bool
+    so_tries: int
+    user_tries: int
+    user_max: int
+    options: int
+    transport_pin: bool
+    authenticated: bool
+    selected: bool
+    files: tuple[int, ...]
+    keys: tuple[int, ...]  # CC00 (the device key) included
+    serial: str
+    device_chr: str
+    identity_generation: int
+    so_blocked_updates: int
+    storage_used: int
+    storage_bytes: int
+
+    @property
+    def user_keys(self) -> int:
+        """Keys the user made (CC00, the device key, excluded): the portal's "contains keys"."""
+        return sum(1 for fid in self.keys if fid != protocol.FID_DEVICE_KEY)
+
+
+class VirtualToken:
+    """An emulated token. Build one with `manufacture` or `open`, never directly."""
+
+    def __init__(self, store: Store, faults: frozenset[Fault], path: Path | None) -> None:
+        self._persistence = Persistence(store)
+        self._faults = faults
+        self._applet = Applet(self._persistence, faults, new_identity)
+        self._powered = False
+        self.state_path = path
+        self.last_internal_error: BaseException | None = None
+
+    # --- construction --------------------------------------------------------------------------
+
+    @classmethod
+    def manufacture(
+        cls,
+        state_path: Path | str | None = None,
+        profile: Profile = Profile(),
+        faults: frozenset[Fault] | frozenset[str] | list[str] = frozenset(),
+    ) -> VirtualToken:
+        """A token as shipped: device identity (CC00, 2F02), no SO-PIN, no user PIN, no keys."""
+        identity = manufacture_identity()
+        state = with_identity(CardState(profile=profile, device_chr=identity.chr), identity)
+        return cls._create(state, state_path, parse_faults(faults))
+
+    @classmethod
+    def _create(
+        cls, state: CardState, state_path: Path | str | None, faults: frozenset[Fault]
+    ) -> VirtualToken:
+        if state_path is None:
+            return cls(MemoryStore(state), faults, None)
+        path = Path(state_path)
+        if path.exists():
+            raise FileExistsError(f"{path} already holds a token; use VirtualToken.open")
+        store = FileStore(path)
+        store.save(state)
+        return cls(store, faults, path)
+
+    @classmethod
+    def open(
+        cls, state_path: Path | str, faults: frozenset[Fault] | frozenset[str] | list[str] = frozenset()
+    ) -> VirtualToken:
+        """Load a persisted token; a corrupt or unknown file raises StateFileError."""
+        path = Path(state_path)
+        return cls(FileStore(path), parse_faults(faults), path)
+
+    # --- power and transmission ------------------------------------------------------------------
+
+    def power_on(self) -> bytes:
+        """Cold start: a new card session. Returns the ATR."""
+        if not self._powered:
+            self._applet.reload()
+        self._applet.end_session()
+        self._powered = True
+        return protocol.ATR
+
+    def power_off(self) -> None:
+        self._applet.end_session()
+        self._powered = False
+
+    def reset(self) -> bytes:
+        """Warm reset: ends the card session (authentication cleared, applet deselected)."""
+        if not self._powered:
+            return self.power_on()
+        self._applet.end_session()
+        return protocol.ATR
+
+    @property
+    def powered(self) -> bool:
+        return self._powered
+
+    def transmit(self, capdu: bytes) -> bytes:
+        """Command APDU in, data||SW1SW2 out. An unpowered token is powered on first, as a
+        PC/SC reader does on connect."""
+        if not self._powered:
+            self.power_on()
+        try:
+            return self._applet.process(bytes(capdu))
+        except PowerLoss:
+            self._powered = False
+            self._applet.end_session()
+            raise
+        except Exception as exc:  # noqa: BLE001 - the contract: never raise on any input
+            # The applet's state only changes after a successful write, so it still equals
+            # the durable state: the card answers 6F00 and carries on.
+            self.last_internal_error = exc
+            return SW.NO_PRECISE_DIAGNOSIS.to_bytes(2, "big")
+
+    # --- test hooks and views ---------------------------------------------------------------------
+
+    def set_power_loss_hook(self, hook: PowerLossHook | None) -> None:
+        """Install a hook called at every PowerEvent (see emulator.store); None removes it."""
+        self._persistence.set_hook(hook)
+
+    @property
+    def writes(self) -> int:
+        """Durable state writes done since this object was built."""
+        return self._persistence.writes
+
+    @property
+    def faults(self) -> frozenset[Fault]:
+        return self._faults
+
+    @property
+    def profile(self) -> Profile:
+        return self._applet.state.profile
+
+    @property
+    def serial(self) -> str:
+        """As OpenSC shows it: the device CHR minus its last 5 characters."""
+        return self._applet.serial
+
+    def firmware_update(self, *, counted: bool) -> None:
+        """What a firmware update does to the device (R14): as shipped, with a new identity
+        under the same root. `counted`: the update was admitted only because the SO-PIN is
+        blocked (R13). Whether to admit it is the portal's decision, not the token's."""
+        old = self._applet.state
+        shipped = CardState(
+            profile=old.profile,
+            device_chr=old.device_chr,
+            identity_generation=old.identity_generation,
+            so_blocked_updates=old.so_blocked_updates + int(counted),
+        )
+        self._applet.commit(new_identity(shipped), PersistencePoint.FIRMWARE_INSTALLED)
+        self._applet.end_session()
+
+    def status(self) -> TokenStatus:
+        state, session = self._applet.state, self._applet.session
+        return TokenStatus(
+            initialized=state.initialized,
+            so_tries=state.so_tries,
+            user_tries=state.user_tries,
+            user_max=state.user_max,
+            options=state.options,
+            transport_pin=state.transport_pin,
+            authenticated=session.authenticated,
+            selected=session.selected,
+            files=tuple(sorted(state.files)),
+            keys=tuple(sorted(state.keys)),
+            serial=self._applet.serial,
+            device_chr=state.device_chr,
+            identity_generation=state.identity_generation,
+            so_blocked_updates=state.so_blocked_updates,
+            storage_used=self._applet.keys.storage_used(state),
+            storage_bytes=state.profile.storage_bytes,
+        )
