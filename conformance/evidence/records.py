@@ -7,7 +7,7 @@ The plugin (conformance.plugin) fills one `TestRecord` per test; the bundle writ
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +17,8 @@ COST_CLASSES = ("free", "tries", "wipes", "irreversible", "operator")
 
 @dataclass
 class TestRecord:
+    __test__ = False  # a record, not a pytest test class, whatever its name
+
     nodeid: str
     rules: tuple[str, ...]  # rule IDs the test checks ("R01", ...)
     cost: str  # one of COST_CLASSES
@@ -30,6 +32,9 @@ class TestRecord:
     states: tuple[str, ...] = ()  # abstract states visited
     observations: dict[str, str] = field(default_factory=dict)  # open behaviour -> what was seen
     duration_s: float = 0.0
+    # SO tries the device had left after this test (None: not queried). The bundle reports the
+    # last known value as cost.so_tries_left_end: on a real token that is what the run cost.
+    so_tries_left: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -39,7 +44,9 @@ class TestRecord:
         raw = json.loads(line)
         for key in ("rules", "transitions", "states"):
             raw[key] = tuple(raw.get(key, ()))
-        return cls(**raw)
+        known = {f.name for f in fields(cls)}
+        # Ignore keys a newer writer added, so an older reader still loads the bundle.
+        return cls(**{k: v for k, v in raw.items() if k in known})
 
 
 def append_record(path: Path, record: TestRecord) -> None:
@@ -52,3 +59,19 @@ def load_records(path: Path) -> list[TestRecord]:
     if not path.exists():
         return []
     return [TestRecord.from_json(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+RECORDS_PREFIX = "records"
+
+
+def records_file(evidence_dir: Path, worker: str = "main") -> Path:
+    """Where a pytest process (one per xdist worker: gw0, gw1, ...) appends its records."""
+    return evidence_dir / f"{RECORDS_PREFIX}-{worker}.jsonl"
+
+
+def load_evidence_records(evidence_dir: Path) -> list[TestRecord]:
+    """Every record the plugin wrote into `evidence_dir`, whatever the worker."""
+    records: list[TestRecord] = []
+    for path in sorted(evidence_dir.glob(f"{RECORDS_PREFIX}-*.jsonl")):
+        records.extend(load_records(path))
+    return records

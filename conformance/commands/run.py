@@ -1,0 +1,387 @@
+"""`hsm-lifecycle run`: the main job. Runs the conformance campaign in this process
+(pytest.main on conformance/suite, the plugin options mapped from ours), shows a progress display
+while it runs, leaves the evidence bundle in --out and exits 0 only if no rule failed.
+
+Exit status: 0 every rule passed or was observed/not run; 1 a rule failed; 2 a usage mistake;
+3 the run was stopped before its end (e.g. the token's serial did not match --serial);
+130 interrupted (Ctrl-C). A bundle left by a run that did not finish says "complete": false.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Column, Table
+
+import conformance
+from conformance.cli import UsageError
+from conformance.evidence.bundle import REPORT_NAME, SUMMARY_NAME, read_summary, rebuild_bundle, write_bundle
+from conformance.evidence.manifest import MANIFEST_NAME, write_manifest
+from conformance.evidence.records import load_evidence_records
+from conformance.options import TargetSpec, parse_so_pin, parse_target, parse_user_pin
+
+HELP = "the main job: run the conformance campaign and write the evidence bundle (exit 0 iff no rule failed)"
+
+DEFAULT_OUT = Path("evidence")
+EXIT_RULE_FAILED = 1
+EXIT_USAGE = 2
+EXIT_STOPPED = 3
+EXIT_INTERRUPTED = 130
+# Files that mark a folder as an earlier evidence bundle (only those may be replaced by --force).
+BUNDLE_MARKERS = (SUMMARY_NAME, MANIFEST_NAME, REPORT_NAME)
+VERDICT_STYLE = {"pass": "green", "fail": "bold red", "observed": "cyan", "not-run": "yellow"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", metavar="T", help="emulator (default), emulator:vpcd or pcsc:READER")
+    parser.add_argument("--reader", metavar="R", help="PC/SC reader name substring (implies --target pcsc)")
+    parser.add_argument("--out", metavar="DIR", type=Path, default=DEFAULT_OUT, help="where the evidence bundle goes (default ./evidence)")
+    parser.add_argument("--force", action="store_true", help="replace an earlier evidence bundle in --out")
+    parser.add_argument(
+        "--serial",
+        metavar="S",
+        help="serial of the token you consent to re-initialize (wipes its keys); without it only free and tries checks run on a real token",
+    )
+    parser.add_argument("--allow-irreversible", action="store_true", help="also run checks that block the SO-PIN for good (needs --serial)")
+    parser.add_argument("--allow-operator", action="store_true", help="also run checks that need you at the firmware-update portal")
+    parser.add_argument("--so-pin", metavar="X", help="the real token's SO-PIN: 16 hex digits (e.g. 3537363231383830)")
+    parser.add_argument("--pin", metavar="Y", help="the real token's user PIN (6..16 characters)")
+    parser.add_argument("--so-floor", metavar="N", type=int, help="never let SO-PIN tries drop below N in tries checks (default 5)")
+    parser.add_argument("-k", metavar="EXPR", dest="select", help="run only the tests matching this pytest -k expression")
+    parser.add_argument("--plain", action="store_true", help="show pytest's own output instead of the progress display")
+    parser.epilog = (
+        "Exit status: 0 no rule failed, 1 a rule failed, 2 usage mistake, 3 the run stopped early, "
+        "130 interrupted. An interrupted run leaves a partial bundle marked \"complete\": false."
+    )
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """The validated request: what to run, where to, and the pytest arguments it becomes."""
+
+    target: TargetSpec
+    out: Path
+    pytest_args: tuple[str, ...]
+    serial: str | None
+
+
+def plan(args: argparse.Namespace, suite: Path) -> Campaign:
+    """Validate everything before the first APDU; each mistake is one sentence (UsageError)."""
+    target_text = args.target or ("pcsc" if args.reader else "emulator")
+    try:
+        target = parse_target(target_text, args.reader, False)
+        if args.so_pin is not None:
+            parse_so_pin(args.so_pin)
+        if args.pin is not None:
+            parse_user_pin(args.pin)
+    except ValueError as exc:
+        raise UsageError(str(exc).replace("--hsm-", "--")) from None
+    if target.kind == "emulator" and (args.so_pin or args.pin):
+        raise UsageError("--so-pin and --pin are a real token's PINs; the in-process emulator starts fresh with the suite's own.")
+    if args.allow_irreversible and not args.serial:
+        raise UsageError("--allow-irreversible needs --serial naming the token you consent to block.")
+    if args.so_floor is not None and args.so_floor < 1:
+        raise UsageError("--so-floor must be at least 1: at 0 SO tries the SO-PIN is blocked for good.")
+    out = args.out.expanduser()
+    check_out(out, force=args.force)
+    if target.kind == "pcsc":
+        _check_reader(target.reader or "")
+    prepare_out(out, force=args.force)  # only now: a refused run must not cost the earlier bundle
+    pytest_args = [
+        str(suite),
+        f"--hsm-target={'pcsc:' + target.reader if target.kind == 'pcsc' else target.kind}",
+        f"--hsm-evidence={out}",
+        f"--junitxml={out / 'junit.xml'}",
+        "-o", "junit_family=xunit1",  # keeps record_property's rule-id properties
+        "-p", "no:cacheprovider",
+    ]  # fmt: skip
+    if target.kind == "emulator:vpcd" and target.reader:
+        pytest_args.append(f"--hsm-reader={target.reader}")
+    for flag, value in (("--hsm-serial", args.serial), ("--hsm-so-pin", args.so_pin), ("--hsm-pin", args.pin)):
+        if value is not None:
+            pytest_args.append(f"{flag}={value}")
+    if args.so_floor is not None:
+        pytest_args.append(f"--hsm-so-floor={args.so_floor}")
+    if args.allow_irreversible:
+        pytest_args.append("--hsm-allow-irreversible")
+    if args.allow_operator:
+        pytest_args.append("--hsm-allow-operator")
+    if args.select:
+        pytest_args += ["-k", args.select]
+    if not args.plain:
+        # The progress display replaces pytest's output; the project's addopts (-ra) need the
+        # terminal reporter, so they go too.
+        pytest_args += ["-p", "no:terminal", "-o", "addopts="]
+    return Campaign(target, out, tuple(pytest_args), args.serial)
+
+
+def check_out(out: Path, *, force: bool) -> None:
+    """--out must be new or empty; --force may replace an earlier bundle, never another folder."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder: name a folder for the evidence bundle.")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise UsageError(f"--out {out} exists and is not empty: choose another folder, or pass --force to replace the earlier bundle in it.")
+        if not any((out / marker).exists() for marker in BUNDLE_MARKERS):
+            raise UsageError(f"--out {out} is not an evidence bundle (no {SUMMARY_NAME}): refusing to empty it, even with --force.")
+
+
+def prepare_out(out: Path, *, force: bool) -> None:
+    """An empty --out folder (an earlier bundle removed when `force`)."""
+    check_out(out, force=force)
+    if out.is_dir():
+        for child in out.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create --out {out}: {exc.strerror}.") from None
+
+
+def _check_reader(substring: str) -> None:
+    """pcscd up and the reader there, before pytest starts (its errors would be noisier)."""
+    from conformance.transport.base import TransportError
+    from conformance.transport.pcsc import list_readers, select_reader
+
+    try:
+        select_reader(list_readers(), substring)
+    except TransportError as exc:
+        raise UsageError(str(exc)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# The progress display: a small pytest plugin object
+
+
+@dataclass(eq=False)  # pytest registers plugins in sets: keep identity hashing
+class ProgressDisplay:
+    """Updates a rich Progress per test and keeps what the end of the run needs to know."""
+
+    console: Console
+    enabled: bool = True
+    total: int = 0
+    finished: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: {"passed": 0, "failed": 0, "skipped": 0})
+    failures: list[str] = field(default_factory=list)
+    collect_errors: list[str] = field(default_factory=list)
+    stop_message: str | None = None  # pytest.exit's message (an interlock stopped the run)
+    interrupted: bool = False
+    _progress: Progress | None = None
+    _task: Any = None
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.total = len(session.items)
+        if not self.enabled or not self.total:
+            return
+        self._progress = Progress(
+            SpinnerColumn(),
+            # The test name takes what the terminal has left; the rest keeps its width.
+            TextColumn("{task.description}", style="bold", table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis")),
+            BarColumn(bar_width=20),
+            MofNCompleteColumn(),
+            TextColumn(
+                "[green]{task.fields[passed]} ok[/] [red]{task.fields[failed]} failed[/] "
+                "[yellow]{task.fields[skipped]} skipped[/]",
+                table_column=Column(no_wrap=True),
+            ),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+            expand=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("conformance", total=self.total, **self.counts)
+
+    def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, description=escape(location[2]))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call":
+            self.counts[report.outcome] = self.counts.get(report.outcome, 0) + 1
+        elif report.skipped:  # skipped in setup (an interlock, a missing option)
+            self.counts["skipped"] += 1
+        elif report.failed:  # an error in setup or teardown
+            self.counts["failed"] += 1
+        if report.failed:
+            line = _first_line(getattr(report, "longreprtext", "") or "")
+            self.failures.append(f"{report.nodeid}: {line}")
+            if self._progress is not None:
+                self._progress.console.print(f"[red]✘[/] {escape(report.nodeid)} — {escape(line)}")
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        self.finished += 1
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, **self.counts)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.collect_errors.append(f"{report.nodeid}: {_first_line(report.longreprtext)}")
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        if isinstance(excinfo.value, KeyboardInterrupt):
+            self.interrupted = True
+        else:  # pytest.exit(...): the plugin names its own options; ours drop the "hsm-"
+            self.stop_message = str(getattr(excinfo.value, "msg", excinfo.value)).replace("--hsm-", "--")
+
+    def pytest_sessionfinish(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    @property
+    def complete(self) -> bool:
+        return not self.interrupted and self.stop_message is None and self.finished >= self.total
+
+
+def _first_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    # pytest's long representation ends with the "E   ..." line that says what failed.
+    errors = [ln.removeprefix("E").strip() for ln in lines if ln.startswith("E ")]
+    return (errors[0] if errors else lines[-1] if lines else "")[:200]
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """SIGTERM (a CI timeout) and SIGHUP (a closed terminal) stop the campaign like Ctrl-C, so
+    the partial bundle is still written and marked incomplete."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    wanted = (signal.SIGTERM, signal.SIGHUP)
+    try:
+        previous = {sig: signal.signal(sig, interrupt) for sig in wanted}
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def terminal_console() -> Iterator[Console]:
+    """A console on a duplicate of our stdout: pytest captures fd 1 while tests run, and the
+    progress display must still reach the terminal."""
+    try:
+        fd = os.dup(sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # no real stdout (embedded, already captured)
+        yield Console(highlight=False)
+        return
+    with os.fdopen(fd, "w", buffering=1, encoding="utf-8", errors="replace") as stream:
+        yield Console(file=stream, highlight=False)
+
+
+def suite_dir() -> Path:
+    return Path(conformance.__file__).parent / "suite"
+
+
+def main(args: argparse.Namespace) -> int:
+    console = Console(highlight=False)
+    campaign = plan(args, suite_dir())
+    console.print(
+        f"hsm-lifecycle run: target [bold]{escape(str(campaign.target))}[/], evidence in [bold]{escape(str(campaign.out))}[/]",
+        soft_wrap=True,  # paths stay whole, to copy them
+    )
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    with terminal_console() as live_console, stop_signals_interrupt():
+        display = ProgressDisplay(live_console, enabled=not args.plain)
+        code = pytest.main(list(campaign.pytest_args), plugins=[display])
+        display.pytest_sessionfinish()
+    duration = time.perf_counter() - t0
+
+    if code == pytest.ExitCode.USAGE_ERROR:
+        return EXIT_USAGE  # pytest has printed the one-line reason
+    ran_all = display.complete and code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+    summary = finish_bundle(campaign, started, duration, complete=ran_all)
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        what = f"no test matches -k {args.select!r}" if args.select else f"the conformance suite in {suite_dir()} has no tests"
+        raise UsageError(f"{what}; nothing was run.")
+    if display.collect_errors and not display.total:
+        raise UsageError(f"the conformance suite could not be loaded: {display.collect_errors[0]}")
+
+    print_summary(console, campaign, summary)
+    if display.interrupted:
+        console.print(f"[bold red]Interrupted[/]: the partial bundle in {escape(str(campaign.out))} is marked incomplete.", soft_wrap=True)
+        return EXIT_INTERRUPTED
+    if display.stop_message is not None:
+        console.print(f"[bold red]Stopped[/]: {escape(display.stop_message)}", soft_wrap=True)
+        return EXIT_STOPPED
+    if code == pytest.ExitCode.INTERNAL_ERROR:
+        console.print("[bold red]pytest failed internally[/]; the bundle is marked incomplete.")
+        return EXIT_STOPPED
+    return 0 if summary.get("verdict") == "pass" else EXIT_RULE_FAILED
+
+
+def finish_bundle(campaign: Campaign, started: datetime, duration: float, *, complete: bool) -> dict:
+    """Make sure the bundle is whole and honest: written (the plugin normally does it), marked
+    incomplete if the run did not finish, and its manifest listing junit.xml (written by pytest
+    after the plugin's bundle)."""
+    out = campaign.out
+    if not (out / SUMMARY_NAME).exists():
+        # The plugin wrote no bundle (the run stopped before its session finished): write it
+        # from whatever records there are.
+        write_bundle(
+            out,
+            load_evidence_records(out),
+            target={"kind": "pcsc" if campaign.target.kind == "pcsc" else "emulator",
+                    "reader": campaign.target.reader or "", "serial": campaign.serial or "",
+                    "profile": "smartcard-hsm"},
+            started=started,
+            duration_s=duration,
+            open_behaviours={},
+            complete=False,
+        )
+    elif not complete and read_summary(out).get("complete", True):
+        rebuild_bundle(out, complete=False)
+    else:
+        write_manifest(out)
+    return read_summary(out)
+
+
+def print_summary(console: Console, campaign: Campaign, summary: dict) -> None:
+    table = Table(title="Rules", show_lines=False, header_style="bold")
+    table.add_column("rule")
+    table.add_column("title")
+    table.add_column("verdict")
+    table.add_column("why", overflow="fold")
+    for rule in summary.get("rules", []):
+        style = VERDICT_STYLE.get(rule["verdict"], "")
+        table.add_row(rule["id"], rule["title"], f"[{style}]{rule['verdict']}[/]", escape(rule.get("why", ""))[:160])
+    console.print(table)
+    cov, cost = summary.get("coverage", {}), summary.get("cost", {})
+    s, t = cov.get("states", {}), cov.get("transitions", {})
+    console.print(
+        f"coverage: {s.get('covered', 0)}/{s.get('total', 0)} states, {t.get('covered', 0)}/{t.get('total', 0)} transitions · "
+        f"cost: {cost.get('apdus', 0)} APDUs, {cost.get('user_tries_spent', 0)} user tries, {cost.get('so_tries_spent', 0)} SO tries"
+        + (f", {cost['so_tries_left_end']} SO tries left" if cost.get("so_tries_left_end") is not None else "")
+    )
+    verdict = summary.get("verdict", "fail")
+    label = verdict.upper() if summary.get("complete", True) else "INCOMPLETE"
+    colour = "green" if verdict == "pass" else "red"
+    console.print(f"[bold {colour}]{label}[/] — report: {escape(str(campaign.out / REPORT_NAME))}", soft_wrap=True)

@@ -1,0 +1,145 @@
+"""summary.json: the machine-readable verdicts of a campaign (architecture.md, "Evidence bundle").
+
+The keys are exactly the schema's, plus `complete`: false when the run was interrupted, and then
+the overall verdict is never "pass" (a partial run proves nothing about the rules it did not reach).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from conformance.evidence.modelview import ModelView
+from conformance.evidence.records import TestRecord
+from conformance.evidence.verdicts import RuleVerdict, rule_verdicts
+
+SCHEMA = "hsm-lifecycle/evidence/1"
+TARGET_KEYS = ("kind", "reader", "serial", "version", "profile")
+
+
+@dataclass(frozen=True)
+class Coverage:
+    covered_states: tuple[str, ...]
+    missed_states: tuple[str, ...]
+    covered_transitions: tuple[str, ...]
+    missed_transitions: tuple[str, ...]
+
+    @classmethod
+    def of(cls, view: ModelView, records: Sequence[TestRecord]) -> "Coverage":
+        seen_states = {s for r in records for s in r.states}
+        seen_transitions = {t for r in records for t in r.transitions}
+        # Only what the model knows counts: a state name the model lacks is not coverage of it.
+        return cls(
+            covered_states=tuple(s for s in view.states if s in seen_states),
+            missed_states=tuple(s for s in view.states if s not in seen_states),
+            covered_transitions=tuple(t.id for t in view.transitions if t.id in seen_transitions),
+            missed_transitions=tuple(t.id for t in view.transitions if t.id not in seen_transitions),
+        )
+
+    def to_summary(self) -> dict[str, dict[str, int]]:
+        return {
+            "states": {"covered": len(self.covered_states), "total": len(self.covered_states) + len(self.missed_states)},
+            "transitions": {
+                "covered": len(self.covered_transitions),
+                "total": len(self.covered_transitions) + len(self.missed_transitions),
+            },
+        }
+
+
+@dataclass(frozen=True)
+class Cost:
+    apdus: int
+    user_tries_spent: int
+    so_tries_spent: int
+    so_tries_left_end: int | None  # None: nobody asked the device at the end
+
+    @classmethod
+    def of(cls, records: Sequence[TestRecord], so_tries_left_end: int | None = None) -> "Cost":
+        if so_tries_left_end is None:
+            known = [r.so_tries_left for r in records if r.so_tries_left is not None]
+            so_tries_left_end = known[-1] if known else None
+        return cls(
+            apdus=sum(r.apdus for r in records),
+            user_tries_spent=sum(r.user_tries_spent for r in records),
+            so_tries_spent=sum(r.so_tries_spent for r in records),
+            so_tries_left_end=so_tries_left_end,
+        )
+
+    def to_summary(self) -> dict[str, int | None]:
+        return {
+            "apdus": self.apdus,
+            "user_tries_spent": self.user_tries_spent,
+            "so_tries_spent": self.so_tries_spent,
+            "so_tries_left_end": self.so_tries_left_end,
+        }
+
+
+@dataclass(frozen=True)
+class Summary:
+    target: dict[str, str]
+    started: str
+    duration_s: float
+    rules: tuple[RuleVerdict, ...]
+    coverage: Coverage
+    cost: Cost
+    open_behaviours: dict[str, str]
+    complete: bool
+
+    @property
+    def verdict(self) -> str:
+        """pass: the run completed, no rule failed, and at least one rule was checked."""
+        if not self.complete or not any(r.verdict in ("pass", "observed") for r in self.rules):
+            return "fail"
+        return "fail" if any(r.verdict == "fail" for r in self.rules) else "pass"
+
+    def to_json_dict(self) -> dict[str, object]:
+        return {
+            "schema": SCHEMA,
+            "target": dict(self.target),
+            "started": self.started,
+            "duration_s": round(self.duration_s, 3),
+            "rules": [r.to_summary() for r in self.rules],
+            "coverage": self.coverage.to_summary(),
+            "cost": self.cost.to_summary(),
+            "open_behaviours": dict(self.open_behaviours),
+            "verdict": self.verdict,
+            "complete": self.complete,
+        }
+
+
+def build_summary(
+    view: ModelView,
+    records: Sequence[TestRecord],
+    *,
+    target: Mapping[str, object],
+    started: datetime | str,
+    duration_s: float,
+    open_behaviours: Mapping[str, object],
+    complete: bool = True,
+    so_tries_left_end: int | None = None,
+) -> Summary:
+    return Summary(
+        target=normalize_target(target),
+        started=iso_time(started),
+        duration_s=float(duration_s),
+        rules=tuple(rule_verdicts(view, records)),
+        coverage=Coverage.of(view, records),
+        cost=Cost.of(records, so_tries_left_end),
+        open_behaviours={str(k): str(v) for k, v in sorted(open_behaviours.items())},
+        complete=complete,
+    )
+
+
+def normalize_target(target: Mapping[str, object]) -> dict[str, str]:
+    """Exactly the schema's five target keys, empty when unknown (the plugin's session notes in
+    the bundle keep whatever else the transport said about itself)."""
+    return {key: "" if target.get(key) is None else str(target.get(key)) for key in TARGET_KEYS}
+
+
+def iso_time(value: datetime | str) -> str:
+    if isinstance(value, str):
+        return value
+    if value.tzinfo is None:
+        value = value.astimezone()  # a naive time is the local clock's
+    return value.astimezone(timezone.utc).isoformat(timespec="seconds")
