@@ -9,7 +9,7 @@ power-loss hook raises.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from emulator.applet import Applet
@@ -169,10 +169,12 @@ class VirtualToken:
         """As OpenSC shows it: the device CHR minus its last 5 characters."""
         return self._applet.serial
 
-    def firmware_update(self, *, counted: bool) -> None:
+    def firmware_update(self, *, counted: bool, keep_identity: bool = False) -> None:
         """What a firmware update does to the device (R14): as shipped, with a new identity
         under the same root. `counted`: the update was admitted only because the SO-PIN is
-        blocked (R13). Whether to admit it is the portal's decision, not the token's."""
+        blocked (R13). Whether to admit it is the portal's decision, not the token's.
+        `keep_identity`: a faulty loader (the portal's identity-kept-on-update fault, R14)
+        wipes everything but CC00 and 2F02."""
         old = self._applet.state
         shipped = CardState(
             profile=old.profile,
@@ -180,7 +182,15 @@ class VirtualToken:
             identity_generation=old.identity_generation,
             so_blocked_updates=old.so_blocked_updates + int(counted),
         )
-        self._applet.commit(new_identity(shipped), PersistencePoint.FIRMWARE_INSTALLED)
+        if keep_identity:
+            fresh = replace(
+                shipped,
+                files={protocol.FID_C_DEVAUT: old.files[protocol.FID_C_DEVAUT]},
+                keys={protocol.FID_DEVICE_KEY: old.keys[protocol.FID_DEVICE_KEY]},
+            )
+        else:
+            fresh = new_identity(shipped)
+        self._applet.commit(fresh, PersistencePoint.FIRMWARE_INSTALLED)
         self._applet.end_session()
 
     def status(self) -> TokenStatus:
