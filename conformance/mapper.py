@@ -1,0 +1,360 @@
+"""Abstract commands -> APDUs -> abstract outputs (docs/design.md, the normative table).
+
+The mapper is the only place that knows bytes. It tracks what it set on the device from the
+device's own answers (never from the model's predictions: the oracle judges, the mapper only
+drives): the current user PIN and SO-PIN of the two alternates, and the keys it generated.
+Helper reads (EF.C_DevAut, ENUMERATE OBJECTS, the FCP) are free and exist for the invariants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from conformance.transport.base import Response, Transport
+from hsm_lifecycle import tlv
+from hsm_lifecycle.protocol import (
+    AID,
+    ALGO_ECDSA_SHA256,
+    CLA_ISO,
+    CLA_PROPRIETARY,
+    DEFAULT_SO_PIN,
+    DEFAULT_USER_PIN,
+    FID_C_DEVAUT,
+    FID_PREFIX_PRIVATE_KEY,
+    PIN_SO,
+    PIN_USER,
+    RRC_COUNTER_ONLY,
+    RRC_NEW_PIN,
+    SW,
+    TAG_FCP_PROPRIETARY,
+    TAG_INIT_OPTIONS,
+    TAG_INIT_SO_PIN,
+    TAG_INIT_USER_PIN,
+    TAG_INIT_USER_PIN_RETRY,
+    TAG_OFFSET,
+    Ins,
+)
+from model.commands import RIGHT, WRONG, WRONG_LENGTH, Command
+from model.outputs import UPDATE_OK
+
+# design.md, "PINs the mapper uses".
+ALT_USER_PIN = b"12345678"
+ALT_SO_PIN = bytes.fromhex("3132333435363738")
+WRONG_USER_PIN = b"000000"
+WRONG_LENGTH_USER_PIN = b"12345"
+WRONG_SO_PIN = bytes(8)
+SIGN_HASH = bytes(range(32))  # any 32 bytes: the device signs a hash, it does not check it
+
+
+class PortalUnavailable(Exception):
+    """firmware_update / portal_login asked of a target that has no portal."""
+
+
+class PortalLink(Protocol):
+    """Who works the firmware-update portal (conformance.operator): the simulated portal on the
+    emulator, a person on a real token. Each returns the abstract output ("update-ok", ...)."""
+
+    def firmware_update(self, mapper: "Mapper") -> str: ...
+
+    def login(self, mapper: "Mapper") -> str: ...
+
+
+def _other(first: bytes, default_alt: bytes, fallback_alt: bytes) -> bytes:
+    return default_alt if first != default_alt else fallback_alt
+
+
+@dataclass
+class PinBook:
+    """Two alternates per PIN; CHANGE / RRC with a new PIN toggle between them."""
+
+    user: tuple[bytes, bytes]
+    so: tuple[bytes, bytes]
+    user_idx: int = 0
+    so_idx: int = 0
+    wrong_user: bytes = WRONG_USER_PIN
+    wrong_so: bytes = WRONG_SO_PIN
+
+    @classmethod
+    def create(cls, user_pin: bytes | None = None, so_pin: bytes | None = None) -> "PinBook":
+        user = user_pin or DEFAULT_USER_PIN
+        so = so_pin or DEFAULT_SO_PIN
+        book = cls(
+            user=(user, _other(user, ALT_USER_PIN, DEFAULT_USER_PIN)),
+            so=(so, _other(so, ALT_SO_PIN, DEFAULT_SO_PIN)),
+        )
+        # A user whose real PIN is "000000" must not be "wrong" by accident.
+        if WRONG_USER_PIN in book.user:
+            book.wrong_user = b"999999" if b"999999" not in book.user else b"999998"
+        if WRONG_SO_PIN in book.so:
+            book.wrong_so = bytes([0xFF] * 8)
+        return book
+
+    @property
+    def user_pin(self) -> bytes:
+        return self.user[self.user_idx]
+
+    @property
+    def wrong_user_pin(self) -> bytes:
+        """Wrong, but as long as the current PIN: CHANGE 81 splits old||new by the stored PIN's
+        length, so a shorter wrong PIN would turn into a malformed new PIN (6A80), not a wrong one."""
+        wrong = self.wrong_user[:1] * len(self.user_pin)
+        return wrong if wrong not in self.user else bytes([self.wrong_user[0] ^ 1]) * len(self.user_pin)
+
+    @property
+    def next_user_pin(self) -> bytes:
+        return self.user[1 - self.user_idx]
+
+    @property
+    def so_pin(self) -> bytes:
+        return self.so[self.so_idx]
+
+    @property
+    def next_so_pin(self) -> bytes:
+        return self.so[1 - self.so_idx]
+
+    @property
+    def at_origin(self) -> bool:
+        """Both PINs are the ones the suite started with (on a real token: the user's own)."""
+        return self.user_idx == 0 and self.so_idx == 0
+
+
+def apdu(cla: int, ins: int, p1: int, p2: int, data: bytes = b"", le: int | None = None, extended: bool = False) -> bytes:
+    """ISO 7816-4 command encoding: short unless `extended` (or the data needs it)."""
+    head = bytes([cla, ins, p1, p2])
+    ext = extended or len(data) > 255 or (le is not None and le > 256)
+    body = b""
+    if data:
+        body += (b"\x00" + len(data).to_bytes(2, "big")) if ext else bytes([len(data)])
+        body += data
+    if le is not None:
+        if ext:
+            body += (b"" if data else b"\x00") + (le % 65536).to_bytes(2, "big")
+        else:
+            body += bytes([le % 256])
+    return head + body
+
+
+def _gakp_body() -> bytes:
+    """GENERATE ASYMMETRIC KEY PAIR data: the content of a CV body for an EC P-256 key (§4)."""
+    from hsm_lifecycle.cvc import CURVES, encode_oid
+    from hsm_lifecycle.protocol import OID_TA_ECDSA_SHA256, TAG_CV_CAR, TAG_CV_CHR, TAG_CV_CPI, TAG_CV_PUBLIC_KEY, TAG_OID
+
+    d = CURVES["secp256r1"]
+    size = d.field_bytes
+    key = tlv.encode_constructed(
+        TAG_CV_PUBLIC_KEY,
+        [
+            tlv.encode(TAG_OID, encode_oid(OID_TA_ECDSA_SHA256)),
+            tlv.encode(0x81, d.p.to_bytes(size, "big")),
+            tlv.encode(0x82, d.a.to_bytes(size, "big")),
+            tlv.encode(0x83, d.b.to_bytes(size, "big")),
+            tlv.encode(0x84, d.generator),
+            tlv.encode(0x85, d.n.to_bytes(d.order_bytes, "big")),
+            tlv.encode(0x87, bytes([d.h])),
+        ],
+    )
+    return b"".join(
+        [
+            tlv.encode(TAG_CV_CPI, b"\x00"),
+            tlv.encode(TAG_CV_CAR, b"UTCA00001"),
+            key,
+            tlv.encode(TAG_CV_CHR, b"UTCTSUITE00001"),
+        ]
+    )
+
+
+@dataclass
+class Mapper:
+    transport: Transport
+    pins: PinBook = field(default_factory=PinBook.create)
+    keys: list[int] = field(default_factory=list)  # key ids present, oldest first, as believed
+    portal: PortalLink | None = None  # set by the target (conformance.operator), else None
+    _gakp: bytes = field(default_factory=_gakp_body, repr=False)
+
+    # -- the abstract alphabet -----------------------------------------------------------------
+
+    def run(self, cmd: Command, *, uninitialized: bool) -> str:
+        """Send the command's APDUs; return the decisive SW as four hex digits (or a portal word).
+
+        `uninitialized` is the model's belief that the device has no SO-PIN yet: it decides
+        what INITIALIZE's initialization code means (design.md: R21)."""
+        handler = getattr(self, f"_do_{cmd.name}")
+        return handler(cmd, uninitialized)
+
+    def _do_select(self, cmd: Command, uninit: bool) -> str:
+        return self.select().sw_hex
+
+    def _do_power_cycle(self, cmd: Command, uninit: bool) -> str:
+        self.transport.power_cycle()
+        return self.select().sw_hex
+
+    def _do_query_user(self, cmd: Command, uninit: bool) -> str:
+        return self.send(apdu(CLA_ISO, Ins.VERIFY, 0, PIN_USER)).sw_hex
+
+    def _do_query_so(self, cmd: Command, uninit: bool) -> str:
+        return self.send(apdu(CLA_ISO, Ins.VERIFY, 0, PIN_SO)).sw_hex
+
+    def _do_verify_user(self, cmd: Command, uninit: bool) -> str:
+        pin = {RIGHT: self.pins.user_pin, WRONG: self.pins.wrong_user_pin, WRONG_LENGTH: WRONG_LENGTH_USER_PIN}[cmd.pin]  # type: ignore[index]
+        return self.send(apdu(CLA_ISO, Ins.VERIFY, 0, PIN_USER, pin)).sw_hex
+
+    def _do_initialize(self, cmd: Command, uninit: bool) -> str:
+        if uninit:
+            # Any code is taken (R21): "right" sends the primary SO-PIN, "wrong" the alternate.
+            code_idx = 0 if cmd.so == RIGHT else 1
+            code = self.pins.so[code_idx]
+        else:
+            code_idx = self.pins.so_idx
+            code = self.pins.so_pin if cmd.so == RIGHT else self.pins.wrong_so
+        user_pin = self.pins.user[0]
+        data = b"".join(
+            [
+                tlv.encode(TAG_INIT_OPTIONS, (cmd.options or 0).to_bytes(2, "big")),
+                tlv.encode(TAG_INIT_USER_PIN, user_pin),
+                tlv.encode(TAG_INIT_SO_PIN, code),
+                tlv.encode(TAG_INIT_USER_PIN_RETRY, bytes([cmd.retries or 0])),
+            ]
+        )
+        rsp = self.send(apdu(CLA_PROPRIETARY, Ins.INITIALIZE_DEVICE, 0, 0, data))
+        if rsp.sw == SW.OK:
+            self.pins.user_idx = 0
+            if uninit:
+                self.pins.so_idx = code_idx
+            self.keys.clear()
+        return rsp.sw_hex
+
+    def _do_reset_retry_counter(self, cmd: Command, uninit: bool) -> str:
+        so = self.pins.so_pin if cmd.so == RIGHT else self.pins.wrong_so
+        if cmd.new_pin:
+            rsp = self.send(apdu(CLA_ISO, Ins.RESET_RETRY_COUNTER, RRC_NEW_PIN, PIN_USER, so + self.pins.next_user_pin))
+            if rsp.sw == SW.OK:
+                self.pins.user_idx = 1 - self.pins.user_idx
+        else:
+            rsp = self.send(apdu(CLA_ISO, Ins.RESET_RETRY_COUNTER, RRC_COUNTER_ONLY, PIN_USER, so))
+        return rsp.sw_hex
+
+    def _do_change_user_pin(self, cmd: Command, uninit: bool) -> str:
+        old = self.pins.user_pin if cmd.pin == RIGHT else self.pins.wrong_user_pin
+        rsp = self.send(apdu(CLA_ISO, Ins.CHANGE_REFERENCE_DATA, 0, PIN_USER, old + self.pins.next_user_pin))
+        if rsp.sw == SW.OK:
+            self.pins.user_idx = 1 - self.pins.user_idx
+        return rsp.sw_hex
+
+    def _do_change_so_pin(self, cmd: Command, uninit: bool) -> str:
+        old = self.pins.so_pin if cmd.so == RIGHT else self.pins.wrong_so
+        rsp = self.send(apdu(CLA_ISO, Ins.CHANGE_REFERENCE_DATA, 0, PIN_SO, old + self.pins.next_so_pin))
+        if rsp.sw == SW.OK:
+            self.pins.so_idx = 1 - self.pins.so_idx
+        return rsp.sw_hex
+
+    def _do_generate_key(self, cmd: Command, uninit: bool) -> str:
+        present = self.key_ids()
+        key_id = next(i for i in range(1, 256) if i not in present) if present is not None else 1
+        rsp = self.send(apdu(CLA_ISO, Ins.GENERATE_ASYMMETRIC_KEY_PAIR, key_id, 0, self._gakp, le=0, extended=True))
+        if rsp.sw == SW.OK:
+            self.keys.append(key_id)
+            note = getattr(self.transport, "note_generated", None)
+            if note is not None:
+                note(key_id)
+        return rsp.sw_hex
+
+    @property
+    def newest_key(self) -> int:
+        return self.keys[-1] if self.keys else 1
+
+    def _do_sign(self, cmd: Command, uninit: bool) -> str:
+        return self.send(apdu(CLA_PROPRIETARY, Ins.SIGN, self.newest_key, ALGO_ECDSA_SHA256, SIGN_HASH, le=0, extended=True)).sw_hex
+
+    def _do_delete_key(self, cmd: Command, uninit: bool) -> str:
+        key_id = self.newest_key
+        fid = bytes([FID_PREFIX_PRIVATE_KEY, key_id])
+        rsp = self.send(apdu(CLA_ISO, Ins.DELETE_FILE, 0x02, 0x00, fid))
+        if rsp.sw == SW.OK and key_id in self.keys:
+            self.keys.remove(key_id)
+            note = getattr(self.transport, "note_deleted", None)
+            if note is not None:
+                note(key_id)
+        return rsp.sw_hex
+
+    def _do_firmware_update(self, cmd: Command, uninit: bool) -> str:
+        output = self._portal(cmd).firmware_update(self)
+        if output == UPDATE_OK:
+            # As shipped now: the keys the mapper tracked are gone (the PINs go with the next
+            # INITIALIZE, which on an uninitialized token takes any code).
+            note = getattr(self.transport, "note_deleted", None)
+            for key_id in self.keys:
+                if note is not None:
+                    note(key_id)
+            self.keys.clear()
+        return output
+
+    def _do_portal_login(self, cmd: Command, uninit: bool) -> str:
+        return self._portal(cmd).login(self)
+
+    def _portal(self, cmd: Command) -> PortalLink:
+        if self.portal is None:
+            raise PortalUnavailable(f"{cmd.name} needs the firmware-update portal, which this target does not have")
+        return self.portal
+
+    # -- free helper reads ------------------------------------------------------------------------
+
+    def send(self, capdu: bytes) -> Response:
+        return self.transport.transmit(capdu)
+
+    def select(self) -> Response:
+        return self.send(apdu(CLA_ISO, Ins.SELECT, 0x04, 0x00, AID, le=0))
+
+    def fcp_proprietary(self) -> bytes | None:
+        """Tag 85 of the applet's FCP (v2+: options(2), type, major, minor), from a SELECT."""
+        rsp = self.select()
+        if rsp.sw != SW.OK:
+            return None
+        try:
+            fcp = tlv.decode_exact(rsp.data)
+            prop = tlv.find(tlv.decode_all(fcp.value), TAG_FCP_PROPRIETARY)
+        except ValueError:
+            return None
+        return prop.value if prop is not None else None
+
+    def options_from_fcp(self) -> int | None:
+        prop = self.fcp_proprietary()
+        return int.from_bytes(prop[:2], "big") if prop is not None and len(prop) >= 5 else None
+
+    def version_from_fcp(self) -> str | None:
+        """The applet version "M.m" (OpenSC takes the last two bytes of tag 85)."""
+        prop = self.fcp_proprietary()
+        return f"{prop[-2]}.{prop[-1]}" if prop is not None and len(prop) >= 2 else None
+
+    def enumerate_objects(self) -> list[int] | None:
+        """FIDs from ENUMERATE OBJECTS, or None if the device refuses (e.g. uninitialized)."""
+        rsp = self.send(apdu(CLA_PROPRIETARY, Ins.ENUMERATE_OBJECTS, 0, 0, le=0, extended=True))
+        if rsp.sw != SW.OK:
+            return None
+        return [int.from_bytes(rsp.data[i : i + 2], "big") for i in range(0, len(rsp.data) - 1, 2)]
+
+    def key_ids(self) -> set[int] | None:
+        """Private-key ids (CCxx) other than the device key CC00."""
+        fids = self.enumerate_objects()
+        if fids is None:
+            return None
+        return {fid & 0xFF for fid in fids if fid >> 8 == FID_PREFIX_PRIVATE_KEY and fid & 0xFF}
+
+    def read_identity(self) -> bytes:
+        """EF.C_DevAut (2F02), read in chunks with READ BINARY (odd INS) until end of file."""
+        out = b""
+        while True:
+            offset = tlv.encode(TAG_OFFSET, len(out).to_bytes(2, "big"))
+            rsp = self.send(apdu(CLA_ISO, Ins.READ_BINARY_ODD, FID_C_DEVAUT >> 8, FID_C_DEVAUT & 0xFF, offset, le=0, extended=True))
+            if rsp.sw not in (SW.OK, SW.END_OF_FILE):
+                raise IdentityUnreadable(f"reading EF.C_DevAut at offset {len(out)} answered {rsp.sw_hex}")
+            out += rsp.data
+            # Ne was 65536: anything shorter, or end of file, is the whole rest of the file.
+            if rsp.sw == SW.END_OF_FILE or len(rsp.data) < 65536:
+                return out
+            if len(out) > 0x8000:
+                raise IdentityUnreadable("EF.C_DevAut is larger than 32 KB: not a device certificate chain")
+
+
+class IdentityUnreadable(Exception):
+    pass

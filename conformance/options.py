@@ -1,0 +1,226 @@
+"""The suite's pytest options (architecture.md names them) and their validation.
+
+Every user mistake becomes one sentence (pytest.UsageError), never a traceback, and never an
+APDU: a malformed SO-PIN caught here is an SO try not spent on the token.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any
+
+from hsm_lifecycle.protocol import SO_PIN_LENGTH, USER_PIN_MAX, USER_PIN_MIN
+
+DEFAULT_SO_FLOOR = 5
+DEFAULT_EXAMPLES = 200  # the in-process emulator
+DEFAULT_EXAMPLES_SLOW = 10  # a real token, vpcd or the emulator posing as a real token
+DEFAULT_STEPS = 30
+
+TARGET_EMULATOR = "emulator"
+TARGET_VPCD = "emulator:vpcd"
+TARGET_PCSC_PREFIX = "pcsc:"
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """Where the suite points: the in-process emulator, the emulator behind pcscd+vpcd, or a
+    PC/SC reader. `as_real` presents the in-process emulator as a real token (project-only):
+    one persistent token per session, kind "pcsc", every interlock active."""
+
+    kind: str  # "emulator" | "emulator:vpcd" | "pcsc"
+    reader: str | None = None
+    as_real: bool = False
+
+    @property
+    def is_emulator(self) -> bool:
+        return self.kind != "pcsc"
+
+    @property
+    def guarded(self) -> bool:
+        """Whether the cost-class interlocks apply (a real token, or the emulator posing as one)."""
+        return self.kind == "pcsc" or self.as_real
+
+    def __str__(self) -> str:
+        if self.as_real:
+            return "emulator (presented as a real token)"
+        return f"pcsc:{self.reader}" if self.kind == "pcsc" else self.kind
+
+
+@dataclass(frozen=True)
+class HsmOptions:
+    target: TargetSpec
+    serial: str | None
+    allow_irreversible: bool
+    allow_operator: bool
+    so_pin: bytes | None  # 8 raw bytes
+    pin: bytes | None  # the user PIN as the card stores it (ASCII bytes)
+    so_floor: int
+    evidence: str | None
+    faults: tuple[str, ...]
+    examples: int
+    steps: int
+    emulator_state: str | None = None  # the as-real token's state file (kept across runs, like a real token)
+    emulator_profile: tuple[tuple[str, str], ...] = ()  # emulator.Profile fields to override
+
+
+def add_options(parser: Any) -> None:
+    group = parser.getgroup("hsm", "SmartCard-HSM / Nitrokey HSM 2 conformance")
+    group.addoption(
+        "--hsm-target",
+        default=TARGET_EMULATOR,
+        metavar="TARGET",
+        help="emulator (default, in-process, fresh token per test) | emulator:vpcd | pcsc:READER",
+    )
+    group.addoption("--hsm-reader", default=None, metavar="READER", help="PC/SC reader name substring (same as pcsc:READER)")
+    group.addoption(
+        "--hsm-serial",
+        default=None,
+        metavar="SERIAL",
+        help="the serial of the token you consent to wipe (as sc-hsm-tool / OpenSC show it); "
+        "without it nothing of cost class 'wipes' or 'irreversible' runs on a real token",
+    )
+    group.addoption(
+        "--hsm-allow-irreversible",
+        action="store_true",
+        default=False,
+        help="also run 'irreversible' tests (they block the SO-PIN; needs --hsm-serial)",
+    )
+    group.addoption(
+        "--hsm-allow-operator",
+        action="store_true",
+        default=False,
+        help="run 'operator' tests (firmware update in the portal; needs a terminal)",
+    )
+    group.addoption("--hsm-so-pin", default=None, metavar="HEX16", help="the token's SO-PIN: 16 hex digits (8 bytes)")
+    group.addoption("--hsm-pin", default=None, metavar="PIN", help="the token's user PIN (6..16 characters)")
+    group.addoption(
+        "--hsm-so-floor",
+        type=int,
+        default=DEFAULT_SO_FLOOR,
+        metavar="N",
+        help=f"never let SO-PIN tries drop below N in 'tries' tests (default {DEFAULT_SO_FLOOR})",
+    )
+    group.addoption("--hsm-evidence", default=None, metavar="DIR", help="write the evidence bundle to DIR")
+    group.addoption(
+        "--hsm-examples",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"hypothesis examples of the stateful test (default {DEFAULT_EXAMPLES} on the in-process emulator, "
+        f"{DEFAULT_EXAMPLES_SLOW} elsewhere)",
+    )
+    group.addoption("--hsm-steps", type=int, default=DEFAULT_STEPS, metavar="N", help=argparse.SUPPRESS)
+    # Project-only switches: they exist so the project's own tests can prove the checks bite.
+    group.addoption("--hsm-emulator-fault", action="append", default=[], metavar="NAME", help=argparse.SUPPRESS)
+    group.addoption("--hsm-emulator-as-real", action="store_true", default=False, help=argparse.SUPPRESS)
+    group.addoption("--hsm-emulator-state", default=None, metavar="FILE", help=argparse.SUPPRESS)
+    # An emulator that settles the open behaviours otherwise (field=value of emulator.Profile):
+    # the suite must find them by observation, never by assumption.
+    group.addoption("--hsm-emulator-profile", action="append", default=[], metavar="FIELD=VALUE", help=argparse.SUPPRESS)
+
+
+def parse_target(text: str, reader: str | None, as_real: bool) -> TargetSpec:
+    if text == TARGET_EMULATOR:
+        if reader:
+            raise ValueError("--hsm-reader only applies to a pcsc:READER target; drop it or use --hsm-target pcsc:READER.")
+        return TargetSpec(TARGET_EMULATOR, None, as_real)
+    if as_real:
+        raise ValueError("--hsm-emulator-as-real only applies to --hsm-target emulator.")
+    if text == TARGET_VPCD:
+        return TargetSpec(TARGET_VPCD, reader)
+    if text.startswith(TARGET_PCSC_PREFIX) or text == "pcsc":
+        named = text[len(TARGET_PCSC_PREFIX) :] if text != "pcsc" else ""
+        if named and reader and named != reader:
+            raise ValueError(f"--hsm-target names reader {named!r} but --hsm-reader names {reader!r}; give one.")
+        chosen = named or reader
+        if not chosen:
+            raise ValueError("--hsm-target pcsc needs a reader: use pcsc:READER (a substring of the reader name) or --hsm-reader.")
+        return TargetSpec("pcsc", chosen)
+    raise ValueError(f"unknown --hsm-target {text!r}: use emulator, emulator:vpcd or pcsc:READER.")
+
+
+def parse_so_pin(text: str) -> bytes:
+    """16 hex digits -> the 8 bytes the card stores. The card never sees the text."""
+    cleaned = text.strip()
+    ok = len(cleaned) == 2 * SO_PIN_LENGTH and all(c in "0123456789abcdefABCDEF" for c in cleaned)
+    if ok:
+        return bytes.fromhex(cleaned)
+    hint = ""
+    if len(cleaned) == SO_PIN_LENGTH:
+        hint = f" (if {cleaned!r} is what you typed as text, its hex form is {cleaned.encode().hex().upper()})"
+    raise ValueError(
+        f"--hsm-so-pin must be exactly 16 hex digits (8 bytes), got {len(cleaned)} characters{hint}; "
+        "beware the ASCII-hex trap: the default 3537363231383830 is the hex of ASCII \"57621880\", "
+        "and sending the 16 characters as text fails and spends an SO try."
+    )
+
+
+def parse_user_pin(text: str) -> bytes:
+    raw = text.encode("utf-8")
+    if not USER_PIN_MIN <= len(raw) <= USER_PIN_MAX:
+        raise ValueError(
+            f"--hsm-pin must be {USER_PIN_MIN}..{USER_PIN_MAX} characters, got {len(raw)}; "
+            "a PIN of the wrong length would be refused by the token anyway."
+        )
+    return raw
+
+
+def from_config(config: Any) -> HsmOptions:
+    """Reads and validates the options; raises ValueError with one sentence on a mistake."""
+    opt = config.option
+    target = parse_target(opt.hsm_target, opt.hsm_reader, opt.hsm_emulator_as_real)
+    faults = tuple(opt.hsm_emulator_fault)
+    if faults and not target.is_emulator:
+        raise ValueError("--hsm-emulator-fault only applies to an emulator target; a real token has no fault switches.")
+    if opt.hsm_emulator_state and not target.as_real:
+        raise ValueError("--hsm-emulator-state only applies with --hsm-emulator-as-real.")
+    if opt.hsm_so_floor < 1:
+        raise ValueError("--hsm-so-floor must be at least 1: at 0 SO tries the SO-PIN is blocked for good.")
+    examples = opt.hsm_examples
+    if examples is None:
+        examples = DEFAULT_EXAMPLES if target.kind == TARGET_EMULATOR and not target.as_real else DEFAULT_EXAMPLES_SLOW
+    if examples < 1 or opt.hsm_steps < 1:
+        raise ValueError("--hsm-examples and --hsm-steps must be at least 1.")
+    return HsmOptions(
+        target=target,
+        serial=opt.hsm_serial,
+        allow_irreversible=bool(opt.hsm_allow_irreversible),
+        allow_operator=bool(opt.hsm_allow_operator),
+        so_pin=parse_so_pin(opt.hsm_so_pin) if opt.hsm_so_pin is not None else None,
+        pin=parse_user_pin(opt.hsm_pin) if opt.hsm_pin is not None else None,
+        so_floor=opt.hsm_so_floor,
+        evidence=opt.hsm_evidence,
+        faults=faults,
+        examples=examples,
+        steps=opt.hsm_steps,
+        emulator_state=opt.hsm_emulator_state,
+        emulator_profile=parse_profile_overrides(opt.hsm_emulator_profile, target),
+    )
+
+
+def parse_profile_overrides(items: list[str], target: TargetSpec) -> tuple[tuple[str, str], ...]:
+    if items and not target.is_emulator:
+        raise ValueError("--hsm-emulator-profile only applies to an emulator target.")
+    pairs = []
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip():
+            raise ValueError(f"--hsm-emulator-profile takes FIELD=VALUE (a field of emulator.Profile), got {item!r}.")
+        pairs.append((name.strip(), value.strip()))
+    return tuple(pairs)
+
+
+def emulator_profile(overrides: tuple[tuple[str, str], ...]) -> object:
+    """The emulator.Profile with the overrides applied (bools as true/false)."""
+    from emulator import Profile
+
+    fields: dict[str, object] = {}
+    for name, value in overrides:
+        if name not in Profile.__dataclass_fields__:
+            raise ValueError(f"--hsm-emulator-profile: emulator.Profile has no field {name!r}.")
+        fields[name] = {"true": True, "false": False}.get(value.lower(), value)
+    try:
+        return Profile(**fields)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--hsm-emulator-profile: {exc}.") from None

@@ -1,0 +1,24 @@
+"""R04 user-retry: the user counter starts at tag 91's value; each wrong VERIFY 81 / CHANGE 81
+spends one try; a right PIN restores the full count."""
+
+import pytest
+
+from model.commands import Command as C
+
+
+@pytest.mark.rule("R04")
+@pytest.mark.cost("wipes")
+def test_r04_counter_starts_at_tag_91(hsm):
+    hsm.fresh()
+    # 2, not the default 3: the count comes from tag 91. At most 3, because a 6-character PIN
+    # allows no more where the card enforces the per-length rule (open: retries-by-pin-length).
+    hsm.steps(C.initialize("right", retries=2), C.query_user())
+
+
+@pytest.mark.rule("R04")
+@pytest.mark.cost("tries")
+def test_r04_wrong_spends_right_restores(hsm):
+    hsm.provision(min_retries=3)
+    hsm.steps(C.query_user(), C.verify_user("wrong"), C.query_user(), C.change_user_pin("wrong"), C.query_user())
+    hsm.steps(C.verify_user("right"), C.select(), C.query_user())
+    hsm.steps(C.change_user_pin("wrong"), C.change_user_pin("right"), C.select(), C.query_user())

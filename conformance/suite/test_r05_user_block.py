@@ -1,0 +1,19 @@
+"""R05 user-block: at 0 user tries even the right PIN is refused (6983) and no private-key
+operation is possible. Reversible here: the token is unblocked with the SO-PIN (option 0x0001)."""
+
+import pytest
+
+from hsm_lifecycle.protocol import OPTION_RESET_RETRY_COUNTER
+from model.commands import Command as C
+
+
+@pytest.mark.rule("R05")
+@pytest.mark.cost("tries")
+def test_r05_blocked_user_pin_refuses_right_pin_and_keys(hsm):
+    hsm.provision(options=OPTION_RESET_RETRY_COUNTER, keys=1)
+    while hsm.state.user_tries:
+        hsm.step(C.verify_user("wrong"))  # the last one: open behaviour last-wrong-try-sw
+    hsm.steps(C.query_user(), C.verify_user("right"), C.sign(), C.change_user_pin("right"), C.power_cycle())
+    hsm.steps(C.verify_user("right"), C.sign(), C.generate_key())
+    # Unblock with the SO-PIN, then the key works again.
+    hsm.steps(C.reset_retry_counter("right", False), C.query_user(), C.verify_user("right"), C.sign())

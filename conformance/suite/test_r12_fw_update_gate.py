@@ -1,0 +1,22 @@
+"""R12 fw-update-gate: a firmware update is admitted only if the token holds no keys or its
+SO-PIN is blocked; a blocked user PIN does not stop it. On the emulator the simulated portal
+does the update; on a real token a person does it in the portal (cost class operator)."""
+
+import pytest
+
+from model.commands import Command as C
+
+
+@pytest.mark.rule("R12")
+@pytest.mark.cost("operator")
+def test_r12_update_refused_with_keys_admitted_without(hsm):
+    hsm.require_portal()
+    hsm.provision(keys=1)
+    hsm.step(C.firmware_update())  # refused: "Smartcard-HSM contains keys. Please remove keys first"
+    hsm.check_keys()  # and nothing changed
+    hsm.step(C.verify_user("right"))
+    while hsm.state.keys:
+        hsm.step(C.delete_key())
+    while hsm.state.user_tries:
+        hsm.step(C.verify_user("wrong"))  # a blocked user PIN must not matter
+    hsm.steps(C.firmware_update(), C.query_so(), C.query_user())

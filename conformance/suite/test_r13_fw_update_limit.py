@@ -1,0 +1,31 @@
+"""R13 fw-update-limit: updates admitted only because the SO-PIN is blocked are limited to 5 per
+device, across the new identities each update brings: the sixth is refused while keys remain.
+Without keys the update is still admitted (condition 1, R12) and does not count; that last
+update also leaves a real token usable again (as shipped) rather than blocked for good."""
+
+import pytest
+
+from hsm_lifecycle.protocol import FIRMWARE_UPDATES_WHILE_SO_BLOCKED
+from model.commands import Command as C
+
+
+def block_so_pin(hsm):
+    while hsm.state.so_tries:
+        hsm.step(C.change_so_pin("wrong"))
+
+
+@pytest.mark.rule("R13", "R12")
+@pytest.mark.cost("operator")
+def test_r13_so_blocked_updates_limited_to_5(hsm):
+    hsm.require_portal()
+    for _ in range(FIRMWARE_UPDATES_WHILE_SO_BLOCKED + 1):
+        hsm.provision(keys=1)
+        block_so_pin(hsm)
+        hsm.step(C.firmware_update())  # admitted (counted) 5 times, then refused: keys remain
+    assert hsm.state.so_blocked_updates == FIRMWARE_UPDATES_WHILE_SO_BLOCKED
+    hsm.steps(C.query_so(), C.verify_user("right"), C.sign())  # the refusal changed nothing
+    while hsm.state.keys:
+        hsm.step(C.delete_key())
+    # No keys: admitted (condition 1), not counted; the token is left as shipped, usable again.
+    hsm.steps(C.firmware_update(), C.query_so())
+    assert hsm.state.so_blocked_updates == FIRMWARE_UPDATES_WHILE_SO_BLOCKED

@@ -1,0 +1,22 @@
+"""R18 identity-verifiable: EF.C_DevAut holds the device CVC and its DICA CVC; both verify up to
+a root, and the serial is the device CHR minus its last 5 characters."""
+
+import pytest
+
+from hsm_lifecycle.cvc import ChainError, load_roots, verify_c_devaut
+
+
+@pytest.mark.rule("R18")
+@pytest.mark.cost("free")
+def test_r18_device_chain_verifies_to_a_root(hsm):
+    ef = hsm.identity()
+    roots = load_roots()
+    root = hsm.issuer_root(ef)
+    hsm.check(root in roots, f"EF.C_DevAut's DICA names issuer {root}, which is none of the known roots {sorted(roots)}", ("R18",))
+    try:
+        chain = verify_c_devaut(ef, roots[root])
+    except ChainError as exc:
+        hsm.fail(f"EF.C_DevAut does not verify: {exc}", ("R18",))
+    expected = hsm.target.serial_claimed()
+    if expected:
+        hsm.check(chain.serial == expected, f"serial from the CHR is {chain.serial}, the token claims {expected}", ("R18",))

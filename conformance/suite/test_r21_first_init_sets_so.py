@@ -1,0 +1,14 @@
+"""R21 first-init-sets-so: on an uninitialized token INITIALIZE takes any well-formed 8-byte code
+and makes it the SO-PIN, with 15 tries."""
+
+import pytest
+
+from model.commands import Command as C
+
+
+@pytest.mark.rule("R21")
+@pytest.mark.cost("wipes")
+def test_r21_any_code_becomes_the_so_pin(hsm):
+    hsm.fresh()
+    # "wrong" on a shipped token: the mapper sends a code other than its primary SO-PIN.
+    hsm.steps(C.initialize("wrong"), C.query_so(), C.change_so_pin("right"), C.query_so())

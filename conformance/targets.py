@@ -1,0 +1,793 @@
+"""What the suite points at, and the model twin that walks beside it.
+
+A `Target` lives for the session and hands each test a `Device`: the mapper on a guarded,
+traced transport plus the model state the device is believed to be in. `Device.step` is the one
+place where a command is judged: it asks the oracle first, checks the step's cost against the
+test's marker and the user's consent, sends the APDUs, and fails with the APDU trace when the
+oracle does not accept the device's answer.
+
+Targets differ in persistence. The in-process emulator gives every test a fresh, shipped token.
+Everything else (a real token, the emulator behind vpcd, the emulator posing as a real token)
+is one device for the whole session: each test starts where the previous one left it, provisions
+what it needs (re-initializing only with consent) and restores the PINs and keys it changed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from conformance.interlocks import Consent, Cost, GuardedTransport, InterlockRefused, SerialMismatch
+from conformance.mapper import IdentityUnreadable, Mapper, PinBook, PortalLink, PortalUnavailable
+from conformance.options import HsmOptions, TargetSpec
+from conformance.trace import TraceRecorder, TracingTransport
+from conformance.transport.base import Transport, TransportError
+from conformance.transport.inprocess import InProcessTransport
+from hsm_lifecycle.protocol import OPTION_RESET_RETRY_COUNTER, OPTION_TRANSPORT_PIN, SO_PIN_TRIES, USER_PIN_TRIES_DEFAULT
+from model.commands import Command
+from model.oracle import Outcome, expect
+from model.profiles import Profile, UnresolvedBehaviour
+from model.states import ExtState
+
+AS_REAL_READER = "emulator (presented as a real token)"
+
+
+class ConformanceFailure(AssertionError):
+    """The device answered something the model does not accept (or an invariant broke)."""
+
+
+class CostExceeded(Exception):
+    """A test took a step costlier than its cost-class marker says: the marker is wrong."""
+
+
+@dataclass
+class Ledger:
+    """What one test did to the device, for its evidence record."""
+
+    transitions: list[str] = field(default_factory=list)
+    states: list[str] = field(default_factory=list)
+    user_tries_spent: int = 0
+    so_tries_spent: int = 0
+    observations: dict[str, str] = field(default_factory=dict)
+    so_tries_left: int | None = None
+    observed_note: str = ""  # set when the test reports an open behaviour instead of a verdict
+    rules: list[str] = field(default_factory=list)  # rules the accepted steps exercised
+    failed_rules: tuple[str, ...] = ()  # rules of the step or invariant that failed
+    failure_trace: TraceRecorder | None = None  # the trace of the last device that failed
+
+    def record_rules(self, failed: bool) -> tuple[str, ...]:
+        """For a test without a rule marker (tour, stateful): what it checked, or what broke."""
+        return tuple(sorted(set(self.failed_rules if failed and self.failed_rules else self.rules)))
+
+    def note(self, outcome: Outcome, output: str | None) -> None:
+        """A step the device took; `output` None: it never answered (power cut)."""
+        for name in (outcome.before.abstract, outcome.next.abstract):
+            if name not in self.states:
+                self.states.append(name)
+        if outcome.transition not in self.transitions:
+            self.transitions.append(outcome.transition)
+        before, after = outcome.before, outcome.next
+        if before.so_tries is not None and after.so_tries is not None and after.so_tries < before.so_tries:
+            self.so_tries_spent += before.so_tries - after.so_tries
+        if before.is_initialized and after.is_initialized and after.user_tries < before.user_tries:
+            self.user_tries_spent += before.user_tries - after.user_tries
+        if after.so_tries is not None:
+            self.so_tries_left = after.so_tries
+        if outcome.open is not None and output is not None:
+            from conformance.observe import normalize
+
+            self.observations[outcome.open] = normalize(outcome.open, output)
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets
+
+
+class Target:
+    """One device (or a factory of fresh emulated ones) for the whole session."""
+
+    persistent = True
+    can_renew = False
+
+    def __init__(self, spec: TargetSpec, options: HsmOptions, consent: Consent) -> None:
+        self.spec = spec
+        self.options = options
+        self.consent = consent
+        self.pins = PinBook.create(options.pin, options.so_pin)
+        self.keys: list[int] = []  # key ids the suite believes present, oldest first
+        self.own_key_fids: set[int] = set()
+        self.twin: ExtState | None = None  # model state of a persistent device
+        self.profile: Profile | None = None  # resolved by conformance.observe
+        self.observations: dict[str, str] = {}
+        self.unknown_behaviours: dict[str, str] = {}
+        self.serial: str | None = None
+        self.version: str | None = None  # applet version from the FCP
+        self.found: ExtState | None = None  # a persistent device as the session found it
+
+    def raw_transport(self) -> Transport:
+        raise NotImplementedError
+
+    @property
+    def emulator_profile(self) -> object:
+        """The open behaviours an emulated token is manufactured with (project-only option)."""
+        from conformance.options import emulator_profile
+
+        return emulator_profile(self.options.emulator_profile)
+
+    def fresh_transport(self) -> Transport:
+        """The transport for the next test (a new token on the in-process emulator)."""
+        return self.raw_transport()
+
+    def renew(self) -> None:
+        """Replace the device by a fresh, shipped one (emulators only)."""
+        raise NotImplementedError
+
+    def emulated_token(self) -> object | None:
+        """The VirtualToken behind an in-process target (for tear injection), else None."""
+        return None
+
+    # -- the firmware-update portal (conformance.operator) --------------------------------------
+
+    def token_faults(self) -> frozenset:
+        """The --hsm-emulator-fault switches meant for the token (the rest are the portal's)."""
+        from emulator.portal import split_faults
+
+        return split_faults(self.options.faults)[0]
+
+    def portal_faults(self) -> frozenset:
+        from emulator.portal import split_faults
+
+        return split_faults(self.options.faults)[1]
+
+    def portal_link(self, device: "Device") -> PortalLink | None:
+        """Who works the portal for `device`: on a token a person does, and only in a test
+        marked `operator` (which the interlocks let run only with consent and a terminal): a
+        tour or a random walk never asks anyone for a firmware update."""
+        from conformance.operator import OperatorPortalLink
+
+        if device.declared != Cost.OPERATOR:
+            return None
+        return OperatorPortalLink(
+            session_expected=lambda: device.state.authenticated,
+            owner_pin_given=self.options.pin is not None,
+            reader=self.raw_transport().describe().get("reader", ""),
+        )
+
+    def portal_missing(self) -> str:
+        """Why this target's tests have no portal (Device.require_portal skips with it)."""
+        return "on a token the firmware-update portal needs a person: only tests marked 'operator' ask for one"
+
+    def serial_claimed(self) -> str | None:
+        """The serial the owner (--hsm-serial, as OpenSC shows it) or the emulator claims."""
+        return self.options.serial or self.raw_transport().describe().get("serial")
+
+    def describe(self) -> dict[str, str]:
+        info = dict(self.raw_transport().describe())
+        if self.serial:
+            info["serial"] = self.serial
+        if self.version:
+            info["version"] = self.version
+        info["profile"] = self.profile.name if self.profile else "smartcard-hsm"
+        return info
+
+    def close(self) -> None:
+        pass
+
+
+class InProcessTarget(Target):
+    """Fresh in-process token per test: every cost class runs, every time."""
+
+    persistent = False
+    can_renew = True
+
+    def __init__(self, spec: TargetSpec, options: HsmOptions, consent: Consent) -> None:
+        super().__init__(spec, options, consent)
+        self._transport: InProcessTransport | None = None
+
+    def manufacture(self) -> InProcessTransport:
+        from emulator import VirtualToken
+
+        return InProcessTransport(VirtualToken.manufacture(profile=self.emulator_profile, faults=self.token_faults()))
+
+    def raw_transport(self) -> Transport:
+        if self._transport is None:
+            self._transport = self.manufacture()
+        return self._transport
+
+    def fresh_transport(self) -> Transport:
+        self._transport = self.manufacture()
+        self.pins = PinBook.create(self.options.pin, self.options.so_pin)
+        self.keys = []
+        self.own_key_fids = set()
+        self.twin = ExtState.shipped()
+        return self._transport
+
+    def renew(self) -> None:
+        self.fresh_transport()
+
+    def emulated_token(self) -> object | None:
+        return self._transport.token if self._transport else None
+
+    def portal_link(self, device: "Device") -> PortalLink | None:
+        """The simulated portal (emulator.portal) on the token in the reader now."""
+        from conformance.operator import SimulatedPortalLink
+
+        return SimulatedPortalLink(self.emulated_token, self.portal_faults())  # type: ignore[arg-type]
+
+
+class AsRealTarget(Target):
+    """The emulator presented as a real token (project-only): one token for the session, kind
+    "pcsc", every interlock active. A new token is put in a used state first (initialized with
+    the default PINs, one key of "its owner"); with --hsm-emulator-state it lives in that file,
+    across runs, like a real token."""
+
+    def __init__(self, spec: TargetSpec, options: HsmOptions, consent: Consent) -> None:
+        super().__init__(spec, options, consent)
+        from emulator import VirtualToken
+
+        faults = self.token_faults()
+        path = Path(options.emulator_state) if options.emulator_state else None
+        if path is not None and path.exists():
+            self.token = VirtualToken.open(path, faults=faults)
+        else:
+            self.token = VirtualToken.manufacture(state_path=path, profile=self.emulator_profile, faults=faults)
+            self.set_up_as_owner(self.token, options.pin, options.so_pin)
+        self._transport = InProcessTransport(self.token, kind="pcsc", reader=AS_REAL_READER)
+
+    @staticmethod
+    def set_up_as_owner(token: object, pin: bytes | None = None, so_pin: bytes | None = None) -> None:
+        """What the owner did before the suite ever saw the token: initialized it (option
+        0x0001, 3 tries) and generated one key."""
+        owner = Mapper(InProcessTransport(token), pins=PinBook.create(pin, so_pin))  # type: ignore[arg-type]
+        owner.select()
+        for cmd, uninit in (
+            (Command.initialize("right", OPTION_RESET_RETRY_COUNTER, USER_PIN_TRIES_DEFAULT), True),
+            (Command.verify_user("right"), False),
+            (Command.generate_key(), False),
+            (Command.select(), False),
+        ):
+            owner.run(cmd, uninitialized=uninit)
+        token.power_off()  # type: ignore[attr-defined]
+
+    def raw_transport(self) -> Transport:
+        return self._transport
+
+    def emulated_token(self) -> object | None:
+        return None  # a real token offers no tear hook
+
+
+class PcscTarget(Target):
+    def __init__(self, spec: TargetSpec, options: HsmOptions, consent: Consent) -> None:
+        super().__init__(spec, options, consent)
+        from conformance.transport.pcsc import PcscTransport
+
+        self._transport = PcscTransport(spec.reader or "")
+
+    def raw_transport(self) -> Transport:
+        return self._transport
+
+    def close(self) -> None:
+        self._transport.close()
+
+
+class VpcdTarget(Target):
+    """The emulator in its own process behind pcscd+vpcd: one token per session, renewed
+    (a new state file, a restarted process) only when a test needs a shipped token."""
+
+    can_renew = True
+
+    def __init__(self, spec: TargetSpec, options: HsmOptions, consent: Consent) -> None:
+        super().__init__(spec, options, consent)
+        from emulator.vpcd import VpcdError, lease_port, vpcd_readers
+
+        if self.options.faults:
+            raise pytest.UsageError("--hsm-emulator-fault works with the in-process emulator only (the vpcd emulator runs in another process).")
+        self._stack = ExitStack()
+        self._generation = 0
+        self._process = None
+        self._transport: Transport | None = None
+        atexit.register(self.close)  # an emulator process must never outlive the run
+        try:
+            self._dir = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="hsm-vpcd-")))
+            self._port = self._stack.enter_context(lease_port(wait=30.0))
+            self._reader = spec.reader or vpcd_readers()[self._port]
+            self._start()
+        except VpcdError as exc:
+            self._stack.close()
+            raise TransportError(str(exc)) from None
+
+    def _start(self) -> None:
+        from conformance.transport.pcsc import PcscTransport
+        from emulator.vpcd import VpcdError, start_emulator
+
+        self._generation += 1
+        try:
+            self._process = start_emulator(self._port, self._dir / f"token-{self._generation}.json")
+        except VpcdError as exc:
+            raise TransportError(str(exc)) from None
+        self._transport = PcscTransport(self._reader, card_timeout=10.0)
+
+    def raw_transport(self) -> Transport:
+        assert self._transport is not None
+        return self._transport
+
+    def portal_link(self, device: "Device") -> PortalLink | None:
+        return None  # the token lives in another process: the simulated portal cannot reach its loader
+
+    def portal_missing(self) -> str:
+        return (
+            "the firmware-update checks need the simulated portal, which works on the in-process emulator "
+            "(its firmware loader); the vpcd emulator runs in another process"
+        )
+
+    def describe(self) -> dict[str, str]:
+        return {**super().describe(), "kind": "emulator", "via": "pcscd+vpcd"}
+
+    def renew(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        if self._process is not None:
+            self._process.stop()
+            _wait_until_empty(self._reader)
+        self.pins = PinBook.create(self.options.pin, self.options.so_pin)
+        self.keys = []
+        self.own_key_fids = set()
+        self.twin = ExtState.shipped()
+        self._start()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
+        self._stack.close()
+
+
+def _wait_until_empty(reader: str, timeout_s: float = 5.0) -> None:
+    """pcscd notices a vanished vpcd card at its next poll; a new card on the same port before
+    that would meet a stale handle."""
+    import time
+
+    from smartcard import scard
+
+    rv, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if rv != scard.SCARD_S_SUCCESS:
+        return
+    try:
+        deadline = time.monotonic() + timeout_s
+        state = scard.SCARD_STATE_UNAWARE
+        while time.monotonic() < deadline:
+            rv, readers = scard.SCardGetStatusChange(context, 200, [(reader, state)])
+            if rv == scard.SCARD_S_SUCCESS:
+                state = readers[0][1] & ~scard.SCARD_STATE_CHANGED
+                if state & scard.SCARD_STATE_EMPTY:
+                    return
+    finally:
+        scard.SCardReleaseContext(context)
+
+
+def make_target(options: HsmOptions, consent: Consent | None = None) -> Target:
+    consent = consent or Consent(
+        guarded=options.target.guarded,
+        serial=options.serial,
+        allow_irreversible=options.allow_irreversible,
+        allow_operator=options.allow_operator,
+        so_floor=options.so_floor,
+    )
+    spec = options.target
+    if spec.kind == "emulator":
+        return (AsRealTarget if spec.as_real else InProcessTarget)(spec, options, consent)
+    if spec.kind == "emulator:vpcd":
+        return VpcdTarget(spec, options, consent)
+    return PcscTarget(spec, options, consent)
+
+
+# ---------------------------------------------------------------------------------------------
+# The device a test drives
+
+
+@dataclass(repr=False)
+class Device:
+    target: Target
+    mapper: Mapper
+    recorder: TraceRecorder
+    guard: GuardedTransport
+    profile: Profile
+    state: ExtState
+    declared: Cost
+    ledger: Ledger = field(default_factory=Ledger)
+    setup: bool = False  # provisioning / restoring: checked against consent, not the marker
+    on_step: Callable[[Outcome, str], None] | None = None
+
+    def __repr__(self) -> str:
+        return f"Device({self.target.spec}, {self.state})"
+
+    # -- judged steps ------------------------------------------------------------------------
+
+    def expect(self, cmd: Command) -> Outcome:
+        try:
+            return expect(self.state, cmd, self.profile)
+        except UnresolvedBehaviour as exc:
+            pytest.skip(f"cannot predict {cmd}: {exc}")
+
+    def step(self, cmd: Command) -> str:
+        """Run one abstract command; fail unless the oracle accepts the device's answer."""
+        outcome = self.expect(cmd)
+        self.check_credentials(cmd)
+        self.admit(outcome)
+        self.recorder.context(str(cmd), self.state.abstract, outcome.rules)
+        try:
+            output = self.mapper.run(cmd, uninitialized=not self.state.is_initialized)
+        except PortalUnavailable as exc:
+            pytest.skip(str(exc))
+        self.ledger.note(outcome, output)
+        if self.on_step is not None:
+            self.on_step(outcome, output)
+        if not outcome.accepts(output):
+            self.fail(f"{outcome.describe()}, but the device answered {output}", outcome.rules)
+        for rule in outcome.rules:
+            if rule not in self.ledger.rules:
+                self.ledger.rules.append(rule)
+        self.state = outcome.next
+        return output
+
+    def steps(self, *cmds: Command) -> list[str]:
+        return [self.step(cmd) for cmd in cmds]
+
+    def admit(self, outcome: Outcome) -> None:
+        cost = self.effective_cost(outcome)
+        if not self.setup and cost > self.declared and cost != Cost.OPERATOR:
+            raise CostExceeded(
+                f"{outcome.command} in {outcome.before} costs '{cost.label}' ({outcome.transition}), "
+                f"more than this test's marker '{self.declared.label}'"
+            )
+        if not self.target.consent.guarded:
+            return
+        if cost == Cost.OPERATOR:
+            reason = self.target.consent.skip_reason(Cost.OPERATOR)
+            if reason:
+                raise InterlockRefused(reason)
+        elif cost > self.target.consent.ceiling():
+            raise InterlockRefused(
+                f"{outcome.command} would cost '{cost.label}' here ({outcome.transition}); "
+                + self.target.consent.skip_reason(cost)  # type: ignore[operator]
+            )
+        before, after = outcome.before.so_tries, outcome.next.so_tries
+        floor = self.target.consent.so_floor
+        if before is not None and after is not None and after < before and after < floor and self.guard.test_cost < Cost.IRREVERSIBLE:
+            raise InterlockRefused(
+                f"{outcome.command} would leave {after} SO tries, below the floor of {floor} (--hsm-so-floor)"
+            )
+
+    def effective_cost(self, outcome: Outcome) -> Cost:
+        """The model's cost class, except that deleting a key the suite generated itself loses
+        nothing of the owner's (the model cannot tell whose key it is; the mapper can)."""
+        cost = Cost.parse(outcome.cost)
+        if outcome.command.name == "delete_key" and self.mapper.keys and self.guard.owns(self.mapper.newest_key):
+            return min(cost, Cost.TRIES)
+        return cost
+
+    def check_credentials(self, cmd: Command) -> None:
+        """On a real token the suite presents the owner's PINs only if the owner gave them."""
+        if not self.target.consent.guarded or not self.state.is_initialized:
+            return
+        opts = self.target.options
+        right_user = (cmd.name in ("verify_user", "change_user_pin") and cmd.pin == "right") or cmd.name == "portal_login"
+        right_so = cmd.name in ("initialize", "reset_retry_counter", "change_so_pin") and cmd.so == "right"
+        if right_user and opts.pin is None:
+            raise InterlockRefused(f"{cmd} presents the token's user PIN: pass it with --hsm-pin")
+        if right_so and opts.so_pin is None:
+            raise InterlockRefused(f"{cmd} presents the token's SO-PIN: pass it with --hsm-so-pin (16 hex digits)")
+
+    def fail(self, message: str, rules: tuple[str, ...] = ()) -> None:
+        self.ledger.failed_rules = tuple(rules)
+        self.ledger.failure_trace = self.recorder  # hypothesis runs the minimal failing example last
+        raise ConformanceFailure(f"{message}\nmodel state: {self.state}\nAPDU trace (last 40 exchanges):\n{self.recorder.render(40)}")
+
+    def check(self, condition: bool, message: str, rules: tuple[str, ...] = ()) -> None:
+        if not condition:
+            self.fail(message, rules)
+
+    def observe(self, behaviour: str, value: str) -> None:
+        """An open behaviour seen on the device: recorded, never judged."""
+        self.ledger.observations[behaviour] = value
+
+    def observed(self, note: str) -> None:
+        """The test reports what it saw (outcome "observed") instead of a pass/fail verdict."""
+        self.ledger.observed_note = note
+
+    def may_initialize(self) -> bool:
+        """Whether an INITIALIZE APDU may reach this token (never on a real one without serial)."""
+        return not self.target.consent.guarded or self.target.consent.ceiling() >= Cost.WIPES
+
+    def require_portal(self) -> None:
+        if self.mapper.portal is None:
+            pytest.skip(self.target.portal_missing())
+
+    def present_so_pin_with_verify(self) -> str:
+        """VERIFY 88 with the SO-PIN: outside the model's alphabet (OpenSC never sends it), so
+        its answer is recorded as an observation, not judged. Only sent with the SO counter at
+        15, where a right presentation cannot change it; a device that still moves the counter
+        is followed (free query) so the model keeps up."""
+        from hsm_lifecycle.protocol import CLA_ISO, PIN_SO, Ins
+
+        if self.state.so_tries != SO_PIN_TRIES:
+            self.observe("verify-so-with-data", f"not sent (SO tries {self.state.so_tries}, not 15)")
+            return ""
+        if self.target.consent.guarded and self.target.options.so_pin is None:
+            raise InterlockRefused("VERIFY 88 presents the token's SO-PIN: pass it with --hsm-so-pin (16 hex digits)")
+        self.recorder.context("verify_so(right) [outside the alphabet]", self.state.abstract, ("R09",))
+        rsp = self.mapper.send(bytes([CLA_ISO, Ins.VERIFY, 0x00, PIN_SO, 8]) + self.mapper.pins.so_pin)
+        self.observe("verify-so-with-data", rsp.sw_hex)
+        self.step(Command.query_so())  # judged: a right SO-PIN must not have spent a try (R02)
+        return rsp.sw_hex
+
+    @staticmethod
+    def issuer_root(ef_2f02: bytes) -> str:
+        """The root CHR the DICA certificate in EF.C_DevAut names as its issuer."""
+        from hsm_lifecycle.cvc import parse_cv_objects
+
+        objects = parse_cv_objects(ef_2f02)
+        return objects[1].car if len(objects) > 1 else ""  # type: ignore[union-attr]
+
+    def check_objects_wiped(self) -> None:
+        """With no keys in the model, ENUMERATE must list no key, certificate or data object
+        either (R07: INITIALIZE erases every key, certificate and data object)."""
+        from hsm_lifecycle.protocol import FID_DEVICE_KEY
+
+        if self.state.keys:
+            return
+        fids = self.read("enumerate objects", self.mapper.enumerate_objects) or []
+        left = [f"{fid:04X}" for fid in fids if 0xC4 <= fid >> 8 <= 0xCF and fid != FID_DEVICE_KEY]  # type: ignore[union-attr]
+        self.check(not left, f"objects left after INITIALIZE: {', '.join(left)}", ("R07",))
+
+    # -- free reads the invariants use ------------------------------------------------------
+
+    def read(self, what: str, fn: Callable[[], object]) -> object:
+        self.recorder.context(what, self.state.abstract, ())
+        return fn()
+
+    def identity(self) -> bytes:
+        return self.read("read EF.C_DevAut", self.mapper.read_identity)  # type: ignore[return-value]
+
+    def key_count(self) -> int | None:
+        ids = self.read("enumerate objects", self.mapper.key_ids)
+        return None if ids is None else len(ids)  # type: ignore[arg-type]
+
+    def check_keys(self) -> None:
+        """ENUMERATE must list exactly as many private keys as the model counts."""
+        count = self.key_count()
+        expected = self.state.keys
+        if count is None:
+            self.check(not self.state.is_initialized, f"ENUMERATE OBJECTS was refused on an initialized token (model: {expected} keys)", ("R01",))
+            return
+        self.check(count == expected, f"ENUMERATE OBJECTS lists {count} private keys, the model counts {expected}", ("R01", "R07"))
+
+    # -- provisioning -------------------------------------------------------------------------
+
+    def fresh(self) -> None:
+        """The test needs an uninitialized token."""
+        if not self.state.is_initialized:
+            return
+        if not self.target.can_renew:
+            pytest.skip("this test needs an uninitialized token (shipped or after a firmware update); this one is initialized")
+        self.target.renew()
+        self.rewire()
+        self.state = self.target.twin or ExtState.shipped()
+
+    def provision(
+        self,
+        options: int | None = None,
+        retries: int | None = None,
+        keys: int = 0,
+        min_retries: int = 1,
+        own_key: bool = False,
+    ) -> None:
+        """An initialized token with full user tries, no session and at least `keys` keys.
+
+        `options` / `retries` given: exactly those (a token configured otherwise is
+        re-initialized, which needs consent on a real token). Left out: whatever the token has,
+        as long as its user PIN is usable and it allows `min_retries` tries (a fresh emulated
+        token gets option 0x0001 and 3 tries). `own_key`: the newest key is one the suite
+        generated, so a test may aim DELETE at it without risking an owner's key."""
+        self.setup = True
+        try:
+            if not self._fits(options, retries, min_retries):
+                if not self.may_initialize():
+                    raise InterlockRefused(
+                        f"this test needs a token initialized with options={options if options is not None else 'any'}, "
+                        f"retries={retries if retries is not None else 'any'}; this one ({self.state}) would have to be "
+                        "re-initialized: pass --hsm-serial SERIAL naming this token to allow it"
+                    )
+                if self.state.so_tries == 0:
+                    if not self.target.can_renew:
+                        pytest.skip("this test needs a working SO-PIN; this token's SO-PIN is blocked (only a firmware update helps)")
+                    self.fresh()
+                want_options = OPTION_RESET_RETRY_COUNTER if options is None else options
+                want_retries = max(min_retries, USER_PIN_TRIES_DEFAULT) if retries is None else retries
+                self.step(Command.initialize("right", want_options, want_retries))
+            if self.state.user_tries == 0:
+                self.step(Command.reset_retry_counter("right", False))
+            if self.state.user_tries < self.state.user_max and not self.state.transport:
+                self.step(Command.verify_user("right"))
+            while self.state.keys < keys or (own_key and not (self.mapper.keys and self.guard.owns(self.mapper.newest_key))):
+                if not self.state.authenticated:
+                    self.step(Command.verify_user("right"))
+                self.step(Command.generate_key())
+            self.step(Command.select())
+        finally:
+            self.setup = False
+
+    def _fits(self, options: int | None, retries: int | None, min_retries: int) -> bool:
+        s = self.state
+        if not s.is_initialized or not s.so_tries or s.user_max < min_retries:
+            return False
+        if retries is not None and s.user_max != retries:
+            return False
+        if options is None:
+            usable = s.user_tries > 0 or (s.rrc_enabled and s.so_tries > 0)
+            return usable and not s.transport
+        if s.options != options:
+            return False
+        if options & OPTION_TRANSPORT_PIN:
+            return s.transport  # a used transport PIN cannot come back without INITIALIZE
+        return s.user_tries > 0 or s.rrc_enabled
+
+    def step_with_power_cut(self, cmd: Command, hook: Callable[..., None]) -> Outcome:
+        """Run `cmd` on the in-process emulator with a power-loss hook that cuts it short.
+
+        Valid for cuts after the PIN comparison decided: by R17 the step's persistent effect
+        (the spent try) has happened, so the model's next state holds, minus the session that the
+        power loss ended. The caller goes on with judged steps (power_cycle, queries)."""
+        from emulator import PowerLoss
+
+        token = self.target.emulated_token()
+        if token is None:
+            pytest.skip("power cuts need the in-process emulator's persistence hook")
+        outcome = self.expect(cmd)
+        self.admit(outcome)
+        self.recorder.context(f"{cmd} (power cut)", self.state.abstract, outcome.rules)
+        token.set_power_loss_hook(hook)  # type: ignore[attr-defined]
+        try:
+            self.mapper.run(cmd, uninitialized=not self.state.is_initialized)
+        except PowerLoss:
+            pass
+        else:
+            self.fail(f"{cmd}: the power cut never happened (the hook did not fire)")
+        finally:
+            token.set_power_loss_hook(None)  # type: ignore[attr-defined]
+        self.ledger.note(outcome, None)
+        self.state = outcome.next.but(authenticated=False) if outcome.next.is_initialized else outcome.next
+        return outcome
+
+    def restore(self) -> None:
+        """Put a persistent token back for its owner: full user tries, the owner's PINs, the
+        suite's own keys deleted, and the SO counter back up where the device restores it."""
+        self.setup = True
+        try:
+            self._reconfigure()
+            s = self.state
+            if not s.is_initialized or s.transport or not s.so_tries:
+                return
+            if s.user_tries == 0:
+                if not s.rrc_enabled:
+                    return  # only INITIALIZE would help: left for the owner, the report shows it
+                self.step(Command.reset_retry_counter("right", False))
+            while self.mapper.keys and self.guard.owns(self.mapper.newest_key):
+                if not self.state.authenticated:
+                    self.step(Command.verify_user("right"))
+                self.step(Command.delete_key())
+            if self.mapper.pins.user_idx != 0:
+                self.step(Command.change_user_pin("right"))
+            if self.mapper.pins.so_idx != 0:
+                self.step(Command.change_so_pin("right"))
+            restores = self.profile.so_success_restores
+            if restores and self.state.so_tries is not None and 2 <= self.state.so_tries < SO_PIN_TRIES:
+                self.steps(Command.change_so_pin("right"), Command.change_so_pin("right"))
+            if self.state.user_tries < self.state.user_max:
+                self.step(Command.verify_user("right"))
+            self.step(Command.select())
+        finally:
+            self.setup = False
+
+    def _reconfigure(self) -> None:
+        """With consent to wipe, a test may have left the token configured otherwise than its
+        owner had it (options, tries, a blocked PIN): initialize it back to that configuration
+        (its keys are gone anyway: that is what the consent was for)."""
+        found, s = self.target.found, self.state
+        if found is None or not found.is_initialized or not s.is_initialized or not s.so_tries or not self.may_initialize():
+            return
+        blocked = s.user_tries == 0 and not s.rrc_enabled
+        if (s.options, s.user_max) == (found.options, found.user_max) and not blocked and s.transport == found.transport:
+            return
+        self.step(Command.initialize("right", found.options, found.user_max))
+        if self.state.transport and not found.transport:  # the owner had already left transport mode
+            self.steps(Command.change_user_pin("right"), Command.change_user_pin("right"))
+
+    def rewire(self) -> None:
+        """After the target renewed its device: the same recorder on the new transport."""
+        tracing = TracingTransport(self.target.raw_transport(), self.recorder)
+        self.guard.inner = tracing
+        self.mapper.pins = self.target.pins
+        self.mapper.keys = self.target.keys
+        self.guard.own_key_fids = self.target.own_key_fids
+        tracing.connect()
+        self.mapper.select()
+
+
+def open_device(target: Target, recorder: TraceRecorder, profile: Profile, declared: Cost) -> Device:
+    """Wire a device for one test: mapper -> interlock guard -> trace recorder -> transport."""
+    raw = target.fresh_transport()
+    tracing = TracingTransport(raw, recorder)
+    guard = GuardedTransport(tracing, target.consent, right_so_pin=lambda: target.pins.so_pin)
+    guard.own_key_fids = target.own_key_fids
+    guard.test_cost = declared
+    mapper = Mapper(guard, pins=target.pins, keys=target.keys)
+    recorder.context("connect", (target.twin or ExtState.shipped()).abstract)
+    tracing.connect()
+    mapper.select()  # the model's states are those of the selected applet
+    state = target.twin if target.twin is not None else ExtState.shipped()
+    device = Device(target, mapper, recorder, guard, profile, state, declared)
+    mapper.portal = target.portal_link(device)
+    return device
+
+
+# ---------------------------------------------------------------------------------------------
+# Session set-up: serial check, state, open behaviours
+
+
+def read_serial(mapper: Mapper) -> str | None:
+    """The serial OpenSC shows, from EF.C_DevAut (a free read); None if unreadable."""
+    from hsm_lifecycle.cvc import CvcError, parse_cv_objects, serial_from_chr
+
+    try:
+        objects = parse_cv_objects(mapper.read_identity())
+        return serial_from_chr(objects[0].chr)  # type: ignore[union-attr]
+    except (CvcError, IndexError, AttributeError, IdentityUnreadable):
+        return None
+
+
+def prepare(target: Target, recorder: TraceRecorder, *, wiping_test_selected: bool) -> None:
+    """Open the target for the session. On a persistent device: compare the serial with
+    --hsm-serial before any state-changing APDU (SerialMismatch), read the device's state, and
+    observe the open behaviours within the consent. On the in-process emulator the probes run on
+    a token of their own. Raises SerialMismatch / CredentialError for the plugin to stop on."""
+    from conformance.observe import Probe, observe, read_state
+
+    consent = target.consent
+    raw = target.raw_transport()
+    tracing = TracingTransport(raw, recorder)
+    guard = GuardedTransport(tracing, consent, right_so_pin=lambda: target.pins.so_pin)
+    guard.own_key_fids = target.own_key_fids
+    guard.test_cost = Cost.WIPES  # probes never block the SO-PIN; the floor holds on a real token
+    mapper = Mapper(guard, pins=target.pins, keys=target.keys)
+    probe = Probe(mapper, recorder)
+    recorder.context("connect", "")
+    tracing.connect()
+    target.version = mapper.version_from_fcp()
+    recorder.context("read serial", "")
+    serial = read_serial(mapper)
+    target.serial = serial
+    if consent.guarded and consent.serial is not None and serial is None:
+        raise SerialMismatch("the token's serial could not be read from EF.C_DevAut, so --hsm-serial cannot be confirmed; nothing was changed")
+    consent.confirm_serial(serial or "")
+    if not target.persistent:
+        observations, _ = observe(probe, ExtState.shipped(), may_wipe=True, so_floor=None)
+    else:
+        pin_known = not consent.guarded or target.options.pin is not None
+        state = read_state(probe, user_pin_known=pin_known)
+        target.found = state
+        may_wipe = not consent.guarded or (consent.serial_confirmed and wiping_test_selected)
+        observations, _ = observe(probe, state, may_wipe=may_wipe, so_floor=consent.so_floor if consent.guarded else None)
+        target.twin = read_state(probe, user_pin_known=pin_known)
+    recorder.flush()
+    target.observations.update(observations.seen)
+    target.unknown_behaviours = dict(observations.notes)
+    target.profile = observations.profile()

@@ -1,0 +1,64 @@
+"""The transition tour's plan: complete for what the target allows, deterministic, short, and on a
+real token inside the interlocks."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.tour import TourLimits, plan_tour
+from model import paths
+from model.explorer import explore
+from model.oracle import expect
+from model.profiles import EMULATOR_DEFAULTS, SMARTCARD_HSM
+from model.states import ExtState
+
+EMULATOR = TourLimits(max_cost="operator", portal=True)
+OWNER_TOKEN = ExtState.initialized(keys=1)
+REAL_NO_SERIAL = TourLimits(max_cost="tries", so_floor=5, initialize=False, renewable=False)
+
+
+def walk(plan, profile, start):
+    """Every step of the plan through the oracle; returns the outcomes."""
+    outcomes = []
+    for index, segment in enumerate(plan.segments):
+        state = start if index == 0 else ExtState.shipped()
+        for cmd in segment:
+            outcome = expect(state, cmd, profile)
+            outcomes.append(outcome)
+            state = outcome.next
+    return outcomes
+
+
+def test_emulator_tour_takes_every_transition_the_explorer_reaches():
+    plan = plan_tour(EMULATOR_DEFAULTS, limits=EMULATOR)
+    reachable = explore(EMULATOR_DEFAULTS, None, EMULATOR.alphabet(), EMULATOR.bounds, max_cost=EMULATOR.max_cost).transitions
+    assert set(plan.covered) >= set(reachable)
+    assert {o.transition for o in walk(plan, EMULATOR_DEFAULTS, ExtState.shipped())} == set(plan.covered)
+    assert all("not reachable with this device profile" in why or "portal" in why for why in plan.left_out.values())
+
+
+def test_tour_is_deterministic_and_shorter_than_separate_shortest_paths():
+    first, second = plan_tour(EMULATOR_DEFAULTS, limits=EMULATOR), plan_tour(EMULATOR_DEFAULTS, limits=EMULATOR)
+    assert first.segments == second.segments
+    separate = paths.shortest_paths(EMULATOR_DEFAULTS, None, EMULATOR.alphabet(), EMULATOR.bounds, max_cost=EMULATOR.max_cost)
+    assert first.steps < sum(len(p) for p in separate.values()) / 3
+
+
+def test_real_token_tour_stays_inside_the_interlocks():
+    profile = SMARTCARD_HSM.resolve({"so-success-restores": True, "auth-after-init": False, "auth-after-change": False, "rrc-disabled": False})
+    plan = plan_tour(profile, OWNER_TOKEN, REAL_NO_SERIAL)
+    assert len(plan.segments) == 1, "a real token cannot be renewed"
+    outcomes = walk(plan, profile, OWNER_TOKEN)
+    assert outcomes, "the free and tries transitions are toured"
+    assert all(o.command.name != "initialize" for o in outcomes)
+    assert all(o.cost in ("free", "tries") for o in outcomes)
+    assert min(o.next.so_tries for o in outcomes) >= 5
+    assert plan.left_out["I12"].startswith("INITIALIZE is never sent")
+
+
+@pytest.mark.parametrize("floor", [5, 14])
+def test_floor_limits_the_tour(floor):
+    profile = SMARTCARD_HSM.resolve({"so-success-restores": False, "auth-after-init": False, "auth-after-change": False, "rrc-disabled": False})
+    limits = TourLimits(max_cost="tries", so_floor=floor, initialize=False, renewable=False)
+    outcomes = walk(plan_tour(profile, OWNER_TOKEN, limits), profile, OWNER_TOKEN)
+    assert min(o.next.so_tries for o in outcomes) >= floor
