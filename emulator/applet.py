@@ -8,6 +8,7 @@ SELECT of anything but our AID is 6A82, every other instruction 6D00.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,8 +19,8 @@ from emulator.keys import StoredKey
 from emulator.objects import KeyCache, serial_of
 from emulator.pins import change_reference_data, reset_retry_counter, verify
 from emulator.profile import Fault, Profile
-from emulator.state import CardState
-from emulator.store import Persistence, PersistencePoint
+from emulator.state import CardState, StateFileError
+from emulator.store import Persistence, PersistencePoint, PowerLoss
 from hsm_lifecycle import protocol, tlv
 from hsm_lifecycle.protocol import SW, Ins
 
@@ -53,7 +54,7 @@ class Applet:
     ) -> None:
         self.persistence = persistence
         self.keys = KeyCache()
-        self.state: CardState = self.keys.check(persistence.store.load())
+        self.state: CardState = self._load()
         self.faults = faults
         self.reidentify = reidentify
         self.session = Session()
@@ -106,7 +107,16 @@ class Applet:
 
     def commit(self, state: CardState, point: PersistencePoint) -> None:
         """Make `state` durable, then current. The in-memory state never runs ahead of storage."""
-        self.persistence.commit(state, point)
+        try:
+            self.persistence.commit(state, point)
+        except PowerLoss:
+            raise  # the token reloads from the store at the next power-on
+        except Exception:
+            # A save can fail after the new file is in place (the directory fsync): carry on
+            # from what the store holds, not from what the failed save left in memory.
+            with contextlib.suppress(Exception):
+                self.state = self._load()
+            raise
         self.state = state
 
     def instant(self, point: PersistencePoint) -> None:
@@ -114,8 +124,17 @@ class Applet:
 
     def reload(self) -> None:
         """Drop everything volatile and continue from what the store holds (power loss)."""
-        self.state = self.keys.check(self.persistence.store.load())
+        self.state = self._load()
         self.session = Session()
+
+    def _load(self) -> CardState:
+        """The durable state with its identity and keys checked; a refusal names the file."""
+        state = self.persistence.store.load()
+        try:
+            return self.keys.check(state)
+        except StateFileError as exc:
+            where = getattr(self.persistence.store, "path", None)
+            raise StateFileError(f"{where}: {exc}" if where is not None else str(exc)) from exc
 
     def end_session(self) -> None:
         """Reset / power-off: deselect, forget authentication and the current EF."""

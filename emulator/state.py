@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from emulator.profile import Profile
+from hsm_lifecycle import protocol
 
 
 class StateFileError(Exception):
@@ -113,6 +114,26 @@ def to_json(state: CardState) -> dict[str, Any]:
     }
 
 
+def _int(value: Any) -> int:
+    """A JSON integer, nothing coerced into one (no "3", 1.5 or true): a file that says
+    otherwise was not written by this emulator."""
+    if type(value) is not int:
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    return value
+
+
 def from_json(data: Mapping[str, Any]) -> CardState:
     """Rebuild a state; any missing or mistyped field is a StateFileError."""
     try:
@@ -122,25 +143,25 @@ def from_json(data: Mapping[str, Any]) -> CardState:
             raise ValueError("bio_aids must hold two entries")
         state = CardState(
             profile=Profile.from_json(data["profile"]),
-            device_chr=str(data["device_chr"]),
-            identity_generation=int(data["identity_generation"]),
+            device_chr=_text(data["device_chr"]),
+            identity_generation=_int(data["identity_generation"]),
             so_pin=_unhex(data["so_pin"]),
-            so_tries=int(data["so_tries"]),
+            so_tries=_int(data["so_tries"]),
             user_pin=_unhex(data["user_pin"]),
-            user_tries=int(data["user_tries"]),
-            user_max=int(data["user_max"]),
-            options=int(data["options"]),
-            transport_pin=bool(data["transport_pin"]),
+            user_tries=_int(data["user_tries"]),
+            user_max=_int(data["user_max"]),
+            options=_int(data["options"]),
+            transport_pin=_bool(data["transport_pin"]),
             dkek=None
             if raw_dkek is None
-            else Dkek(int(raw_dkek["shares"]), int(raw_dkek["outstanding"]),
+            else Dkek(_int(raw_dkek["shares"]), _int(raw_dkek["outstanding"]),
                       bytes.fromhex(raw_dkek["kcv"]), bytes.fromhex(raw_dkek["key"])),
             public_key_auth=_unhex(data["public_key_auth"]),
             bio_aids=(_unhex(bio[0]), _unhex(bio[1])),
-            key_domains=None if data["key_domains"] is None else int(data["key_domains"]),
+            key_domains=None if data["key_domains"] is None else _int(data["key_domains"]),
             files=_unobjects(data["files"]),
             keys=_unobjects(data["keys"]),
-            so_blocked_updates=int(data["so_blocked_updates"]),
+            so_blocked_updates=_int(data["so_blocked_updates"]),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StateFileError(f"state content is malformed: {exc!r}") from exc
@@ -149,12 +170,38 @@ def from_json(data: Mapping[str, Any]) -> CardState:
 
 
 def _check_ranges(state: CardState) -> None:
+    """Values no sequence of commands can produce (a hand-edited or foreign file, re-checksummed):
+    refused here rather than met later as an internal error in the middle of a command."""
     problems = []
     if not 0 <= state.so_tries <= 15:
         problems.append(f"so_tries {state.so_tries}")
-    if not 0 <= state.user_tries <= max(state.user_max, 0) <= 15:
+    if not 0 <= state.user_tries <= max(state.user_max, 0) <= protocol.USER_PIN_TRIES_MAX:
         problems.append(f"user_tries {state.user_tries} / max {state.user_max}")
     if not 0 <= state.options <= 0xFFFF:
         problems.append(f"options {state.options}")
+    if state.initialized:
+        if len(state.so_pin or b"") != protocol.SO_PIN_LENGTH:
+            problems.append("an SO-PIN that is not 8 bytes")
+        if state.user_pin is None or not protocol.USER_PIN_MIN <= len(state.user_pin) <= protocol.USER_PIN_MAX:
+            problems.append("an initialized token without a 6..16-byte user PIN")
+        if state.user_max < 1:
+            problems.append(f"user max {state.user_max} on an initialized token")
+    elif (state.so_tries, state.user_tries, state.user_max, state.options) != (0, 0, 0, 0) or (
+        state.user_pin is not None or state.transport_pin or state.dkek is not None
+    ):
+        problems.append("PIN counters, options, a user PIN or a DKEK on an uninitialized token")
+    if state.transport_pin and not state.options & protocol.OPTION_TRANSPORT_PIN:
+        problems.append("a transport PIN without option 0x0002")
+    if state.identity_generation < 0 or state.so_blocked_updates < 0:
+        problems.append(f"identity generation {state.identity_generation}, SO-blocked updates {state.so_blocked_updates}")
+    if any(not 0 <= fid <= 0xFFFF for fid in (*state.files, *state.keys)):
+        problems.append("a file identifier outside 0000..FFFF")
+    if any(fid >> 8 != protocol.FID_PREFIX_PRIVATE_KEY for fid in state.keys):
+        problems.append("a key outside the CCxx identifiers")
+    dkek = state.dkek
+    if dkek is not None and not (0 <= dkek.outstanding <= dkek.shares <= 0xFF and len(dkek.key) == 32 and len(dkek.kcv) == 8):
+        problems.append(f"DKEK with {dkek.outstanding} of {dkek.shares} shares outstanding, a {len(dkek.key)}-byte key")
+    if state.key_domains is not None and not 0 <= state.key_domains <= 0xFF:
+        problems.append(f"key_domains {state.key_domains}")
     if problems:
         raise StateFileError("state values out of range: " + ", ".join(problems))

@@ -132,7 +132,10 @@ def decode(raw: bytes, where: str = "state file") -> CardState:
     body = document.get("state")
     if not isinstance(body, dict) or document.get("sha256") != _digest(body):
         raise StateFileError(f"{where} fails its SHA-256 checksum (corrupt or edited)")
-    return from_json(body)
+    try:
+        return from_json(body)
+    except StateFileError as exc:
+        raise StateFileError(f"{where}: {exc}") from exc  # name the file, as every other refusal does
 
 
 def _digest(body: dict[str, object]) -> str:

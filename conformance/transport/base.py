@@ -3,12 +3,18 @@
 A transport moves raw APDUs; it knows nothing about the lifecycle. Implementations:
 `conformance.transport.inprocess.InProcessTransport` (a `VirtualToken` in this process) and
 `conformance.transport.pcsc.PcscTransport` (pyscard; real tokens and `emulator:vpcd`).
+`DeadlineTransport` wraps either with a per-exchange deadline, so a hung device cannot hang a run.
 """
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class TransportError(Exception):
@@ -64,3 +70,69 @@ class Transport(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class TransportTimeout(TransportError):
+    """The device gave no answer within the per-APDU deadline."""
+
+
+class DeadlineTransport(Transport):
+    """Gives every exchange with `inner` at most `seconds`, so a card or reader that stops
+    answering fails the test in progress (TransportTimeout) instead of hanging the run.
+
+    Each exchange runs on a daemon thread (pyscard releases the GIL inside SCardTransmit, so
+    the wait is real); after a timeout that thread may stay stuck in the device, so the
+    transport refuses every later call with the same error rather than queue behind it.
+    """
+
+    def __init__(self, inner: Transport, seconds: float = 30.0) -> None:
+        self.inner = inner
+        self.seconds = seconds
+        self.dead: str | None = None
+
+    def _call(self, what: str, fn: Callable[..., T], *args: object) -> T:
+        if self.dead is not None:
+            raise TransportTimeout(self.dead)
+        outcome: list[object] = []
+
+        def exchange() -> None:
+            try:
+                outcome.append(("ok", fn(*args)))
+            except BaseException as exc:  # noqa: BLE001 - handed over to the caller's thread
+                outcome.append(("raised", exc))
+
+        worker = threading.Thread(target=exchange, name=f"hsm-{what}", daemon=True)
+        worker.start()
+        worker.join(self.seconds)
+        if not outcome:
+            self.dead = (f"the device gave no answer to {what} within {self.seconds:g} s: it hangs; re-insert it "
+                         "(or restart the emulator) and restart the run")
+            raise TransportTimeout(self.dead)
+        kind, value = outcome[0]  # type: ignore[misc]
+        if kind == "raised":
+            raise value  # type: ignore[misc]
+        return value  # type: ignore[return-value]
+
+    def connect(self) -> bytes:
+        return self._call("connect", self.inner.connect)
+
+    def transmit(self, capdu: bytes) -> Response:
+        return self._call("APDU " + capdu[:4].hex().upper(), self.inner.transmit, capdu)
+
+    def reset(self) -> bytes:
+        return self._call("reset", self.inner.reset)
+
+    def power_cycle(self) -> bytes:
+        return self._call("power cycle", self.inner.power_cycle)
+
+    def close(self) -> None:
+        if self.dead is None:
+            self._call("close", self.inner.close)
+            return
+        # The device is stuck in an exchange: try to let go, but never wait longer than a call.
+        closer = threading.Thread(target=self.inner.close, name="hsm-close", daemon=True)
+        closer.start()
+        closer.join(self.seconds)
+
+    def describe(self) -> dict[str, str]:
+        return self.inner.describe()

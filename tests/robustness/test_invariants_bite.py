@@ -1,0 +1,80 @@
+"""The fuzzer's invariants are not vacuous: for every emulator fault switch, one short input from
+a start state makes `bench.fuzz_apdu.Invariants` report the rule the fault breaks. (That the
+clean emulator keeps them is test_fuzz_engine.py's job.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.fuzz_apdu import SELECT_APPLET, Campaign, FuzzedToken, init_apdu, raw_apdu
+from emulator import Fault, VirtualToken
+from hsm_lifecycle.protocol import DEFAULT_SO_PIN, DEFAULT_USER_PIN
+
+VERIFY_WRONG = raw_apdu(0x00, 0x20, 0x00, 0x81, b"000000")
+VERIFY_RIGHT = raw_apdu(0x00, 0x20, 0x00, 0x81, DEFAULT_USER_PIN)
+VERIFY_SO_RIGHT = raw_apdu(0x00, 0x20, 0x00, 0x88, DEFAULT_SO_PIN)
+VERIFY_SO_WRONG = raw_apdu(0x00, 0x20, 0x00, 0x88, bytes(8))
+SIGN_WITH_DEVICE_KEY = raw_apdu(0x80, 0x68, 0x00, 0x73, bytes(32), 0)
+
+# fault -> (start, inputs, what the report must say)
+CASES: dict[Fault, tuple[str, tuple[bytes, ...], str]] = {
+    Fault.INITIALIZE_IGNORES_SO_PIN: ("initialized", (init_apdu(b"").replace(DEFAULT_SO_PIN, bytes(8)),), "R01"),
+    Fault.SO_COUNTER_NOT_SPENT: ("initialized", (VERIFY_SO_WRONG,), "R17"),
+    Fault.SO_UNBLOCKABLE: ("so-blocked, logged in, key", (VERIFY_SO_RIGHT,), "R03"),
+    Fault.USER_COUNTER_NOT_RESTORED: ("initialized", (VERIFY_WRONG, VERIFY_RIGHT), "R04"),
+    Fault.USER_BLOCK_IGNORED: ("user-blocked", (VERIFY_RIGHT,), "R05"),
+    Fault.RRC_IGNORES_OPTION: ("RRC off", (raw_apdu(0x00, 0x2C, 0x01, 0x81, DEFAULT_SO_PIN),), "R06"),
+    Fault.REINIT_KEEPS_KEYS: ("logged in, key and files", (init_apdu(b""),), "R07"),
+    Fault.IDENTITY_CHANGES_ON_INIT: ("initialized", (init_apdu(b""),), "R08"),
+    Fault.SO_PIN_AUTHORIZES_KEYS: ("initialized", (VERIFY_SO_RIGHT,), "R09"),
+    Fault.KEY_USE_WITHOUT_LOGIN: ("initialized", (SIGN_WITH_DEVICE_KEY,), "R10"),
+    Fault.SESSION_SURVIVES_RESELECT: ("logged in, key and files", (SELECT_APPLET,), "R10"),
+    Fault.TRANSPORT_PIN_IGNORED: ("transport PIN", (VERIFY_RIGHT,), "R11"),
+    Fault.WRONG_LENGTH_SPENDS_TRY: ("initialized", (raw_apdu(0x00, 0x20, 0x00, 0x81, b"12345"),), "R16"),
+    Fault.TEAR_REFUNDS_TRY: ("initialized", (VERIFY_WRONG,), "R17"),
+    Fault.QUERY_SPENDS_TRY: ("initialized", (bytes.fromhex("00200081"),), "R19"),
+    Fault.UNINITIALIZED_ACCEPTS_PIN: ("shipped", (VERIFY_RIGHT,), "R20"),
+    Fault.FIRST_INIT_SETS_WRONG_TRIES: ("shipped", (init_apdu(b""),), "R21"),
+}
+
+
+def test_every_fault_has_a_case() -> None:
+    assert set(CASES) == set(Fault)
+
+
+def test_the_clean_emulator_passes_every_case(campaign: Campaign) -> None:
+    for start, inputs, _ in CASES.values():
+        fuzzed = FuzzedToken(campaign, next(s for s in campaign.starts if s.name == start))
+        for capdu in inputs:
+            fuzzed.apply(capdu)
+        assert not fuzzed.findings, [f.problem for f in fuzzed.findings]
+
+
+@pytest.mark.parametrize("fault", sorted(CASES, key=lambda f: f.value), ids=lambda f: f.value)
+def test_the_invariants_catch_the_fault(campaign: Campaign, fault: Fault) -> None:
+    start, inputs, rule = CASES[fault]
+    fuzzed = FuzzedToken(campaign, next(s for s in campaign.starts if s.name == start), faults=frozenset({fault}))
+    for capdu in inputs:
+        fuzzed.apply(capdu)
+    problems = [f.problem for f in fuzzed.findings]
+    assert any(rule in p for p in problems), f"{fault.value}: expected a {rule} finding, got {problems}"
+
+
+def test_a_state_file_corrupted_behind_the_tokens_back_is_reported(campaign: Campaign, state_dir: Path) -> None:
+    """The "state file always loads" check bites: damage the file, then make the token write
+    (it replaces the file whole, so the damage must be caught between writes by opening it)."""
+    start = next(s for s in campaign.starts if s.name == "initialized")
+    fuzzed = FuzzedToken(campaign, start, state_dir / "token.json")
+    assert fuzzed.path is not None
+    original_open = VirtualToken.open
+
+    def damaged_open(path: Path, faults: frozenset[Fault] = frozenset()) -> VirtualToken:
+        Path(path).write_bytes(Path(path).read_bytes()[:-9])  # a torn tail, as a bad disk would leave
+        return original_open(path, faults)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(VirtualToken, "open", staticmethod(damaged_open))
+        fuzzed.apply(VERIFY_WRONG)
+    assert any("no longer loads" in f.problem and str(fuzzed.path) in f.problem for f in fuzzed.findings), fuzzed.findings
