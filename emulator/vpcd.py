@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import fcntl
 import logging
 import os
@@ -58,6 +59,7 @@ _CONNECT_TIMEOUT_S = 2.0
 _FIRST_MESSAGE_WARN_S = 5.0
 _BACKOFF_FIRST_S = 0.05
 _BACKOFF_MAX_S = 1.0
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class _LogLimiter:
@@ -149,6 +151,8 @@ class VpcdBridge:
         self.connections = 0
         self.connect_failures = 0
         self._card_failures = 0
+        self._handled = 0
+        self._ending = ""
 
     @property
     def address(self) -> VpcdAddress:
@@ -189,8 +193,8 @@ class VpcdBridge:
                         LOG.info("connected to vpcd at %s", self._address)
                         handled = self._serve_connection(sock)
                         if not self._stopping:
-                            self._noise.warning("vpcd at %s closed the connection (pcscd stopped?); "
-                                                "reconnecting", self._address)
+                            self._noise.warning("vpcd at %s %s (pcscd stopped?); reconnecting",
+                                                self._address, self._ending)
                 finally:
                     self._sock = None
                     sock.close()
@@ -217,13 +221,21 @@ class VpcdBridge:
 
     def _serve_connection(self, sock: socket.socket) -> int:
         """Answer vpcd on one connection until it closes or we stop; returns messages handled."""
+        self._handled = 0
+        self._ending = "closed the connection"
+        try:
+            self._answer(sock)
+        except OSError as exc:  # a reset or broken link: pcscd went away mid-exchange
+            self._ending = f"broke the connection ({exc.strerror or exc})"
+        return self._handled
+
+    def _answer(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         quickack = getattr(socket, "TCP_QUICKACK", None)  # Linux only
         setsockopt = sock.setsockopt
         recv = sock.recv
         sendall = sock.sendall
         handle = self._handle
-        handled = 0
         sock.settimeout(_FIRST_MESSAGE_WARN_S)
         try:
             buf = recv(_RECV_BYTES)
@@ -243,16 +255,15 @@ class VpcdBridge:
                     break
                 reply = handle(buf[2:end])
                 buf = buf[end:]
-                handled += 1
+                self._handled += 1
                 if reply is not None:
                     sendall(len(reply).to_bytes(2, "big") + reply)
                 if self._stopping:
-                    return handled
+                    return
             chunk = recv(_RECV_BYTES)
             if not chunk:
-                break
+                return
             buf = buf + chunk if buf else chunk
-        return handled
 
     def _handle(self, message: bytes) -> bytes | None:
         """One vpcd message in, the reply payload out (None: vpcd expects no reply)."""
@@ -399,6 +410,11 @@ def run(address: VpcdAddress, state_path: Path, *, profile: Profile | None = Non
         faults: frozenset[Fault] = frozenset(), out: IO[str] | None = None) -> int:
     """Serve the token in `state_path` (created if absent) on vpcd until SIGTERM/SIGINT."""
     out = out or sys.stdout
+    try:
+        socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise VpcdError(f"cannot resolve vpcd host '{address.host}' ({exc.strerror}): give an IP address or a "
+                        "known host name") from None
     with _state_lock(state_path):
         token, created = open_or_manufacture(state_path, profile, faults)
         bridge = VpcdBridge(token, address)
@@ -462,6 +478,20 @@ def vpcd_readers(environ: dict[str, str] | None = None) -> dict[int, str]:
     return readers or dict(_DEFAULT_READERS)
 
 
+def vpcd_readers_from_names(names: Sequence[str]) -> dict[int, str]:
+    """The vpcd readers among pcscd's reader names, by scripts/pcscd.sh's naming: Debian's
+    "Virtual PCD 00 0s" (ports 35963 + s) and "Virtual PCD <port> 00 0s" (port + s)."""
+    readers: dict[int, str] = {}
+    for name in names:
+        words = name.split()
+        if words[:2] != ["Virtual", "PCD"] or len(words) not in (4, 5) or words[-2] != "00":
+            continue
+        base = int(words[2]) if len(words) == 5 and words[2].isdigit() else VPCD_PORT
+        if words[-1] in ("00", "01") and (len(words) == 4 or base != VPCD_PORT):
+            readers[base + int(words[-1])] = name
+    return dict(sorted(readers.items()))
+
+
 def _lease_dir() -> Path:
     # One directory per machine, shared by every user and process that serves on vpcd
     # (sticky and world-writable like /tmp, since pcscd and its ports are machine-wide too).
@@ -474,12 +504,14 @@ def _lease_dir() -> Path:
 
 
 @contextlib.contextmanager
-def lease_ports(count: int, ports: Sequence[int] | None = None, *, wait: float = 0.0) -> Iterator[list[int]]:
+def lease_ports(count: int, ports: Sequence[int] | None = None, *, wait: float = 0.0,
+                usable: Callable[[int], bool] | None = None) -> Iterator[list[int]]:
     """Exclusive claims on `count` vpcd ports at once, across processes (pytest-xdist workers,
     the plugin, the tests), held until the block ends or the process dies. A vpcd port takes
     one card: a second emulator on it would wait unseen in the listen backlog. All or none:
     two clients each holding one port while waiting for a second would deadlock. `wait`:
-    seconds to wait for ports to free up before giving up."""
+    seconds to wait for ports to free up before giving up. `usable(port)`: a further check,
+    e.g. that pcscd shows the port's reader empty (an emulator started by hand holds no lease)."""
     candidates = list(ports if ports is not None else vpcd_readers())
     directory = _lease_dir()
     deadline = time.monotonic() + wait
@@ -490,6 +522,9 @@ def lease_ports(count: int, ports: Sequence[int] | None = None, *, wait: float =
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                os.close(fd)
+                continue
+            if usable is not None and not usable(port):
                 os.close(fd)
                 continue
             held.append((port, fd))
@@ -506,15 +541,16 @@ def lease_ports(count: int, ports: Sequence[int] | None = None, *, wait: float =
             os.close(fd)
         if time.monotonic() >= deadline:
             raise VpcdError(f"{count} of the {len(candidates)} vpcd ports ({', '.join(map(str, candidates))}) are "
-                            "not free: other emulators lease them; stop some, or give pcscd more vpcd readers "
-                            "(scripts/pcscd.sh)")
+                            "not free: other emulators lease or hold them; stop some (opensc-tool -l shows the "
+                            "readers with a card), or give pcscd more vpcd readers (scripts/pcscd.sh)")
         time.sleep(0.05 + random.random() * 0.1)  # jitter: contenders do not retry in lockstep
 
 
 @contextlib.contextmanager
-def lease_port(ports: Sequence[int] | None = None, *, wait: float = 0.0) -> Iterator[int]:
+def lease_port(ports: Sequence[int] | None = None, *, wait: float = 0.0,
+               usable: Callable[[int], bool] | None = None) -> Iterator[int]:
     """`lease_ports` for a single port."""
-    with lease_ports(1, ports, wait=wait) as leased:
+    with lease_ports(1, ports, wait=wait, usable=usable) as leased:
         yield leased[0]
 
 
@@ -562,12 +598,29 @@ class EmulatorProcess:
         self.proc.wait()
 
 
+def _stop_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGTERM the child when its parent dies, so a test run that
+    is killed leaves no emulator holding a vpcd port. None where prctl does not exist."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork, not in the child
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
+
+
 def start_emulator(port: int, state_path: Path, *, host: str = "127.0.0.1", profile: Profile | None = None,
                    faults: Sequence[str] = (), ready_timeout: float = 30.0,
                    log_path: Path | None = None) -> EmulatorProcess:
     """Start `python -m emulator.vpcd` on `host:port` for `state_path` and wait for its ready
     line. Its log (stderr) goes to `log_path` (default: next to the state file). Raises
-    VpcdError, quoting the log, if it does not come up."""
+    VpcdError, quoting the log, if it does not come up. The emulator gets SIGTERM when the
+    thread that started it ends (Linux PR_SET_PDEATHSIG): start it from a long-lived thread."""
     address = VpcdAddress(host, port)
     log_path = log_path or state_path.with_name(state_path.name + ".log")
     command = [sys.executable, "-m", "emulator.vpcd", "--vpcd", str(address), "--state", str(state_path)]
@@ -576,7 +629,8 @@ def start_emulator(port: int, state_path: Path, *, host: str = "127.0.0.1", prof
     for fault in faults:
         command += ["--fault", fault]
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True,
+                                preexec_fn=_stop_with_parent())
     assert proc.stdout is not None
     readable, _, _ = select.select([proc.stdout], [], [], ready_timeout)
     line = proc.stdout.readline() if readable else ""
