@@ -10,7 +10,10 @@ import argparse
 import importlib
 import sys
 
+from conformance.errors import UsageError
 from hsm_lifecycle import __version__
+
+__all__ = ["COMMANDS", "UsageError", "build_parser", "main"]  # UsageError: re-exported for older imports
 
 # Subcommand name -> module under conformance.commands (architecture.md, "Command line").
 COMMANDS = {
@@ -21,10 +24,6 @@ COMMANDS = {
     "learn": "learn",
     "replay": "replay",
 }
-
-
-class UsageError(Exception):
-    """A user mistake: printed as one sentence, exit status 2, no traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:

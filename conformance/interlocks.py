@@ -15,13 +15,13 @@ mismatch stops the whole run (`pytest.exit`), as hardware-in-the-loop suites do.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Callable
 
 import pytest
 
+from conformance.terminal import stdin_is_terminal
 from conformance.transport.base import Response, Transport
 from hsm_lifecycle.protocol import CLA_ISO, FID_PREFIX_PRIVATE_KEY, PIN_SO, SW, Ins, tries_from_sw
 
@@ -80,7 +80,8 @@ class Consent:
     allow_irreversible: bool
     allow_operator: bool
     so_floor: int
-    interactive: bool = field(default_factory=lambda: sys.stdin is not None and sys.stdin.isatty())
+    # Asked with pytest's capture suspended: while it captures, stdin is never a terminal.
+    interactive: bool = field(default_factory=stdin_is_terminal)
     serial_confirmed: bool = False  # set once the token's own serial matched --hsm-serial
 
     def skip_reason(self, cost: Cost) -> str | None:

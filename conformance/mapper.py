@@ -8,7 +8,7 @@ Helper reads (EF.C_DevAut, ENUMERATE OBJECTS, the FCP) are free and exist for th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from conformance.transport.base import Response, Transport
@@ -35,7 +35,7 @@ from hsm_lifecycle.protocol import (
     TAG_OFFSET,
     Ins,
 )
-from model.commands import RIGHT, WRONG, WRONG_LENGTH, Command
+from model.commands import INITIALIZE, RIGHT, WRONG, WRONG_LENGTH, Command
 from model.outputs import UPDATE_OK
 
 # design.md, "PINs the mapper uses".
@@ -173,6 +173,13 @@ class Mapper:
     _gakp: bytes = field(default_factory=_gakp_body, repr=False)
 
     # -- the abstract alphabet -----------------------------------------------------------------
+
+    def as_sent(self, cmd: Command) -> Command:
+        """`cmd` with what the model needs to know of the bytes it becomes: the length of the
+        user PIN INITIALIZE sets (a device may cap tag 91 by it: retries-by-pin-length)."""
+        if cmd.name == INITIALIZE and cmd.pin_length != len(self.pins.user[0]):
+            return replace(cmd, pin_length=len(self.pins.user[0]))
+        return cmd
 
     def run(self, cmd: Command, *, uninitialized: bool) -> str:
         """Send the command's APDUs; return the decisive SW as four hex digits (or a portal word).

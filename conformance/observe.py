@@ -24,6 +24,7 @@ from hsm_lifecycle.protocol import (
     SO_PIN_TRIES,
     SW,
     USER_PIN_MIN,
+    USER_PIN_TRIES_BY_LENGTH,
     USER_PIN_TRIES_DEFAULT,
     USER_PIN_TRIES_MAX,
     tries_from_sw,
@@ -147,6 +148,10 @@ class Observer:
     probe: Probe
     may_wipe: bool  # INITIALIZE allowed (emulator, or a real token with consent and a wiping test)
     so_floor: int | None  # None: no floor (emulator)
+    # On a real token a PIN is presented only if its owner gave it (--hsm-pin, --hsm-so-pin):
+    # a guessed "right" PIN that is not would spend a try.
+    user_pin_known: bool = True
+    so_pin_known: bool = True
     out: Observations = field(default_factory=Observations)
 
     def unknown(self, behaviour: str, why: str) -> None:
@@ -174,6 +179,8 @@ class Observer:
         self.wrong_length()
         if state.transport:
             self.unknown(AUTH_AFTER_CHANGE, "the transport PIN is active; changing it is the owner's first step")
+        elif not self.user_pin_known:
+            self.unknown(AUTH_AFTER_CHANGE, "probing it presents the token's user PIN: pass it with --hsm-pin")
         elif state.user_tries:
             self.auth_after_change()
         else:
@@ -205,17 +212,21 @@ class Observer:
         sw = self.probe.run(Command.initialize("wrong", OPTION_RESET_RETRY_COUNTER, USER_PIN_TRIES_DEFAULT), why=INIT_WRONG_SO_SW)
         self.out.seen[INIT_WRONG_SO_SW] = normalize(INIT_WRONG_SO_SW, sw)
         self.probe.run(Command.initialize("right", OPTION_RESET_RETRY_COUNTER, USER_PIN_TRIES_DEFAULT), why="restore SO tries")
-        # retries-by-pin-length: 10 retries with a 6-character PIN (CardContact allows 3).
-        if len(self.probe.mapper.pins.user[0]) == USER_PIN_MIN:
-            sw = self.probe.run(Command.initialize("right", OPTION_RESET_RETRY_COUNTER, USER_PIN_TRIES_MAX), why=RETRIES_BY_PIN_LENGTH)
+        # retries-by-pin-length: one retry more than CardContact allows for the PIN in use
+        # (6 characters: 3, 7: 5); from 8 characters on every count up to 10 is allowed.
+        length = len(self.probe.mapper.pins.user[0])
+        cap = USER_PIN_TRIES_BY_LENGTH.get(length, USER_PIN_TRIES_MAX)
+        if cap < USER_PIN_TRIES_MAX:
+            probe = Command.initialize("right", OPTION_RESET_RETRY_COUNTER, cap + 1, length)
+            sw = self.probe.run(probe, why=RETRIES_BY_PIN_LENGTH)
             if sw == "9000":
                 self.record(RETRIES_BY_PIN_LENGTH, False)
             elif sw.startswith("6A8") or sw.startswith("69") or sw == "6700":
                 self.record(RETRIES_BY_PIN_LENGTH, True, f"refused {sw}")
             else:
-                self.unknown(RETRIES_BY_PIN_LENGTH, f"INITIALIZE with 10 retries for a 6-character PIN answered {sw}")
+                self.unknown(RETRIES_BY_PIN_LENGTH, f"INITIALIZE with {cap + 1} retries for a {length}-character PIN answered {sw}")
         else:
-            self.unknown(RETRIES_BY_PIN_LENGTH, "the user PIN in use is not 6 characters long")
+            self.unknown(RETRIES_BY_PIN_LENGTH, f"the user PIN in use has {length} characters, for which every count up to 10 is allowed")
         # rrc-disabled: option 0x0001 off, a wrong SO-PIN in RESET RETRY COUNTER.
         self.probe.run(Command.initialize("right", 0, USER_PIN_TRIES_DEFAULT), why=RRC_DISABLED)
         before = self.probe.query_so(RRC_DISABLED)
@@ -251,6 +262,9 @@ class Observer:
 
     def so_success_restores(self) -> None:
         """Spend one SO try (only above the floor), then a right SO-PIN: back to 15 or not."""
+        if not self.so_pin_known:
+            self.unknown(SO_SUCCESS_RESTORES, "probing it presents the token's SO-PIN: pass it with --hsm-so-pin")
+            return
         before = self.probe.query_so(SO_SUCCESS_RESTORES)
         if before is None or before == 0:
             self.unknown(SO_SUCCESS_RESTORES, "the SO-PIN is blocked or not set")
@@ -280,8 +294,16 @@ class Observer:
         self.out.seen[behaviour] = str(value).lower() + (f" ({detail})" if detail else "")
 
 
-def observe(probe: Probe, state: ExtState, *, may_wipe: bool, so_floor: int | None) -> tuple[Observations, ExtState]:
-    observer = Observer(probe, may_wipe, so_floor)
+def observe(
+    probe: Probe,
+    state: ExtState,
+    *,
+    may_wipe: bool,
+    so_floor: int | None,
+    user_pin_known: bool = True,
+    so_pin_known: bool = True,
+) -> tuple[Observations, ExtState]:
+    observer = Observer(probe, may_wipe, so_floor, user_pin_known, so_pin_known)
     try:
         state = observer.observe_all(state)
     except InterlockRefused as exc:

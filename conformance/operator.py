@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 import pytest
 
 from conformance.mapper import IdentityUnreadable, apdu
+from conformance.terminal import handed_over
 from conformance.transport.base import Response, TransportError
 from hsm_lifecycle import cvc
 from hsm_lifecycle.protocol import CLA_ISO, PIN_SO, PIN_USER, SW, Ins
@@ -34,8 +35,9 @@ from model.outputs import LOGIN_OK, LOGIN_REFUSED, UPDATE_OK, UPDATE_REFUSED_KEY
 
 if TYPE_CHECKING:
     from conformance.mapper import Mapper
+    from conformance.trace import TraceRecorder
     from emulator import VirtualToken
-    from emulator.portal import PluggedDevice, PortalFault, PortalSession
+    from emulator.portal import PluggedDevice, PortalFault, PortalSession, TokenLoader
 
 PORTAL_URL = "https://www.pki-as-a-service.net"
 SUITE_ACCOUNT = "conformance-suite@hsm-lifecycle.invalid"  # the suite's account in the simulation
@@ -58,6 +60,7 @@ class SimulatedPortalLink:
 
     token: Callable[[], "VirtualToken | None"]  # the token in the reader now (targets renew it)
     faults: "frozenset[PortalFault]" = frozenset()
+    recorder: "TraceRecorder | None" = None  # the device's trace: an install is an event in it
     _portal: object = field(init=False, repr=False)
     _session: "PortalSession | None" = field(default=None, init=False, repr=False)
 
@@ -79,7 +82,9 @@ class SimulatedPortalLink:
         token = self.token()
         if token is None:
             raise RuntimeError("the simulated portal needs the target's in-process token")
-        return PluggedDevice(lambda capdu: _rapdu(mapper.send(capdu)), TokenLoader(token))
+        loader = TokenLoader(token)
+        traced = loader if self.recorder is None else TracedLoader(loader, self.recorder)
+        return PluggedDevice(lambda capdu: _rapdu(mapper.send(capdu)), traced)
 
     def _account(self) -> "PortalSession":
         """Logged in with the suite's own working HSM (made once per link)."""
@@ -94,6 +99,25 @@ class SimulatedPortalLink:
         return self._session
 
 
+@dataclass(frozen=True)
+class TracedLoader:
+    """The emulator's firmware loader, leaving an event in the trace for each install: the
+    install is no APDU, and a replay must redo it to stay in step with the recording."""
+
+    inner: "TokenLoader"
+    recorder: "TraceRecorder"
+
+    def so_blocked_updates(self) -> int:
+        return self.inner.so_blocked_updates()
+
+    def install(self, *, counted: bool, keep_identity: bool) -> None:
+        from conformance.trace import EVENT_FIRMWARE, FIRMWARE_COUNTED, FIRMWARE_IDENTITY_KEPT
+
+        self.inner.install(counted=counted, keep_identity=keep_identity)
+        flags = (FIRMWARE_COUNTED if counted else 0) | (FIRMWARE_IDENTITY_KEPT if keep_identity else 0)
+        self.recorder.event(EVENT_FIRMWARE, bytes([flags]))
+
+
 # -- a person at the real portal ---------------------------------------------------------------
 
 
@@ -106,14 +130,17 @@ class Prompter(Protocol):
 @dataclass
 class TerminalPrompter:
     """stdin/stdout. The suite gets here only when stdin is a terminal (interlocks.Consent), so
-    a person is there to answer; end of input means "skip", never a wait."""
+    a person is there to answer; end of input means "skip", never a wait. The terminal is
+    handed over for the prompt (conformance.terminal): pytest's capture and `hsm-lifecycle
+    run`'s progress display are paused, so it works without `-s`."""
 
     def ask(self, text: str) -> str:
-        if not sys.stdin.isatty():
-            pytest.skip("an operator step needs a person at a terminal, and stdin is not one")
-        sys.stdout.write("\n" + text)
-        sys.stdout.flush()
-        line = sys.stdin.readline()
+        with handed_over():
+            if not sys.stdin.isatty():
+                pytest.skip("an operator step needs a person at a terminal, and stdin is not one")
+            sys.stdout.write("\n" + text)
+            sys.stdout.flush()
+            line = sys.stdin.readline()
         if not line:
             pytest.skip("end of input at an operator step: nobody to do it")
         return line.strip()

@@ -7,7 +7,7 @@ APDU: a malformed SO-PIN caught here is an SO try not spent on the token.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hsm_lifecycle.protocol import SO_PIN_LENGTH, USER_PIN_MAX, USER_PIN_MIN
@@ -31,6 +31,9 @@ class TargetSpec:
     kind: str  # "emulator" | "emulator:vpcd" | "pcsc"
     reader: str | None = None
     as_real: bool = False
+    # Which token of a fleet this is (the xdist worker's index; conformance.fleet). A vpcd
+    # emulator tries the slot-th vpcd port first, so gw0 gets the first reader when all are free.
+    slot: int = 0
 
     @property
     def is_emulator(self) -> bool:
@@ -44,7 +47,9 @@ class TargetSpec:
     def __str__(self) -> str:
         if self.as_real:
             return "emulator (presented as a real token)"
-        return f"pcsc:{self.reader}" if self.kind == "pcsc" else self.kind
+        if self.kind == "pcsc":
+            return f"pcsc:{self.reader}" if self.reader else "pcsc"
+        return f"{self.kind} ({self.reader})" if self.reader else self.kind
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,16 @@ class HsmOptions:
     steps: int
     emulator_state: str | None = None  # the as-real token's state file (kept across runs, like a real token)
     emulator_profile: tuple[tuple[str, str], ...] = ()  # emulator.Profile fields to override
+    readers: tuple[str, ...] = ()  # every --hsm-reader (or the pcsc:READER one): one token each
+    serials: tuple[str, ...] = ()  # every --hsm-serial; in a fleet each token matches its own
+    workers: int = 0  # pytest-xdist workers of this run (0: no xdist)
+    trace_secrets: bool = False  # keep a real token's PINs in its traces (a lab's own token)
+
+    @property
+    def fleet(self) -> bool:
+        """One token per xdist worker (conformance.fleet): a PC/SC reader or a vpcd emulator
+        each. The in-process emulator is not a fleet: its tests share out over the workers."""
+        return self.workers > 0 and self.target.kind in ("pcsc", TARGET_VPCD)
 
 
 def add_options(parser: Any) -> None:
@@ -72,13 +87,22 @@ def add_options(parser: Any) -> None:
         metavar="TARGET",
         help="emulator (default, in-process, fresh token per test) | emulator:vpcd | pcsc:READER",
     )
-    group.addoption("--hsm-reader", default=None, metavar="READER", help="PC/SC reader name substring (same as pcsc:READER)")
+    group.addoption(
+        "--hsm-reader",
+        action="append",
+        default=[],
+        metavar="READER",
+        help="PC/SC reader name substring (same as pcsc:READER); repeat it for several tokens, "
+        "one per xdist worker (-n N: gw0 takes the first reader, gw1 the second, ...)",
+    )
     group.addoption(
         "--hsm-serial",
-        default=None,
+        action="append",
+        default=[],
         metavar="SERIAL",
         help="the serial of the token you consent to wipe (as sc-hsm-tool / OpenSC show it); "
-        "without it nothing of cost class 'wipes' or 'irreversible' runs on a real token",
+        "without it nothing of cost class 'wipes' or 'irreversible' runs on a real token; "
+        "with several tokens (-n) repeat it: each token is matched against the list",
     )
     group.addoption(
         "--hsm-allow-irreversible",
@@ -102,6 +126,12 @@ def add_options(parser: Any) -> None:
         help=f"never let SO-PIN tries drop below N in 'tries' tests (default {DEFAULT_SO_FLOOR})",
     )
     group.addoption("--hsm-evidence", default=None, metavar="DIR", help="write the evidence bundle to DIR")
+    group.addoption(
+        "--hsm-trace-secrets",
+        action="store_true",
+        default=False,
+        help="keep the PINs given with --hsm-pin / --hsm-so-pin in a real token's traces (masked by default)",
+    )
     group.addoption(
         "--hsm-examples",
         type=int,
@@ -140,6 +170,57 @@ def parse_target(text: str, reader: str | None, as_real: bool) -> TargetSpec:
     raise ValueError(f"unknown --hsm-target {text!r}: use emulator, emulator:vpcd or pcsc:READER.")
 
 
+def parse_targets(text: str, readers: tuple[str, ...], as_real: bool) -> tuple[TargetSpec, tuple[str, ...]]:
+    """The target and the readers of its tokens: one reader is one token (parse_target); several
+    `--hsm-reader`s are several tokens of one kind, `--hsm-target pcsc` or `emulator:vpcd`."""
+    if len(readers) <= 1:
+        spec = parse_target(text, readers[0] if readers else None, as_real)
+        return spec, ((spec.reader,) if spec.reader else ())
+    if len(set(readers)) != len(readers):
+        raise ValueError("--hsm-reader names the same reader twice: one token per reader, each named once.")
+    if text not in ("pcsc", TARGET_VPCD):
+        raise ValueError(
+            f"several --hsm-reader values are several tokens: use --hsm-target pcsc (tokens in readers) or "
+            f"emulator:vpcd (an emulator on each vpcd reader), not {text!r}."
+        )
+    return TargetSpec(text), readers
+
+
+def xdist_workers(config: Any) -> int:
+    """How many pytest-xdist workers this run has (0 without xdist), in the controller and in
+    every worker (a worker's own numprocesses is reset by xdist)."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        return int(workerinput.get("workercount", 0))
+    count = getattr(config.option, "numprocesses", None)
+    return int(count) if isinstance(count, int) and getattr(config.option, "dist", "no") != "no" else 0
+
+
+def check_workers(options: HsmOptions) -> None:
+    """One token per xdist worker, never one token for two workers (a device cannot be shared)."""
+    target, n, readers = options.target, options.workers, options.readers
+    if n and (target.as_real or options.emulator_state):
+        raise ValueError(f"--hsm-target {target} is one device, which xdist workers cannot share: run without -n.")
+    if target.kind not in ("pcsc", TARGET_VPCD):
+        if len(options.serials) > 1:
+            raise ValueError("--hsm-serial is given several times, but the emulator is no fleet of tokens: give it once.")
+        return
+    if not n and len(readers) > 1:
+        raise ValueError(f"--hsm-reader names {len(readers)} tokens: run them with -n {len(readers)} (one xdist worker per token).")
+    if n and target.kind == "pcsc" and len(readers) == 1 and n > 1:
+        raise ValueError(
+            f"--hsm-target {target} is one device, which {n} xdist workers cannot share: run without -n, "
+            f"or name one reader per worker (--hsm-reader, {n} times)."
+        )
+    if n and readers and len(readers) != n:
+        raise ValueError(f"--hsm-reader names {len(readers)} tokens but -n starts {n} workers: one worker per token, use -n {len(readers)}.")
+    if not n and len(options.serials) > 1:
+        raise ValueError(
+            f"--hsm-serial is given {len(options.serials)} times, but this run drives one token: give only its serial "
+            "(several serials are for several tokens, with -n)."
+        )
+
+
 def parse_so_pin(text: str) -> bytes:
     """16 hex digits -> the 8 bytes the card stores. The card never sees the text."""
     cleaned = text.strip()
@@ -169,7 +250,9 @@ def parse_user_pin(text: str) -> bytes:
 def from_config(config: Any) -> HsmOptions:
     """Reads and validates the options; raises ValueError with one sentence on a mistake."""
     opt = config.option
-    target = parse_target(opt.hsm_target, opt.hsm_reader, opt.hsm_emulator_as_real)
+    target, readers = parse_targets(opt.hsm_target, tuple(opt.hsm_reader or ()), opt.hsm_emulator_as_real)
+    serials = tuple(s.strip() for s in opt.hsm_serial or () if s.strip())
+    workers = xdist_workers(config)
     faults = tuple(opt.hsm_emulator_fault)
     if faults and not target.is_emulator:
         raise ValueError("--hsm-emulator-fault only applies to an emulator target; a real token has no fault switches.")
@@ -182,9 +265,9 @@ def from_config(config: Any) -> HsmOptions:
         examples = DEFAULT_EXAMPLES if target.kind == TARGET_EMULATOR and not target.as_real else DEFAULT_EXAMPLES_SLOW
     if examples < 1 or opt.hsm_steps < 1:
         raise ValueError("--hsm-examples and --hsm-steps must be at least 1.")
-    return HsmOptions(
+    options = HsmOptions(
         target=target,
-        serial=opt.hsm_serial,
+        serial=None,  # below: one token's serial; a fleet matches each token against `serials`
         allow_irreversible=bool(opt.hsm_allow_irreversible),
         allow_operator=bool(opt.hsm_allow_operator),
         so_pin=parse_so_pin(opt.hsm_so_pin) if opt.hsm_so_pin is not None else None,
@@ -196,7 +279,15 @@ def from_config(config: Any) -> HsmOptions:
         steps=opt.hsm_steps,
         emulator_state=opt.hsm_emulator_state,
         emulator_profile=parse_profile_overrides(opt.hsm_emulator_profile, target),
+        trace_secrets=bool(opt.hsm_trace_secrets),
+        readers=readers,
+        serials=serials,
+        workers=workers,
     )
+    check_workers(options)
+    if serials and not options.fleet:
+        options = replace(options, serial=serials[0])
+    return options
 
 
 def parse_profile_overrides(items: list[str], target: TargetSpec) -> tuple[tuple[str, str], ...]:

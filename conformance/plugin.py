@@ -9,12 +9,15 @@ observed within the user's consent. Per test: a `Device` with its own APDU trace
 of the `cost` marker, a `TestRecord` appended to the evidence directory (one file per xdist
 worker) and a `rule-id` JUnit property. At session finish the bundle writer turns the records
 into the evidence bundle.
+
+With `-n N` over PC/SC readers or vpcd emulators the run is a fleet (conformance.fleet): worker
+gwK owns token K and runs the whole selection on it; the controller writes one bundle per token
+and combined-summary.json.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import time
@@ -25,12 +28,15 @@ from typing import Any, Iterator
 
 import pytest
 
+from conformance import terminal
 from conformance.evidence.records import TestRecord, append_record, load_evidence_records, records_file
+from conformance.fleet import TOKEN_KEY, Fleet, FleetWatch, Slot, TokenConsent
 from conformance.interlocks import Consent, Cost, SerialMismatch
 from conformance.options import HsmOptions, add_options, from_config
 from conformance.trace import TraceRecorder
 
 SUITE_KEY = pytest.StashKey["Suite"]()
+PAUSE_KEY = pytest.StashKey["terminal.CapturePause"]()
 RUN_KEY = pytest.StashKey["TestRun"]()
 REPORTS_KEY = pytest.StashKey[dict]()
 
@@ -50,14 +56,57 @@ def pytest_configure(config: pytest.Config) -> None:
         options = from_config(config)
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
-    workers = getattr(config.option, "numprocesses", None)
-    one_device = options.target.kind == "pcsc" or bool(options.emulator_state)
-    if workers and one_device and not hasattr(config, "workerinput"):
-        raise pytest.UsageError(f"--hsm-target {options.target} is one device, which xdist workers cannot share: run without -n.")
-    suite = Suite(config, options)
+    # options.from_config refused one device for several workers; a fleet has one token each.
+    if options.fleet and not hasattr(config, "workerinput"):
+        _one_token_per_worker(config)
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:  # before the Suite: its consent asks whether stdin is a terminal
+        pause = terminal.CapturePause(capture)
+        terminal.add_pause(terminal.CAPTURE, pause)
+        config.stash[PAUSE_KEY] = pause
+    try:
+        suite = Suite(config, options)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
     config.stash[SUITE_KEY] = suite
     if suite.evidence is not None and suite.is_controller:
         suite.clear_evidence()
+    if suite.watch is not None:
+        _check_fleet_readers(suite)
+        config.pluginmanager.register(suite.watch, "hsm-fleet-watch")
+
+
+def _check_fleet_readers(suite: "Suite") -> None:
+    """PC/SC fleets: no two workers on one reader (pcscd unreachable: each worker says so)."""
+    from conformance.transport.base import TransportError
+    from conformance.transport.pcsc import list_readers
+
+    assert suite.fleet is not None
+    if suite.options.target.kind != "pcsc":
+        return
+    try:
+        available = list_readers()
+    except TransportError:
+        return
+    try:
+        suite.fleet.check_readers(available)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _one_token_per_worker(config: pytest.Config) -> None:
+    """A fleet (conformance.fleet) runs the whole selection on every token, and never replaces
+    a crashed worker: the replacement would get a new worker id, and so no token."""
+    dist = config.option.dist
+    if dist == "load":  # what xdist makes of -n without --dist
+        config.option.dist = "each"
+    elif dist != "each":
+        raise pytest.UsageError(
+            f"--dist {dist} shares the tests out over the workers, but with one token per worker every token runs "
+            "the whole selection: use --dist each, or leave --dist out."
+        )
+    if config.option.maxworkerrestart is None:
+        config.option.maxworkerrestart = "0"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -65,6 +114,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     suite = config.stash.get(SUITE_KEY, None)
     if suite is not None:
         suite.close()
+    pause = config.stash.get(PAUSE_KEY, None)
+    if pause is not None:
+        terminal.remove_pause(pause)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -72,6 +124,8 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if suite is None:
         return None
     o = suite.options
+    if suite.fleet is not None:
+        return [*suite.fleet.header(), f"  SO floor {o.so_floor}"]
     consent = "serial " + (o.serial or "not given (no wipes)") if o.target.guarded else "every cost class (emulator)"
     return f"hsm target: {o.target}; {consent}; SO floor {o.so_floor}"
 
@@ -120,18 +174,36 @@ class Suite:
     t0: float = field(default_factory=time.perf_counter)
     selected_costs: set[Cost] = field(default_factory=set)
     _target: Any = None
+    fleet: Fleet | None = None  # one token per xdist worker (conformance.fleet)
+    slot: Slot | None = None  # this worker's token in the fleet
+    watch: FleetWatch | None = None  # the controller's view of the fleet
+    _broken: str | None = None  # why this fleet token cannot be used (its tests fail with it)
+    # The target as it described itself, kept when the run stops while opening it (a serial
+    # mismatch): the bundle still names the device, its serial and applet version.
+    _described: dict[str, str] | None = None
+    so_tries_left_end: int | None = None  # asked of a persistent device at the end (free)
 
     def __post_init__(self) -> None:
         self.evidence = Path(self.options.evidence).resolve() if self.options.evidence else None
-        self.worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        workerinput = getattr(self.config, "workerinput", None)
+        self.worker = workerinput["workerid"] if workerinput is not None else "main"
+        if self.options.fleet:
+            self.fleet = Fleet.of(self.options)
+            if workerinput is None:
+                self.watch = FleetWatch(self.fleet)
+            else:  # this worker's token only; its bundle is staged in DIR/<worker>
+                self.slot = self.fleet.slot(self.worker)
+                self.options = self.fleet.options_for(self.options, self.slot)
+                self.evidence = self.evidence / self.slot.worker if self.evidence else None
         # The consent object is shared with the target, so a confirmed serial counts everywhere.
-        self.consent = Consent(
+        given = dict(
             guarded=self.options.target.guarded,
             serial=self.options.serial,
             allow_irreversible=self.options.allow_irreversible,
             allow_operator=self.options.allow_operator,
             so_floor=self.options.so_floor,
         )
+        self.consent = TokenConsent(**given, listed=self.options.serials) if self.fleet else Consent(**given)
 
     @property
     def is_controller(self) -> bool:
@@ -141,12 +213,15 @@ class Suite:
 
     def clear_evidence(self) -> None:
         """A stale record from an earlier run would count in this run's verdicts."""
+        from conformance.evidence.combined import clear_fleet_output
+
         assert self.evidence is not None
         self.evidence.mkdir(parents=True, exist_ok=True)
         for pattern in ("records-*.jsonl", f"{SESSION_PREFIX}-*.json"):
             for path in self.evidence.glob(pattern):
                 path.unlink()
         shutil.rmtree(self.evidence / TRACES_DIR, ignore_errors=True)
+        clear_fleet_output(self.evidence, single_bundle_too=self.fleet is not None)
 
     def trace_path(self, name: str) -> tuple[Path | None, str | None]:
         if self.evidence is None:
@@ -159,34 +234,76 @@ class Suite:
 
     def target(self) -> Any:
         """The session's target, opened (and on a real token checked) on first use."""
+        if self._broken is not None:
+            pytest.fail(self._broken, pytrace=False)
         if self._target is None:
             from conformance.observe import CredentialError
             from conformance.targets import make_target, prepare
             from conformance.transport.base import TransportError
 
-            path, _ = self.trace_path("session-setup" if self.worker == "main" else f"session-setup-{self.worker}")
-            recorder = TraceRecorder(path)
+            alone = self.worker == "main" or self.slot is not None  # the only process on this bundle
+            path, _ = self.trace_path("session-setup" if alone else f"session-setup-{self.worker}")
+            recorder = TraceRecorder(path, secrets=self.trace_secrets())
+            target = None
             try:
                 target = make_target(self.options, self.consent)
                 wiping = any(c in (Cost.WIPES, Cost.IRREVERSIBLE) for c in self.selected_costs)
                 prepare(target, recorder, wiping_test_selected=wiping)
-            except SerialMismatch as exc:
-                pytest.exit(str(exc), returncode=3)
-            except CredentialError as exc:
-                pytest.exit(str(exc), returncode=3)
+            except (SerialMismatch, CredentialError) as exc:
+                if target is not None:
+                    self._described = target.describe()
+                self.stop(str(exc))
             except TransportError as exc:
-                pytest.exit(f"hsm target {self.options.target}: {exc}", returncode=3)
+                self.stop(f"hsm target {self.options.target}: {exc}")
             self._target = target
         return self._target
 
+    def stop(self, message: str) -> None:
+        """The token cannot be used. Alone, it stops the run before anything else is sent
+        (pytest.exit); in a fleet only this token's tests fail with the reason and the other
+        tokens go on (xdist cannot take a worker that leaves before its tests are done)."""
+        if self.slot is None:
+            pytest.exit(message, returncode=3)
+        self._broken = f"{self.slot.worker}: {message}"
+        pytest.fail(self._broken, pytrace=False)
+
+    def trace_secrets(self) -> tuple[tuple[str, bytes], ...]:
+        """The owner's PINs, masked in the traces of a real token unless --hsm-trace-secrets
+        (the emulator's PINs are the suite's own test PINs)."""
+        o = self.options
+        if not o.target.guarded or o.trace_secrets:
+            return ()
+        return tuple((name, value) for name, value in (("pin", o.pin), ("so-pin", o.so_pin)) if value)
+
+    def read_so_tries_at_end(self) -> None:
+        """A persistent device is asked how many SO tries it has left (a free query); the
+        in-process emulator gives every test a fresh token, so no count there means anything."""
+        if self._target is None or not self._target.persistent:
+            return
+        from conformance.targets import read_so_tries
+
+        alone = self.worker == "main" or self.slot is not None
+        path, _ = self.trace_path("session-end" if alone else f"session-end-{self.worker}")
+        self.so_tries_left_end = read_so_tries(self._target, TraceRecorder(path, secrets=self.trace_secrets()))
+
     def session_info(self) -> dict[str, Any]:
         target = self._target
-        twin = getattr(target, "twin", None) if target is not None else None
-        return {
-            "target": target.describe() if target is not None else {"kind": self.options.target.kind},
+        if target is not None:
+            described = target.describe()
+        else:
+            described = self._described or {"kind": self.options.target.kind}
+        info: dict[str, Any] = {
+            "target": described,
             "observations": dict(target.observations) if target is not None else {},
-            "so_tries_left_end": twin.so_tries if (twin is not None and target.persistent) else None,
+            "so_tries_left_end": self.so_tries_left_end,
         }
+        if self.slot is not None:  # a fleet token: which worker drove it, when, with what consent
+            described = info["target"] if target is not None or self._described else {"kind": self.slot.target.kind, "reader": self.slot.target.reader or ""}
+            info["target"] = {**described, "worker": self.slot.worker}
+            info["started"] = self.started.isoformat(timespec="seconds")
+            info["duration_s"] = round(time.perf_counter() - self.t0, 3)
+            info["consent"] = self.consent.state if isinstance(self.consent, TokenConsent) else ""
+        return info
 
     def close(self) -> None:
         if self._target is not None:
@@ -231,7 +348,7 @@ class TestRun:
             if self.recorder is not None:
                 self.apdus_before += self.recorder.apdus
             path, self.trace_rel = self.suite.trace_path(self.item.nodeid)
-            self.recorder = TraceRecorder(path)
+            self.recorder = TraceRecorder(path, secrets=self.suite.trace_secrets())
         device = open_device(target, self.recorder, target.profile, self.declared)
         device.ledger = self.ledger
         self.devices.append(device)
@@ -278,6 +395,13 @@ def _start_run(request: pytest.FixtureRequest) -> TestRun:
     suite: Suite = request.config.stash[SUITE_KEY]
     run = TestRun(suite, request.node, marked_cost(request.node) or Cost.FREE)
     request.node.stash[RUN_KEY] = run
+    if suite.slot is not None:
+        # A fleet token's share of --hsm-serial is known once its serial is read: a test its
+        # consent does not cover stops here, before its first APDU.
+        suite.target()
+        reason = suite.consent.skip_reason(run.declared)
+        if reason:
+            pytest.skip(f"interlock: {reason}")
     return run
 
 
@@ -387,11 +511,23 @@ def _first_lines(text: str, limit: int = 600) -> str:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     suite: Suite | None = session.config.stash.get(SUITE_KEY, None)
+    if suite is not None and (suite.evidence is not None or suite.slot is not None):
+        suite.read_so_tries_at_end()
+    if suite is not None and suite.slot is not None:
+        # A fleet worker always leaves notes on its token, for the controller and the bundle.
+        notes = {**suite.session_info(), "exitstatus": int(exitstatus)}
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput[TOKEN_KEY] = notes
+        if suite.evidence is not None:
+            suite.evidence.mkdir(parents=True, exist_ok=True)
+            (suite.evidence / f"{SESSION_PREFIX}-{suite.worker}.json").write_text(json.dumps(notes, indent=1), encoding="utf-8")
+        return
     if suite is None or suite.evidence is None:
         return
     if suite._target is not None or suite.is_controller:
         info_path = suite.evidence / f"{SESSION_PREFIX}-{suite.worker}.json"
-        if suite._target is not None:
+        if suite._target is not None or suite._described is not None:
             info_path.write_text(json.dumps(suite.session_info(), indent=1), encoding="utf-8")
     if not suite.is_controller:
         return
@@ -401,11 +537,57 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def write_evidence(suite: Suite, complete: bool) -> None:
     """Merge every process's records and session notes, and call the bundle writer."""
     assert suite.evidence is not None
+    if suite.fleet is not None:
+        write_fleet_evidence(suite, complete)
+        return
+    write_token_bundle(suite, suite.evidence, complete, suite.session_info()["target"])
+
+
+def write_fleet_evidence(suite: Suite, complete: bool) -> None:
+    """One complete bundle per token, DIR/<serial> (DIR/<worker> if unknown), each from what its
+    worker staged in DIR/<worker>, then DIR/combined-summary.json over them."""
+    from conformance.evidence.combined import TokenEntry, bundle_name, write_combined
+
+    assert suite.evidence is not None and suite.fleet is not None and suite.watch is not None
+    watch, entries, taken = suite.watch, [], set()
+    for slot in suite.fleet.slots:
+        staged = suite.evidence / slot.worker
+        staged.mkdir(parents=True, exist_ok=True)
+        fallback = {"kind": slot.target.kind, "reader": slot.target.reader or "", "worker": slot.worker}
+        write_token_bundle(suite, staged, complete and watch.finished(slot.worker), fallback)
+        notes = watch.notes.get(slot.worker) or _session_notes(staged)
+        name = bundle_name(str(notes.get("target", {}).get("serial") or ""), slot.worker, taken)
+        taken.add(name)
+        final = suite.evidence / name
+        if final != staged:
+            staged.rename(final)
+        entries.append(TokenEntry.from_bundle(suite.evidence, final, slot.worker, str(notes.get("consent", ""))))
+    seen = [e.target.get("serial", "") for e in entries]
+    doc = write_combined(
+        suite.evidence,
+        entries,
+        expected=len(suite.fleet.slots),
+        started=suite.started.isoformat(timespec="seconds"),
+        duration_s=time.perf_counter() - suite.t0,
+        serials_not_found=suite.fleet.serials_not_found(seen) if suite.fleet.slots[0].target.guarded else [],
+    )
+    watch.bundles = {e.worker: {"verdict": e.verdict, "complete": e.complete, "bundle": suite.evidence / e.bundle} for e in entries}
+    watch.combined, watch.verdict = suite.evidence / "combined-summary.json", str(doc["verdict"])
+
+
+def _session_notes(directory: Path) -> dict[str, Any]:
+    """The notes a fleet worker left in its folder (empty if it never finished)."""
+    found = sorted(directory.glob(f"{SESSION_PREFIX}-*.json"))
+    return json.loads(found[0].read_text(encoding="utf-8")) if found else {}
+
+
+def write_token_bundle(suite: Suite, directory: Path, complete: bool, fallback_target: dict[str, Any]) -> None:
+    """The bundle of one token in `directory`, from the records and session notes there."""
     from model.profiles import OPEN_BEHAVIOURS
 
-    records = load_evidence_records(suite.evidence)
-    infos = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(suite.evidence.glob(f"{SESSION_PREFIX}-*.json"))]
-    target = next((i["target"] for i in infos if i.get("target")), suite.session_info()["target"])
+    records = load_evidence_records(directory)
+    infos = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(directory.glob(f"{SESSION_PREFIX}-*.json"))]
+    target = next((i["target"] for i in infos if i.get("target")), fallback_target)
     behaviours: dict[str, str] = {b: "not observed" for b in OPEN_BEHAVIOURS}
     for record in records:
         behaviours.update(record.observations)
@@ -416,12 +598,14 @@ def write_evidence(suite: Suite, complete: bool) -> None:
         from conformance.evidence.bundle import write_bundle
     except ImportError:  # the bundle writer is another module's; records stay for `hsm-lifecycle run`
         return
+    # A fleet worker timed its own token; otherwise the run's clock is the token's.
+    timed = next((i for i in infos if "started" in i), None)
     write_bundle(
-        suite.evidence,
+        directory,
         records,
         target=target,
-        started=suite.started,
-        duration_s=time.perf_counter() - suite.t0,
+        started=timed["started"] if timed else suite.started,
+        duration_s=float(timed["duration_s"]) if timed else time.perf_counter() - suite.t0,
         open_behaviours=behaviours,
         complete=complete,
         so_tries_left_end=ends[-1] if ends else None,

@@ -26,7 +26,7 @@ import pytest
 from conformance.interlocks import Consent, Cost, GuardedTransport, InterlockRefused, SerialMismatch
 from conformance.mapper import IdentityUnreadable, Mapper, PinBook, PortalLink, PortalUnavailable
 from conformance.options import HsmOptions, TargetSpec
-from conformance.trace import TraceRecorder, TracingTransport
+from conformance.trace import EVENT_NEW_TOKEN, EVENT_POWER_CUT, TraceRecorder, TracingTransport
 from conformance.transport.base import Transport, TransportError
 from conformance.transport.inprocess import InProcessTransport
 from hsm_lifecycle.protocol import OPTION_RESET_RETRY_COUNTER, OPTION_TRANSPORT_PIN, SO_PIN_TRIES, USER_PIN_TRIES_DEFAULT
@@ -83,6 +83,30 @@ class Ledger:
             from conformance.observe import normalize
 
             self.observations[outcome.open] = normalize(outcome.open, output)
+
+
+class CutRecorder:
+    """Wraps a test's power-loss hook so the trace says where the power was cut: the event's
+    number within the command (the `seq` of a hook installed just before it), which a replay
+    on the emulator re-arms with `PowerCut(at=n)`."""
+
+    def __init__(self, hook: Callable[..., None], recorder: TraceRecorder) -> None:
+        self.hook = hook
+        self.recorder = recorder
+        self._line = -1  # trace length when the current command's events began
+        self._seen = 0
+
+    def __call__(self, event: object) -> None:
+        if len(self.recorder.lines) != self._line:  # a new command: its events count from 0
+            self._line, self._seen = len(self.recorder.lines), 0
+        n = self._seen
+        self._seen += 1
+        try:
+            self.hook(event)
+        except BaseException:
+            # Written before the torn command's own line, which the transport adds next.
+            self.recorder.event(EVENT_POWER_CUT, bytes([min(n, 0xFF)]))
+            raise
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,7 +242,7 @@ class InProcessTarget(Target):
         """The simulated portal (emulator.portal) on the token in the reader now."""
         from conformance.operator import SimulatedPortalLink
 
-        return SimulatedPortalLink(self.emulated_token, self.portal_faults())  # type: ignore[arg-type]
+        return SimulatedPortalLink(self.emulated_token, self.portal_faults(), recorder=device.recorder)  # type: ignore[arg-type]
 
 
 class AsRealTarget(Target):
@@ -284,6 +308,7 @@ class VpcdTarget(Target):
 
     def __init__(self, spec: TargetSpec, options: HsmOptions, consent: Consent) -> None:
         super().__init__(spec, options, consent)
+        from conformance.transport.pcsc import empty_vpcd_port
         from emulator.vpcd import VpcdError, lease_port, vpcd_readers
 
         if self.options.faults:
@@ -295,10 +320,11 @@ class VpcdTarget(Target):
         atexit.register(self.close)  # an emulator process must never outlive the run
         try:
             self._dir = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="hsm-vpcd-")))
-            self._port = self._stack.enter_context(lease_port(wait=30.0))
-            self._reader = spec.reader or vpcd_readers()[self._port]
+            ports = vpcd_ports(spec, vpcd_readers())
+            self._port = self._stack.enter_context(lease_port(ports, wait=30.0, usable=empty_vpcd_port))
+            self._reader = vpcd_readers()[self._port]
             self._start()
-        except VpcdError as exc:
+        except (VpcdError, TransportError) as exc:
             self._stack.close()
             raise TransportError(str(exc)) from None
 
@@ -327,7 +353,7 @@ class VpcdTarget(Target):
         )
 
     def describe(self) -> dict[str, str]:
-        return {**super().describe(), "kind": "emulator", "via": "pcscd+vpcd"}
+        return {**super().describe(), "kind": "emulator", "via": "pcscd+vpcd", "port": str(self._port)}
 
     def renew(self) -> None:
         if self._transport is not None:
@@ -348,6 +374,20 @@ class VpcdTarget(Target):
             self._process.stop()
             self._process = None
         self._stack.close()
+
+
+def vpcd_ports(spec: TargetSpec, readers: dict[int, str]) -> list[int]:
+    """The vpcd ports a vpcd target may lease, best first: only the named reader's port when
+    --hsm-reader names one; otherwise every port, starting at the spec's fleet slot, so that
+    worker gwK gets the K-th reader whenever it is free (a stable worker-to-token mapping)."""
+    from conformance.transport.pcsc import select_reader
+
+    ports = sorted(readers)
+    if spec.reader:
+        name = select_reader([readers[p] for p in ports], spec.reader)
+        return [p for p in ports if readers[p] == name]
+    first = spec.slot % len(ports) if ports else 0
+    return ports[first:] + ports[:first]
 
 
 def _wait_until_empty(reader: str, timeout_s: float = 5.0) -> None:
@@ -419,10 +459,12 @@ class Device:
 
     def step(self, cmd: Command) -> str:
         """Run one abstract command; fail unless the oracle accepts the device's answer."""
+        cmd = self.mapper.as_sent(cmd)  # e.g. INITIALIZE's PIN length: the oracle judges what is sent
         outcome = self.expect(cmd)
         self.check_credentials(cmd)
         self.admit(outcome)
-        self.recorder.context(str(cmd), self.state.abstract, outcome.rules)
+        # Provisioning and restoring are traced like the test's own steps, marked "setup:".
+        self.recorder.context(f"setup:{cmd}" if self.setup else str(cmd), self.state.abstract, outcome.rules)
         try:
             output = self.mapper.run(cmd, uninitialized=not self.state.is_initialized)
         except PortalUnavailable as exc:
@@ -654,7 +696,7 @@ class Device:
         outcome = self.expect(cmd)
         self.admit(outcome)
         self.recorder.context(f"{cmd} (power cut)", self.state.abstract, outcome.rules)
-        token.set_power_loss_hook(hook)  # type: ignore[attr-defined]
+        token.set_power_loss_hook(CutRecorder(hook, self.recorder))  # type: ignore[attr-defined]
         try:
             self.mapper.run(cmd, uninitialized=not self.state.is_initialized)
         except PowerLoss:
@@ -713,6 +755,8 @@ class Device:
 
     def rewire(self) -> None:
         """After the target renewed its device: the same recorder on the new transport."""
+        self.recorder.context("connect", ExtState.shipped().abstract)
+        self.recorder.event(EVENT_NEW_TOKEN)  # the target put a fresh token in the reader
         tracing = TracingTransport(self.target.raw_transport(), self.recorder)
         self.guard.inner = tracing
         self.mapper.pins = self.target.pins
@@ -725,12 +769,14 @@ class Device:
 def open_device(target: Target, recorder: TraceRecorder, profile: Profile, declared: Cost) -> Device:
     """Wire a device for one test: mapper -> interlock guard -> trace recorder -> transport."""
     raw = target.fresh_transport()
+    recorder.context("connect", (target.twin or ExtState.shipped()).abstract)
+    if recorder.lines and not target.persistent:
+        recorder.event(EVENT_NEW_TOKEN)  # a trace that goes on (tour segment) on a fresh token
     tracing = TracingTransport(raw, recorder)
     guard = GuardedTransport(tracing, target.consent, right_so_pin=lambda: target.pins.so_pin)
     guard.own_key_fids = target.own_key_fids
     guard.test_cost = declared
     mapper = Mapper(guard, pins=target.pins, keys=target.keys)
-    recorder.context("connect", (target.twin or ExtState.shipped()).abstract)
     tracing.connect()
     mapper.select()  # the model's states are those of the selected applet
     state = target.twin if target.twin is not None else ExtState.shipped()
@@ -752,6 +798,25 @@ def read_serial(mapper: Mapper) -> str | None:
         return serial_from_chr(objects[0].chr)  # type: ignore[union-attr]
     except (CvcError, IndexError, AttributeError, IdentityUnreadable):
         return None
+
+
+def read_so_tries(target: Target, recorder: TraceRecorder) -> int | None:
+    """The SO-PIN tries the device has left, asked of it (SELECT and VERIFY 88 without data,
+    both free); None when it has no SO-PIN or cannot be reached."""
+    from conformance.mapper import apdu
+    from hsm_lifecycle.protocol import CLA_ISO, PIN_SO, SW, Ins, tries_from_sw
+
+    tracing = TracingTransport(target.raw_transport(), recorder)
+    mapper = Mapper(GuardedTransport(tracing, target.consent), pins=target.pins, keys=target.keys)
+    recorder.context("read SO tries at the end", target.twin.abstract if target.twin else "")
+    try:
+        mapper.select()  # a test may have left the card manager selected (after an update)
+        sw = mapper.send(apdu(CLA_ISO, Ins.VERIFY, 0x00, PIN_SO)).sw
+    except TransportError:
+        return None
+    finally:
+        recorder.flush()
+    return 0 if sw == SW.AUTH_METHOD_BLOCKED else tries_from_sw(sw)
 
 
 def prepare(target: Target, recorder: TraceRecorder, *, wiping_test_selected: bool) -> None:
@@ -784,8 +849,17 @@ def prepare(target: Target, recorder: TraceRecorder, *, wiping_test_selected: bo
         pin_known = not consent.guarded or target.options.pin is not None
         state = read_state(probe, user_pin_known=pin_known)
         target.found = state
-        may_wipe = not consent.guarded or (consent.serial_confirmed and wiping_test_selected)
-        observations, _ = observe(probe, state, may_wipe=may_wipe, so_floor=consent.so_floor if consent.guarded else None)
+        so_pin_known = not consent.guarded or target.options.so_pin is not None
+        # Re-initializing an initialized token presents its SO-PIN: only the owner's.
+        may_wipe = not consent.guarded or (consent.serial_confirmed and wiping_test_selected and (so_pin_known or not state.is_initialized))
+        observations, _ = observe(
+            probe,
+            state,
+            may_wipe=may_wipe,
+            so_floor=consent.so_floor if consent.guarded else None,
+            user_pin_known=pin_known,
+            so_pin_known=so_pin_known,
+        )
         target.twin = read_state(probe, user_pin_known=pin_known)
     recorder.flush()
     target.observations.update(observations.seen)

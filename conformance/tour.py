@@ -9,6 +9,12 @@ shipped token if the target can provide one (the emulator), or stops (a real tok
 Greedy is not an optimal Chinese-postman tour, but it is short, deterministic and cheap to plan;
 tests/conformance compares it with the sum of the model's per-transition shortest paths.
 
+The transitions at R13's limit (updates after the fifth SO-blocked one) lie five SO-blocked
+updates deep. Exploring that deep would multiply the graph (and the planning time) by the
+update counts, so a last segment gets there directly: the shortest way from a fresh token to an
+SO-blocked update, five times (a firmware-reset token is as shipped), then the greedy tour on
+the graph around that state.
+
 On a real token the same planner runs from the token's current state with the cost-class filter:
 only transitions the user's consent allows, never an SO try below the floor, no INITIALIZE without
 --hsm-serial; what it cannot take is listed with the reason.
@@ -17,13 +23,15 @@ only transitions the user's consent allows, never an SO try below the floor, no 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from hsm_lifecycle.protocol import FIRMWARE_UPDATES_WHILE_SO_BLOCKED
 from model.catalog import COST_CLASSES, cost_rank
 from model.commands import FIRMWARE_UPDATE, INITIALIZE, PORTAL_LOGIN, Command
 from model.explorer import Bounds, explore
 from model.lifecycle import TRANSITIONS
-from model.oracle import Outcome
+from model.oracle import Outcome, expect
 from model.profiles import Profile
 from model.states import FIRMWARE_RESET, ExtState
 
@@ -41,6 +49,9 @@ class TourLimits:
     renewable: bool = True  # a fresh shipped token can be had (emulator)
     bounds: Bounds = field(default_factory=lambda: Bounds(max_keys=1, max_updates=0))
     excluded: frozenset[str] = frozenset()  # commands (string form) that present a PIN not given
+    # SO-blocked updates a last segment spends from a fresh token, to tour the transitions at
+    # R13's limit; 0: no such segment (a real token: never).
+    counted_updates: int = 0
 
     def alphabet(self) -> tuple[Command, ...]:
         return tuple(
@@ -87,12 +98,16 @@ class _Graph:
 
     def nearest_untaken(self, source: ExtState, taken: set[str]) -> list[Outcome] | None:
         """Shortest edge path from `source` whose last edge takes an untaken transition."""
+        return self.nearest(source, lambda edge: edge.transition not in taken)
+
+    def nearest(self, source: ExtState, wanted: Callable[[Outcome], bool]) -> list[Outcome] | None:
+        """Shortest edge path from `source` whose last edge is `wanted`."""
         parents: dict[ExtState, tuple[ExtState, Outcome] | None] = {source: None}
         queue = deque([source])
         while queue:
             state = queue.popleft()
             for edge in self.edges.get(state, ()):
-                if edge.transition not in taken:
+                if wanted(edge):
                     path = [edge]
                     link = parents[state]
                     while link is not None:
@@ -112,31 +127,65 @@ def plan_tour(profile: Profile, start: ExtState | None = None, limits: TourLimit
     taken: set[str] = set()
     order: list[str] = []
     segments: list[list[Command]] = []
-    state, current = start, graph
-    segment: list[Command] = []
+    segment = _walk(graph, start, taken, order)[0]
     while True:
-        path = current.nearest_untaken(state, taken)
-        if path is None:
-            if segment:
-                segments.append(segment)
-            if not limits.renewable:
-                break
-            if shipped_graph is None:
-                shipped_graph = _Graph(profile, ExtState.shipped(), limits)
-            fresh = shipped_graph.nearest_untaken(ExtState.shipped(), taken)
-            if fresh is None:
-                break
-            state, current, segment = ExtState.shipped(), shipped_graph, []
-            continue
+        if segment:
+            segments.append(segment)
+        if not limits.renewable:
+            break
+        if shipped_graph is None:
+            shipped_graph = _Graph(profile, ExtState.shipped(), limits)
+        segment = _walk(shipped_graph, ExtState.shipped(), taken, order)[0]
+        if not segment:
+            break
+    seen = graph.seen | (shipped_graph.seen if shipped_graph else set())
+    if limits.counted_updates and shipped_graph is not None:
+        at_limit, at_limit_seen = _at_the_limit(profile, shipped_graph, limits, taken, order)
+        segments.extend(at_limit)
+        seen |= at_limit_seen
+    left_out = {t.id: _why_not(t.id, t.source, t.command, t.cost, seen, limits) for t in TRANSITIONS if t.id not in taken}
+    return TourPlan(start, segments, order, left_out)
+
+
+def _walk(graph: _Graph, state: ExtState, taken: set[str], order: list[str]) -> tuple[list[Command], ExtState]:
+    """Greedy from `state`: the nearest untaken transition, again and again, while any is reachable."""
+    segment: list[Command] = []
+    while (path := graph.nearest_untaken(state, taken)) is not None:
         for edge in path:
             segment.append(edge.command)
             if edge.transition not in taken:
                 taken.add(edge.transition)
                 order.append(edge.transition)
         state = path[-1].next
-    seen = graph.seen | (shipped_graph.seen if shipped_graph else set())
-    left_out = {t.id: _why_not(t.id, t.source, t.command, t.cost, seen, limits) for t in TRANSITIONS if t.id not in taken}
-    return TourPlan(start, segments, order, left_out)
+    return segment, state
+
+
+def _at_the_limit(
+    profile: Profile, shipped_graph: _Graph, limits: TourLimits, taken: set[str], order: list[str]
+) -> tuple[list[list[Command]], set[str]]:
+    """Segments from a fresh token that spend `limits.counted_updates` SO-blocked updates, then
+    tour what is reachable only there; another such segment while the last one ended in a
+    dead end (keys on a blocked token at the limit) before taking everything."""
+    one = shipped_graph.nearest(ExtState.shipped(), lambda e: e.next.so_blocked_updates > e.before.so_blocked_updates)
+    if one is None:
+        return [], set()
+    prefix: list[Command] = []
+    state = ExtState.shipped()
+    for _ in range(limits.counted_updates):
+        for edge in one:  # judged again from the real state: the path must still count here
+            outcome = expect(state, edge.command, profile)
+            if not limits.allows(outcome):
+                return [], set()
+            prefix.append(edge.command)
+            state = outcome.next
+    if state.so_blocked_updates < limits.counted_updates:
+        return [], set()
+    graph = _Graph(profile, state, limits)
+    segments: list[list[Command]] = []
+    # The prefix takes only transitions the earlier segments took (updates below the limit).
+    while rest := _walk(graph, state, taken, order)[0]:
+        segments.append(prefix + rest)
+    return segments, graph.seen
 
 
 def _why_not(tid: str, source: str, command: str, cost: str, seen: set[str], limits: TourLimits) -> str:
@@ -172,7 +221,9 @@ def limits_for(device: "Device") -> TourLimits:  # noqa: F821 - conformance.targ
     bounds = Bounds(max_keys=max(1, device.state.keys + 1), max_updates=1 if portal else 0)
     if not consent.guarded:
         top = "operator" if portal else "irreversible"
-        return TourLimits(max_cost=top, portal=portal, renewable=target.can_renew, bounds=bounds)
+        # With the portal and fresh tokens, a last segment reaches R13's limit (O30, O31, B17, B18).
+        counted = FIRMWARE_UPDATES_WHILE_SO_BLOCKED if portal and target.can_renew else 0
+        return TourLimits(max_cost=top, portal=portal, renewable=target.can_renew, bounds=bounds, counted_updates=counted)
     ceiling = min(consent.ceiling(), Cost.WIPES)
     needs = {
         RIGHT_USER: target.options.pin is None,

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from itertools import product
 from typing import Iterable
 
-from hsm_lifecycle.protocol import OPTION_RESET_RETRY_COUNTER, OPTION_TRANSPORT_PIN, USER_PIN_TRIES_DEFAULT, USER_PIN_TRIES_MAX
+from hsm_lifecycle.protocol import (
+    OPTION_RESET_RETRY_COUNTER,
+    OPTION_TRANSPORT_PIN,
+    USER_PIN_MAX,
+    USER_PIN_MIN,
+    USER_PIN_TRIES_DEFAULT,
+    USER_PIN_TRIES_MAX,
+)
 
 RIGHT = "right"
 WRONG = "wrong"
@@ -46,6 +53,9 @@ DEFAULT_OPTIONS = OPTION_RESET_RETRY_COUNTER
 # The default alphabet's INITIALIZE options: RRC on, everything off, transport PIN.
 ALPHABET_OPTIONS: tuple[int, ...] = (OPTION_RESET_RETRY_COUNTER, 0x0000, OPTION_TRANSPORT_PIN)
 ALPHABET_RETRIES: tuple[int, ...] = (USER_PIN_TRIES_DEFAULT,)
+# The length of the user PIN INITIALIZE sets (the mapper's default PIN, 648219): the cap on
+# tag 91 a device may enforce depends on it (open behaviour retries-by-pin-length).
+DEFAULT_PIN_LENGTH = USER_PIN_MIN
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -58,6 +68,7 @@ class Command:
     options: int | None = None  # initialize: tag 80
     retries: int | None = None  # initialize: tag 91
     new_pin: bool | None = None  # reset_retry_counter: P1=00 (new PIN) or P1=01
+    pin_length: int | None = None  # initialize: length of the user PIN it sets (tag 81)
 
     def __post_init__(self) -> None:
         if self.name not in COMMAND_NAMES:
@@ -75,6 +86,8 @@ class Command:
             raise ValueError("options and retries belong to initialize only, and it needs both")
         if is_init and not (0 <= self.options <= 0xFFFF and 1 <= self.retries <= USER_PIN_TRIES_MAX):  # type: ignore[operator]
             raise ValueError(f"initialize: options must be 16 bits and retries 1..{USER_PIN_TRIES_MAX}")
+        if is_init != (self.pin_length is not None) or (is_init and not USER_PIN_MIN <= self.pin_length <= USER_PIN_MAX):  # type: ignore[operator]
+            raise ValueError(f"pin_length belongs to initialize only, and is {USER_PIN_MIN}..{USER_PIN_MAX}")
         if (self.name == RESET_RETRY_COUNTER) != (self.new_pin is not None):
             raise ValueError("new_pin belongs to reset_retry_counter only, and it needs it")
 
@@ -101,8 +114,10 @@ class Command:
         return cls(VERIFY_USER, pin=pin)
 
     @classmethod
-    def initialize(cls, so: str = RIGHT, options: int = DEFAULT_OPTIONS, retries: int = USER_PIN_TRIES_DEFAULT) -> Command:
-        return cls(INITIALIZE, so=so, options=options, retries=retries)
+    def initialize(
+        cls, so: str = RIGHT, options: int = DEFAULT_OPTIONS, retries: int = USER_PIN_TRIES_DEFAULT, pin_length: int = DEFAULT_PIN_LENGTH
+    ) -> Command:
+        return cls(INITIALIZE, so=so, options=options, retries=retries, pin_length=pin_length)
 
     @classmethod
     def reset_retry_counter(cls, so: str = RIGHT, new_pin: bool = False) -> Command:
@@ -159,7 +174,9 @@ class Command:
 
     def __str__(self) -> str:
         if self.name == INITIALIZE:
-            return f"initialize(so={self.so},options={self.options:#06x},retries={self.retries})"
+            # The default PIN length is left out: the form recorded in traces stays as it was.
+            length = "" if self.pin_length == DEFAULT_PIN_LENGTH else f",pin_length={self.pin_length}"
+            return f"initialize(so={self.so},options={self.options:#06x},retries={self.retries}{length})"
         if self.name == RESET_RETRY_COUNTER:
             return f"reset_retry_counter(so={self.so},new_pin={'true' if self.new_pin else 'false'})"
         variant = self.pin or self.so
@@ -170,7 +187,7 @@ class Command:
         """Parse the string form back (`str(Command.parse(s))` is canonical).
 
         Accepts `name`, `name()`, `name(variant)` and `name(key=value, ...)`; initialize's
-        options/retries and reset_retry_counter's new_pin may be left out (defaults above).
+        options/retries/pin_length and reset_retry_counter's new_pin may be left out (defaults above).
         """
         m = _FORM.fullmatch(text.strip())
         if not m:
@@ -205,8 +222,9 @@ def _build(name: str, positional: list[str], args: dict[str, str]) -> Command:
         if name == INITIALIZE:
             options = int(args.pop("options", str(DEFAULT_OPTIONS)), 0)
             retries = int(args.pop("retries", str(USER_PIN_TRIES_DEFAULT)), 0)
+            pin_length = int(args.pop("pin_length", str(DEFAULT_PIN_LENGTH)), 0)
             _no_leftovers(positional, args)
-            return Command.initialize(so, options, retries)
+            return Command.initialize(so, options, retries, pin_length)
         if name == RESET_RETRY_COUNTER:
             new_pin = _parse_bool(args.pop("new_pin", "false"))
             _no_leftovers(positional, args)

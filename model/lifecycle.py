@@ -13,7 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from hsm_lifecycle.protocol import FIRMWARE_UPDATES_WHILE_SO_BLOCKED, OPTION_TRANSPORT_PIN, SO_PIN_TRIES
+from hsm_lifecycle.protocol import (
+    FIRMWARE_UPDATES_WHILE_SO_BLOCKED,
+    OPTION_TRANSPORT_PIN,
+    SO_PIN_TRIES,
+    USER_PIN_TRIES_BY_LENGTH,
+    USER_PIN_TRIES_MAX,
+)
 from model import outputs as out
 from model.catalog import FREE, IRREVERSIBLE, OPERATOR, TRIES, WIPES
 from model.commands import COMMAND_NAMES, Command
@@ -23,6 +29,7 @@ from model.profiles import (
     INIT_WRONG_SO_SW,
     LAST_WRONG_TRY_SW,
     REFUSED,
+    RETRIES_BY_PIN_LENGTH,
     RRC_DISABLED,
     SO_SUCCESS_RESTORES,
     TRIES_FAMILY,
@@ -121,6 +128,18 @@ AT_LIMIT = Guard(
     f"SO-blocked updates ≥ {FIRMWARE_UPDATES_WHILE_SO_BLOCKED}",
     lambda s, c, p: s.so_blocked_updates >= FIRMWARE_UPDATES_WHILE_SO_BLOCKED,
 )
+
+
+def _over_cap(s: ExtState, c: Command, p: Profile) -> bool:
+    """Tag 91 above CardContact's cap for the PIN's length (6 bytes: 3, 7: 5, longer: 10) on a
+    device that enforces it. Asked of the profile only then, so an unknown behaviour leaves
+    every INITIALIZE within the cap predictable."""
+    cap = USER_PIN_TRIES_BY_LENGTH.get(c.pin_length or 0, USER_PIN_TRIES_MAX)
+    return (c.retries or 0) > cap and p.require(RETRIES_BY_PIN_LENGTH)
+
+
+OVER_CAP = Guard("retries above the PIN-length cap, enforced", _over_cap)
+RETRIES_OK = Guard("retries accepted", lambda s, c, p: not _over_cap(s, c, p))
 
 
 def _variants(command: str) -> Predicate:
@@ -322,7 +341,7 @@ def _uninitialized(prefix: str, src: str) -> list[Transition]:
         _t(f"{prefix}03", src, "query_user", ALWAYS, src, _NOT_INIT, "R20 R19", FREE),
         _t(f"{prefix}04", src, "query_so", ALWAYS, src, _NOT_INIT, "R20 R19", FREE),
         _t(f"{prefix}05", src, "verify_user(any)", ALWAYS, src, _NOT_INIT, "R20", FREE),
-        _t(f"{prefix}06", src, "initialize(any)", ALWAYS, INITIALIZED, _first_initialize, "R21 R02 R04", WIPES),
+        _t(f"{prefix}06", src, "initialize(any)", RETRIES_OK, INITIALIZED, _first_initialize, "R21 R02 R04", WIPES),
         _t(f"{prefix}07", src, "reset_retry_counter(any)", ALWAYS, src, _NOT_INIT, "R20", FREE),
         _t(f"{prefix}08", src, "change_user_pin(any)", ALWAYS, src, _NOT_INIT, "R20", FREE),
         _t(f"{prefix}09", src, "change_so_pin(any)", ALWAYS, src, _NOT_INIT, "R20", FREE),
@@ -331,6 +350,7 @@ def _uninitialized(prefix: str, src: str) -> list[Transition]:
         _t(f"{prefix}12", src, "delete_key", ALWAYS, src, _NOT_INIT, "R20", FREE),
         _t(f"{prefix}13", src, "firmware_update", ALWAYS, FIRMWARE_RESET, _update(False), "R12 R14", OPERATOR),
         _t(f"{prefix}14", src, "portal_login", ALWAYS, src, _LOGIN_REFUSED, "R15 R18", OPERATOR),
+        _t(f"{prefix}15", src, "initialize(any)", OVER_CAP, src, _REFUSED, "R04", FREE),
     ]
 
 
@@ -376,9 +396,9 @@ TRANSITIONS: tuple[Transition, ...] = (
     _t("I09", _I, "verify_user(wrong)", NO_TRANSPORT & USER_LAST & RRC_ON, _U, _user_wrong, "R04 R05 R17", TRIES),
     _t("I10", _I, "verify_user(wrong)", NO_TRANSPORT & USER_LAST & RRC_OFF, _U, _user_wrong, "R04 R05 R17", WIPES),
     _t("I11", _I, "verify_user(wrong_length)", ALWAYS, _I, _wrong_length, "R16", FREE),
-    _t("I12", _I, "initialize(right)", ALWAYS, _I, _reinitialize, "R07 R08 R04", WIPES),
-    _t("I13", _I, "initialize(wrong)", SO_MORE, _I, _init_wrong_so, "R01 R02 R17", TRIES),
-    _t("I14", _I, "initialize(wrong)", SO_LAST, _O, _init_wrong_so, "R01 R02 R03", IRREVERSIBLE),
+    _t("I12", _I, "initialize(right)", RETRIES_OK, _I, _reinitialize, "R07 R08 R04", WIPES),
+    _t("I13", _I, "initialize(wrong)", RETRIES_OK & SO_MORE, _I, _init_wrong_so, "R01 R02 R17", TRIES),
+    _t("I14", _I, "initialize(wrong)", RETRIES_OK & SO_LAST, _O, _init_wrong_so, "R01 R02 R03", IRREVERSIBLE),
     _t("I15", _I, "reset_retry_counter(right)", RRC_OFF, _I, _rrc_disabled, "R06", FREE),
     _t("I16", _I, "reset_retry_counter(wrong)", RRC_OFF & NO_SPEND, _I, _rrc_disabled, "R06", FREE),
     _t("I17", _I, "reset_retry_counter(wrong)", RRC_OFF & SPENDS & SO_MORE, _I, _rrc_disabled_spending, "R06 R02", TRIES),
@@ -399,6 +419,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     _t("I42", _I, "firmware_update", KEYS, _I, _const(out.UPDATE_REFUSED_KEYS), "R12", OPERATOR),
     _t("I43", _I, "portal_login", TRANSPORT, _I, _LOGIN_REFUSED, "R15 R11", OPERATOR),
     _t("I44", _I, "portal_login", NO_TRANSPORT, _I, _login, "R15 R18", OPERATOR),
+    _t("I45", _I, "initialize(any)", OVER_CAP, _I, _REFUSED, "R04", FREE),
     # -- user-blocked: SO tries > 0, user tries = 0 ---------------------------------------------
     _t("U01", _U, "select", ALWAYS, _U, _end_session, "R10", FREE),
     _t("U02", _U, "power_cycle", ALWAYS, _U, _end_session, "R10", FREE),
@@ -408,9 +429,9 @@ TRANSITIONS: tuple[Transition, ...] = (
     _t("U06", _U, "verify_user(right|wrong)", TRANSPORT, _U, _TRANSPORT, "R11", FREE),
     _t("U07", _U, "verify_user(right|wrong)", NO_TRANSPORT, _U, _BLOCKED, "R05", FREE),
     _t("U08", _U, "verify_user(wrong_length)", ALWAYS, _U, _wrong_length, "R16", FREE),
-    _t("U09", _U, "initialize(right)", ALWAYS, _I, _reinitialize, "R07 R08", WIPES),
-    _t("U10", _U, "initialize(wrong)", SO_MORE, _U, _init_wrong_so, "R01 R02", TRIES),
-    _t("U11", _U, "initialize(wrong)", SO_LAST, _B, _init_wrong_so, "R01 R02 R03", IRREVERSIBLE),
+    _t("U09", _U, "initialize(right)", RETRIES_OK, _I, _reinitialize, "R07 R08", WIPES),
+    _t("U10", _U, "initialize(wrong)", RETRIES_OK & SO_MORE, _U, _init_wrong_so, "R01 R02", TRIES),
+    _t("U11", _U, "initialize(wrong)", RETRIES_OK & SO_LAST, _B, _init_wrong_so, "R01 R02 R03", IRREVERSIBLE),
     _t("U12", _U, "reset_retry_counter(right)", RRC_OFF, _U, _rrc_disabled, "R06", FREE),
     _t("U13", _U, "reset_retry_counter(wrong)", RRC_OFF & NO_SPEND, _U, _rrc_disabled, "R06", FREE),
     _t("U14", _U, "reset_retry_counter(wrong)", RRC_OFF & SPENDS & SO_MORE, _U, _rrc_disabled_spending, "R06 R02", TRIES),
@@ -428,6 +449,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     _t("U26", _U, "firmware_update", NO_KEYS, FIRMWARE_RESET, _update(False), "R12 R14", OPERATOR),
     _t("U27", _U, "firmware_update", KEYS, _U, _const(out.UPDATE_REFUSED_KEYS), "R12", OPERATOR),
     _t("U28", _U, "portal_login", ALWAYS, _U, _LOGIN_REFUSED, "R15", OPERATOR),
+    _t("U29", _U, "initialize(any)", OVER_CAP, _U, _REFUSED, "R04", FREE),
     # -- so-blocked: SO tries = 0, user tries > 0 -----------------------------------------------
     _t("O01", _O, "select", ALWAYS, _O, _end_session, "R10", FREE),
     _t("O02", _O, "power_cycle", ALWAYS, _O, _end_session, "R10", FREE),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from conformance.cli import UsageError
+from conformance.errors import UsageError
 from model import diagram
 
 HELP = "draw the lifecycle state diagram (SVG, PNG or DOT, chosen by the file suffix)"

@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from conformance.cli import UsageError
+from conformance.errors import UsageError
 from conformance.doctor import (
     OPTION_NAMES,
     ActionVerdict,

@@ -29,7 +29,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Column, Table
 
 import conformance
-from conformance.cli import UsageError
+from conformance import terminal
+from conformance.errors import UsageError
 from conformance.evidence.bundle import REPORT_NAME, SUMMARY_NAME, read_summary, rebuild_bundle, write_bundle
 from conformance.evidence.manifest import MANIFEST_NAME, write_manifest
 from conformance.evidence.records import load_evidence_records
@@ -62,6 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--so-pin", metavar="X", help="the real token's SO-PIN: 16 hex digits (e.g. 3537363231383830)")
     parser.add_argument("--pin", metavar="Y", help="the real token's user PIN (6..16 characters)")
     parser.add_argument("--so-floor", metavar="N", type=int, help="never let SO-PIN tries drop below N in tries checks (default 5)")
+    parser.add_argument(
+        "--trace-secrets",
+        action="store_true",
+        help="keep --pin and --so-pin in clear in the traces (by default a real token's PINs are masked)",
+    )
     parser.add_argument("-k", metavar="EXPR", dest="select", help="run only the tests matching this pytest -k expression")
     parser.add_argument("--plain", action="store_true", help="show pytest's own output instead of the progress display")
     parser.epilog = (
@@ -121,6 +127,8 @@ def plan(args: argparse.Namespace, suite: Path) -> Campaign:
         pytest_args.append("--hsm-allow-irreversible")
     if args.allow_operator:
         pytest_args.append("--hsm-allow-operator")
+    if args.trace_secrets:
+        pytest_args.append("--hsm-trace-secrets")
     if args.select:
         pytest_args += ["-k", args.select]
     if not args.plain:
@@ -247,6 +255,20 @@ class ProgressDisplay:
             self._progress.stop()
             self._progress = None
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """The live display stopped while a person answers an operator prompt (it would draw
+        over the prompt), then started again where it was."""
+        progress = self._progress
+        if progress is None or not progress.live.is_started:
+            yield
+            return
+        progress.stop()
+        try:
+            yield
+        finally:
+            progress.start()
+
     @property
     def complete(self) -> bool:
         return not self.interrupted and self.stop_message is None and self.finished >= self.total
@@ -311,7 +333,12 @@ def main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with terminal_console() as live_console, stop_signals_interrupt():
         display = ProgressDisplay(live_console, enabled=not args.plain)
-        code = pytest.main(list(campaign.pytest_args), plugins=[display])
+        pause = display.paused
+        terminal.add_pause(terminal.DISPLAY, pause)
+        try:
+            code = pytest.main(list(campaign.pytest_args), plugins=[display])
+        finally:
+            terminal.remove_pause(pause)
         display.pytest_sessionfinish()
     duration = time.perf_counter() - t0
 

@@ -71,6 +71,7 @@ def _header(summary: Summary, ctx: ReportContext) -> str:
     facts = [
         ("Target", f"{t.get('kind', '')}" + (f" — reader {t['reader']}" if t.get("reader") else "")),
         ("Device serial", t.get("serial", "") or "unknown"),
+        *([("xdist worker", f"{t['worker']} (one token per worker; see ../combined-summary.json)")] if t.get("worker") else []),
         ("Device version", t.get("version", "") or "unknown"),
         ("Profile", t.get("profile", "") or "unknown"),
         ("Started", summary.started),
@@ -207,7 +208,10 @@ def _coverage(summary: Summary, view: ModelView, ctx: ReportContext) -> str:
 
 def _cost(summary: Summary, records: Sequence[TestRecord]) -> str:
     c = summary.cost
-    left = "not queried" if c.so_tries_left_end is None else str(c.so_tries_left_end)
+    if c.so_tries_left_end is not None:
+        left = str(c.so_tries_left_end)
+    else:
+        left = "n/a (fresh token per test)" if c.fresh_per_test else "not queried"
     by_class = Counter(r.cost for r in records)
     classes = "".join(
         f"<tr><td>{escape(k)}</td><td>{by_class.get(k, 0)}</td></tr>" for k in COST_CLASSES if by_class.get(k)

@@ -16,6 +16,8 @@ from conformance.evidence.verdicts import RuleVerdict, rule_verdicts
 
 SCHEMA = "hsm-lifecycle/evidence/1"
 TARGET_KEYS = ("kind", "reader", "serial", "version", "profile")
+# Kept when present: a fleet run (one token per xdist worker) names the worker that drove it.
+OPTIONAL_TARGET_KEYS = ("worker",)
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,13 @@ class Cost:
     user_tries_spent: int
     so_tries_spent: int
     so_tries_left_end: int | None  # None: nobody asked the device at the end
+    fresh_per_test: bool = False  # the in-process emulator: no device lives to "the end"
 
     @classmethod
-    def of(cls, records: Sequence[TestRecord], so_tries_left_end: int | None = None) -> "Cost":
-        if so_tries_left_end is None:
+    def of(cls, records: Sequence[TestRecord], so_tries_left_end: int | None = None, *, fresh_per_test: bool = False) -> "Cost":
+        if fresh_per_test:
+            so_tries_left_end = None  # each test had a token of its own: no count is the run's
+        elif so_tries_left_end is None:
             known = [r.so_tries_left for r in records if r.so_tries_left is not None]
             so_tries_left_end = known[-1] if known else None
         return cls(
@@ -64,6 +69,7 @@ class Cost:
             user_tries_spent=sum(r.user_tries_spent for r in records),
             so_tries_spent=sum(r.so_tries_spent for r in records),
             so_tries_left_end=so_tries_left_end,
+            fresh_per_test=fresh_per_test,
         )
 
     def to_summary(self) -> dict[str, int | None]:
@@ -125,16 +131,25 @@ def build_summary(
         duration_s=float(duration_s),
         rules=tuple(rule_verdicts(view, records)),
         coverage=Coverage.of(view, records),
-        cost=Cost.of(records, so_tries_left_end),
+        cost=Cost.of(records, so_tries_left_end, fresh_per_test=fresh_token_per_test(target)),
         open_behaviours={str(k): str(v) for k, v in sorted(open_behaviours.items())},
         complete=complete,
     )
 
 
+def fresh_token_per_test(target: Mapping[str, object]) -> bool:
+    """The in-process emulator (a fresh token for every test), told by how it describes itself."""
+    from conformance.transport.inprocess import READER
+
+    return target.get("kind") == "emulator" and target.get("reader") == READER
+
+
 def normalize_target(target: Mapping[str, object]) -> dict[str, str]:
-    """Exactly the schema's five target keys, empty when unknown (the plugin's session notes in
-    the bundle keep whatever else the transport said about itself)."""
-    return {key: "" if target.get(key) is None else str(target.get(key)) for key in TARGET_KEYS}
+    """Exactly the schema's five target keys, empty when unknown, plus the fleet worker when there
+    is one (the plugin's session notes in the bundle keep whatever else the transport said)."""
+    out = {key: "" if target.get(key) is None else str(target.get(key)) for key in TARGET_KEYS}
+    out.update({key: str(target[key]) for key in OPTIONAL_TARGET_KEYS if target.get(key)})
+    return out
 
 
 def iso_time(value: datetime | str) -> str:

@@ -15,12 +15,13 @@ from hsm_lifecycle.protocol import CLA_ISO, Ins
 if TYPE_CHECKING:
     from emulator import VirtualToken
 
+READER = "in-process emulator"  # the reader name it describes itself with (the bundle reads it)
 SW1_MORE_DATA = 0x61
 SW1_WRONG_LE = 0x6C
 
 
 class InProcessTransport(Transport):
-    def __init__(self, token: "VirtualToken", *, kind: str = "emulator", reader: str = "in-process emulator") -> None:
+    def __init__(self, token: "VirtualToken", *, kind: str = "emulator", reader: str = READER) -> None:
         self.token = token
         self.kind = kind
         self.reader = reader

@@ -3,7 +3,8 @@ fails, and the fault does not simply make every check fail.
 
 The fault list is the emulator's `Fault` enum (docs/emulator.md). The table below says which
 rule each fault breaks; a new fault without a row here fails `test_every_fault_has_a_rule`.
-Faults for R12–R15 come with the firmware-update portal.
+The faults for R12–R15 are the portal's (`emulator.portal.PortalFault`): their kills are in
+tests/portal/test_portal_fault_kills.py.
 """
 
 from __future__ import annotations

@@ -62,3 +62,20 @@ def test_floor_limits_the_tour(floor):
     limits = TourLimits(max_cost="tries", so_floor=floor, initialize=False, renewable=False)
     outcomes = walk(plan_tour(profile, OWNER_TOKEN, limits), profile, OWNER_TOKEN)
     assert min(o.next.so_tries for o in outcomes) >= floor
+
+
+def test_emulator_tour_reaches_the_transitions_at_the_update_limit():
+    """R13's limit lies five SO-blocked updates deep: the last segments get there and take
+    O30, O31, B17 and B18, every step as the oracle walks it from a fresh token."""
+    from hsm_lifecycle.protocol import FIRMWARE_UPDATES_WHILE_SO_BLOCKED
+    from model.explorer import Bounds
+
+    limits = TourLimits(max_cost="operator", portal=True, bounds=Bounds(max_keys=1, max_updates=1), counted_updates=FIRMWARE_UPDATES_WHILE_SO_BLOCKED)
+    plan = plan_tour(EMULATOR_DEFAULTS, limits=limits)
+    at_limit = {"O30", "O31", "B17", "B18"}
+    assert at_limit <= set(plan.covered)
+    assert {o.transition for o in walk(plan, EMULATOR_DEFAULTS, ExtState.shipped())} == set(plan.covered)
+    without = plan_tour(EMULATOR_DEFAULTS, limits=TourLimits(max_cost="operator", portal=True, bounds=Bounds(max_keys=1, max_updates=1)))
+    assert not at_limit & set(without.covered)
+    assert set(plan.covered) - set(without.covered) == at_limit
+    assert plan.steps < 2 * without.steps

@@ -3,7 +3,8 @@ once per session, every step checked against the lifecycle invariants (tests/mod
 
 The bounds are split so the whole run stays fast (a few seconds): updates up to 5 (the R13 limit)
 with one key and option 0x0001; keys up to 3 with every option of the default alphabet; user
-max 1 and 10; and the other resolution of every open behaviour (one key, one update). The
+max 1 and 10; the other resolution of every open behaviour (one key, one update); and a
+device that enforces the retries-per-PIN-length cap. The
 keys and user-max runs do not expand firmware updates (max_updates=0): the others cover them.
 bench/bench_model.py measures the full product (keys 3 x updates 5, every option).
 """
@@ -34,4 +35,11 @@ def explorations() -> tuple[Explored, ...]:
             Command.alphabet(options=(0x0001,), retries=(1, 10)),
         ),
         _run("alternative profile", ALTERNATIVE, Bounds(max_keys=1, max_updates=1)),
+        # A device that enforces the 3/5/10 cap: 10 retries for the 6-byte PIN are refused.
+        _run(
+            "retries capped by PIN length",
+            EMULATOR_DEFAULTS.resolve({"retries-by-pin-length": True}, name="capped"),
+            Bounds(max_keys=1, max_updates=1),
+            Command.alphabet(options=(0x0001,), retries=(3, 10)),
+        ),
     )

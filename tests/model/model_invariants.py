@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hsm_lifecycle.protocol import USER_PIN_TRIES_BY_LENGTH, USER_PIN_TRIES_MAX
 from model import BY_ID, EMULATOR_DEFAULTS, Exploration, Outcome, Profile
 from model.commands import (
     CHANGE_SO_PIN,
@@ -70,6 +71,15 @@ class Checker:
         if REFUSED in o.outputs and o.accepts(OK):
             self.fail(o, "a refusal accepts 9000")
         succeeded = o.accepts(OK) or o.accepts(UPDATE_OK) or o.accepts(LOGIN_OK)
+
+        # retries-by-pin-length: a device that enforces CardContact's cap refuses tag 91 above
+        # it for the PIN's length before looking at the code: nothing changes, nothing spent.
+        cap = USER_PIN_TRIES_BY_LENGTH.get(c.pin_length or 0, USER_PIN_TRIES_MAX)
+        over_cap = name == INITIALIZE and (c.retries or 0) > cap and self.profile.retries_by_pin_length is True
+        if over_cap:
+            if t != s or succeeded:
+                self.fail(o, "INITIALIZE above the enforced retries cap was not refused unchanged")
+            return
 
         # SO counter: never rises, except a correct SO-PIN when the profile restores it, and
         # None <-> a number only through a first INITIALIZE / a firmware update.

@@ -205,3 +205,46 @@ def test_the_oracle_runs_the_transitions_machine() -> None:
     assert set(machine.states) == {"shipped", "initialized", "user-blocked", "so-blocked", "both-blocked", "firmware-reset"}
     count = sum(len(ts) for event in machine.events.values() for ts in event.transitions.values())
     assert count == len(TRANSITIONS)
+
+
+# -- retries-by-pin-length: tag 91 above 3/5/10 for a 6/7/8+-byte user PIN -----------------------
+
+
+def test_an_enforced_retries_cap_refuses_initialize_and_changes_nothing():
+    capped = EMULATOR_DEFAULTS.resolve({"retries-by-pin-length": True})
+    for start in (ExtState.shipped(), ExtState.initialized(keys=1), ExtState.initialized(user_tries=0)):
+        for so in ("right", "wrong"):
+            over = expect(start, Command.initialize(so, 1, 4), capped)
+            assert over.next == start and not over.accepts("9000") and over.accepts("6A80"), over.transition
+            assert over.transition in ("S15", "I45", "U29")
+    # The cap depends on the PIN's length: 7 bytes allow 5, 8 and more allow 10.
+    for length, allowed, refused in ((6, 3, 4), (7, 5, 6), (8, 10, None), (16, 10, None)):
+        assert expect(ExtState.shipped(), Command.initialize("right", 1, allowed, length), capped).accepts("9000")
+        if refused is not None:
+            assert not expect(ExtState.shipped(), Command.initialize("right", 1, refused, length), capped).accepts("9000")
+
+
+def test_a_device_without_the_cap_takes_any_retries():
+    outcome = expect(ExtState.shipped(), Command.initialize("right", 1, 10), EMULATOR_DEFAULTS)
+    assert outcome.accepts("9000") and outcome.next.user_max == 10
+
+
+def test_an_unknown_cap_predicts_only_what_it_does_not_decide():
+    """Within every cap the answer is known; above it the next state would be a guess
+    (initialized with the new counter, or unchanged), so the oracle refuses to predict."""
+    from model import UnresolvedBehaviour
+
+    profile = SMARTCARD_HSM.resolve({"auth-after-init": False})
+    assert expect(ExtState.shipped(), Command.initialize("right", 1, 3), profile).accepts("9000")
+    with pytest.raises(UnresolvedBehaviour, match="retries-by-pin-length"):
+        expect(ExtState.shipped(), Command.initialize("right", 1, 4), profile)
+
+
+def test_pin_length_is_part_of_initialize_and_of_its_string_form():
+    assert Command.initialize().pin_length == 6
+    assert str(Command.initialize()) == "initialize(so=right,options=0x0001,retries=3)"  # traces keep their form
+    long = Command.initialize("right", 1, 5, 8)
+    assert str(long) == "initialize(so=right,options=0x0001,retries=5,pin_length=8)"
+    assert Command.parse(str(long)) == long
+    with pytest.raises(ValueError):
+        Command.initialize("right", 1, 3, 5)

@@ -2,7 +2,8 @@
 
 Every transition of `model.TRANSITIONS` is torn: 148 with the emulator's default profile, and
 the four that exist only where RESET RETRY COUNTER with RRC off spends an SO try (I17, I18,
-U14, U15) with that profile. Paths are the model's shortest within small bounds; the four
+U14, U15) with that profile, and the four INITIALIZE refusals of a device that caps the retries
+by the PIN's length (S15, F15, I45, U29) with that profile. Paths are the model's shortest within small bounds; the four
 transitions behind five SO-blocked firmware updates (O30, O31, B17, B18) come from a walk
 with one option value, so the bounds can reach five updates cheaply.
 """
@@ -25,6 +26,10 @@ AT_UPDATE_LIMIT = ("O30", "O31", "B17", "B18")
 RRC_OFF_SPENDS = ("I17", "I18", "U14", "U15")
 SPENDING = Profile(rrc_disabled_spends_so_try=True)
 SPENDING_MODEL = replace(EMULATOR_DEFAULTS, name="rrc-off spends", rrc_disabled_spends_so_try=True)
+# INITIALIZE refused for retries above the per-PIN-length cap: only where the cap is enforced.
+OVER_RETRIES_CAP = ("S15", "F15", "I45", "U29")
+CAPPED = Profile(retries_by_pin_length=True)
+CAPPED_MODEL = replace(EMULATOR_DEFAULTS, name="retries capped", retries_by_pin_length=True)
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +42,9 @@ def tear_cases(default_exploration: Exploration) -> dict[str, TearCase]:
     spending = explore(SPENDING_MODEL, alphabet=Command.alphabet(options=(0x0000,)), bounds=Bounds(max_keys=0, max_updates=0))
     for tid in RRC_OFF_SPENDS:
         cases[tid] = TearCase(tid, SPENDING, SPENDING_MODEL, tuple(spending.path_to_transition(tid)))
+    capped = explore(CAPPED_MODEL, alphabet=Command.alphabet(options=(0x0001,), retries=(3, 4)), bounds=Bounds(max_keys=0, max_updates=1))
+    for tid in OVER_RETRIES_CAP:
+        cases[tid] = TearCase(tid, CAPPED, CAPPED_MODEL, tuple(capped.path_to_transition(tid)))
     return cases
 
 
