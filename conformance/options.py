@@ -16,6 +16,7 @@ DEFAULT_SO_FLOOR = 5
 DEFAULT_EXAMPLES = 200  # the in-process emulator
 DEFAULT_EXAMPLES_SLOW = 10  # a real token, vpcd or the emulator posing as a real token
 DEFAULT_STEPS = 30
+DEFAULT_APDU_TIMEOUT_S = 30.0  # far above any honest APDU (RSA key generation takes seconds)
 
 TARGET_EMULATOR = "emulator"
 TARGET_VPCD = "emulator:vpcd"
@@ -71,6 +72,7 @@ class HsmOptions:
     serials: tuple[str, ...] = ()  # every --hsm-serial; in a fleet each token matches its own
     workers: int = 0  # pytest-xdist workers of this run (0: no xdist)
     trace_secrets: bool = False  # keep a real token's PINs in its traces (a lab's own token)
+    apdu_timeout: float = DEFAULT_APDU_TIMEOUT_S  # seconds a device may take per exchange
 
     @property
     def fleet(self) -> bool:
@@ -139,6 +141,13 @@ def add_options(parser: Any) -> None:
         metavar="N",
         help=f"hypothesis examples of the stateful test (default {DEFAULT_EXAMPLES} on the in-process emulator, "
         f"{DEFAULT_EXAMPLES_SLOW} elsewhere)",
+    )
+    group.addoption(
+        "--hsm-apdu-timeout",
+        default=None,
+        metavar="SECONDS",
+        help=f"fail an APDU the device has not answered after SECONDS (default {DEFAULT_APDU_TIMEOUT_S:g}), "
+        "so a hung token or reader cannot hang the run",
     )
     group.addoption("--hsm-steps", type=int, default=DEFAULT_STEPS, metavar="N", help=argparse.SUPPRESS)
     # Project-only switches: they exist so the project's own tests can prove the checks bite.
@@ -237,6 +246,18 @@ def parse_so_pin(text: str) -> bytes:
     )
 
 
+def parse_apdu_timeout(text: str | None) -> float:
+    if text is None:
+        return DEFAULT_APDU_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not (0 < seconds < float("inf")):  # also refuses nan
+        raise ValueError(f"--hsm-apdu-timeout must be a positive number of seconds (e.g. {DEFAULT_APDU_TIMEOUT_S:g}), got {text!r}.")
+    return seconds
+
+
 def parse_user_pin(text: str) -> bytes:
     raw = text.encode("utf-8")
     if not USER_PIN_MIN <= len(raw) <= USER_PIN_MAX:
@@ -280,6 +301,7 @@ def from_config(config: Any) -> HsmOptions:
         emulator_state=opt.hsm_emulator_state,
         emulator_profile=parse_profile_overrides(opt.hsm_emulator_profile, target),
         trace_secrets=bool(opt.hsm_trace_secrets),
+        apdu_timeout=parse_apdu_timeout(getattr(opt, "hsm_apdu_timeout", None)),
         readers=readers,
         serials=serials,
         workers=workers,

@@ -255,6 +255,8 @@ class Suite:
                 self.stop(str(exc))
             except TransportError as exc:
                 self.stop(f"hsm target {self.options.target}: {exc}")
+            finally:
+                recorder.flush()  # prepare() flushes only on success: keep what led to a failure
             self._target = target
         return self._target
 

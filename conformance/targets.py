@@ -27,7 +27,7 @@ from conformance.interlocks import Consent, Cost, GuardedTransport, InterlockRef
 from conformance.mapper import IdentityUnreadable, Mapper, PinBook, PortalLink, PortalUnavailable
 from conformance.options import HsmOptions, TargetSpec
 from conformance.trace import EVENT_NEW_TOKEN, EVENT_POWER_CUT, TraceRecorder, TracingTransport
-from conformance.transport.base import Transport, TransportError
+from conformance.transport.base import DeadlineTransport, Transport, TransportError
 from conformance.transport.inprocess import InProcessTransport
 from hsm_lifecycle.protocol import OPTION_RESET_RETRY_COUNTER, OPTION_TRANSPORT_PIN, SO_PIN_TRIES, USER_PIN_TRIES_DEFAULT
 from model.commands import Command
@@ -136,6 +136,12 @@ class Target:
 
     def raw_transport(self) -> Transport:
         raise NotImplementedError
+
+    def timed(self, transport: Transport) -> Transport:
+        """`transport` under the per-exchange deadline (--hsm-apdu-timeout), so a device that
+        stops answering fails the test in progress instead of hanging the run. Close it through
+        the wrapper: closing a pcsc handle stuck in a transmit can block too."""
+        return DeadlineTransport(transport, self.options.apdu_timeout)
 
     @property
     def emulator_profile(self) -> object:
@@ -262,7 +268,9 @@ class AsRealTarget(Target):
         else:
             self.token = VirtualToken.manufacture(state_path=path, profile=self.emulator_profile, faults=faults)
             self.set_up_as_owner(self.token, options.pin, options.so_pin)
-        self._transport = InProcessTransport(self.token, kind="pcsc", reader=AS_REAL_READER)
+        # Timed like the real token it stands for (the in-process target is not: a thread per
+        # APDU would slow its 200-example runs, and its token cannot hang without a bug).
+        self._transport = self.timed(InProcessTransport(self.token, kind="pcsc", reader=AS_REAL_READER))
 
     @staticmethod
     def set_up_as_owner(token: object, pin: bytes | None = None, so_pin: bytes | None = None) -> None:
@@ -291,7 +299,7 @@ class PcscTarget(Target):
         super().__init__(spec, options, consent)
         from conformance.transport.pcsc import PcscTransport
 
-        self._transport = PcscTransport(spec.reader or "")
+        self._transport = self.timed(PcscTransport(spec.reader or ""))
 
     def raw_transport(self) -> Transport:
         return self._transport
@@ -337,7 +345,7 @@ class VpcdTarget(Target):
             self._process = start_emulator(self._port, self._dir / f"token-{self._generation}.json")
         except VpcdError as exc:
             raise TransportError(str(exc)) from None
-        self._transport = PcscTransport(self._reader, card_timeout=10.0)
+        self._transport = self.timed(PcscTransport(self._reader, card_timeout=10.0))
 
     def raw_transport(self) -> Transport:
         assert self._transport is not None
@@ -571,13 +579,21 @@ class Device:
         self.step(Command.query_so())  # judged: a right SO-PIN must not have spent a try (R02)
         return rsp.sw_hex
 
-    @staticmethod
-    def issuer_root(ef_2f02: bytes) -> str:
-        """The root CHR the DICA certificate in EF.C_DevAut names as its issuer."""
-        from hsm_lifecycle.cvc import parse_cv_objects
+    def issuer_root(self, ef_2f02: bytes, rules: tuple[str, ...] = ("R18",)) -> str:
+        """The root CHR the DICA certificate in EF.C_DevAut names as its issuer. Content that
+        does not parse fails `rules` naming the file, not with a bare decoder error."""
+        from hsm_lifecycle.cvc import CvcError, parse_cv_objects
+        from hsm_lifecycle.tlv import TlvError
 
-        objects = parse_cv_objects(ef_2f02)
-        return objects[1].car if len(objects) > 1 else ""  # type: ignore[union-attr]
+        try:
+            objects = parse_cv_objects(ef_2f02)
+        except (CvcError, TlvError) as exc:
+            self.fail(f"EF.C_DevAut (2F02) does not parse as CV certificates ({len(ef_2f02)} bytes): {exc}", rules)
+        car = getattr(objects[1], "car", None) if len(objects) > 1 else None
+        if not car:  # an empty issuer would read as "DICA names issuer ," further on
+            self.fail(f"EF.C_DevAut (2F02) holds {len(objects)} CV object(s), not a device certificate followed by "
+                      "its DICA certificate naming an issuer", rules)
+        return car  # type: ignore[return-value]
 
     def check_objects_wiped(self) -> None:
         """With no keys in the model, ENUMERATE must list no key, certificate or data object

@@ -4,7 +4,8 @@ One exchange a line: `{"i", "t_ms", "cmd", "rsp", "sw", "step", "state", "rules"
 upper-case without spaces. `state` is the model's abstract state *before* the step (the state
 the command was sent in). Power events are written in vsmartcard's vpcd control vocabulary as a
 1-byte `cmd` (a real APDU is at least 4 bytes, so they cannot be confused): "00" power off,
-"01" power on and "02" reset, with the ATR in `rsp` and an empty `sw`. The suite adds events
+"01" power on and "02" reset, with the ATR in `rsp` (empty: the power-on failed) and an empty
+`sw`. The suite adds events
 of its own in the same way (a `cmd` shorter than 4 bytes, code first): "10" a fresh token was
 put in the reader (the emulator renewed it), "11FF" the portal installed firmware (flags
 below), "12NN" the next command's power is cut at the emulator's NN-th power event. With them a
@@ -244,7 +245,12 @@ class TracingTransport(Transport):
         self.recorder = recorder
 
     def connect(self) -> bytes:
-        atr = self.inner.connect()
+        try:
+            atr = self.inner.connect()
+        except BaseException:
+            # The attempt is kept as a power-on without ATR, so the test's trace is not empty.
+            self.recorder.control(VPCD_POWER_ON)
+            raise
         self.recorder.control(VPCD_POWER_ON, atr)
         return atr
 

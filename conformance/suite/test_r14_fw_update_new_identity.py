@@ -24,7 +24,7 @@ def test_r14_update_gives_new_identity(hsm):
     after = hsm.identity()
     hsm.check(after != before, "EF.C_DevAut is unchanged after a firmware update", ("R14",))
     roots = load_roots()
-    old, new = (verify_c_devaut(x, roots[hsm.issuer_root(x)]) for x in (before, after))
+    old, new = (verify_c_devaut(x, roots[hsm.issuer_root(x, ("R14",))]) for x in (before, after))
     hsm.check(old.root_chr == new.root_chr, f"the new identity chains to {new.root_chr}, not {old.root_chr}", ("R14",))
     hsm.check(new.device_chr != old.device_chr, f"the new device certificate keeps the CHR {old.device_chr}", ("R14",))
     fids = hsm.read("enumerate objects", hsm.mapper.enumerate_objects)

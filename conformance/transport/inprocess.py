@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 READER = "in-process emulator"  # the reader name it describes itself with (the bundle reads it)
 SW1_MORE_DATA = 0x61
 SW1_WRONG_LE = 0x6C
+GET_RESPONSE_LIMIT = 256  # as PcscTransport: a 61xx chain past 64 KB is a broken token, not data
 
 
 class InProcessTransport(Transport):
@@ -43,9 +44,14 @@ class InProcessTransport(Transport):
             raise
         data, sw = self._split(rapdu)
         # T=0 style answers, which a PC/SC stack would hide from us too.
-        while sw >> 8 == SW1_MORE_DATA:
+        for _ in range(GET_RESPONSE_LIMIT):
+            if sw >> 8 != SW1_MORE_DATA:
+                break
             more = self._split(self.token.transmit(bytes([CLA_ISO, Ins.GET_RESPONSE, 0, 0, sw & 0xFF])))
             data, sw = data + more[0], more[1]
+        if sw >> 8 == SW1_MORE_DATA:
+            raise TransportError(f"the emulator keeps answering 61xx (more data) after {GET_RESPONSE_LIMIT} GET RESPONSEs "
+                                 f"to {capdu[:4].hex().upper()}; this is an emulator bug.")
         if sw >> 8 == SW1_WRONG_LE and len(capdu) >= 5:
             data, sw = self._split(self.token.transmit(capdu[:-1] + bytes([sw & 0xFF])))
         return Response(data, sw)

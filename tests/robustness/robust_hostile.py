@@ -95,10 +95,10 @@ class HostileRun:
         return list(read_trace(self.evidence / record.trace))
 
 
-def run_suite(tmp: Path, capfd: pytest.CaptureFixture[str], device: HostileDevice, select: str) -> HostileRun:
+def run_suite(tmp: Path, capfd: pytest.CaptureFixture[str], device: Any, select: str, *options: str) -> HostileRun:
     evidence = tmp / "evidence"
     argv = [str(SUITE), "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:xdist", "-p", "no:benchmark",
-            "--hsm-evidence", str(evidence), "-k", select]
+            "--hsm-evidence", str(evidence), "-k", select, *options]
     began = time.monotonic()
     rc = int(pytest.main(argv, plugins=[device]))
     return HostileRun(rc, capfd.readouterr().out, evidence, time.monotonic() - began)
