@@ -1,0 +1,52 @@
+"""The in-memory emulator as a learning target: every reset is a freshly manufactured token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from conformance.learn.alphabet import LearningAlphabet
+from conformance.learn.sul import OK, Cost, CountingTransport, DeviceSession, LearningAborted, Target
+from conformance.mapper import Mapper
+from conformance.trace import TraceRecorder, TracingTransport
+from conformance.transport.base import Transport
+from conformance.transport.inprocess import InProcessTransport
+from emulator import Fault, VirtualToken
+from model.profiles import EMULATOR_DEFAULTS, Profile
+from model.states import ExtState
+
+
+@dataclass
+class EmulatorTarget(Target):
+    """Fresh tokens with the emulator's default profile (which the model's EMULATOR_DEFAULTS
+    profile mirrors) and, for the project's own tests, fault switches."""
+
+    faults: frozenset[Fault] = field(default_factory=frozenset)
+    kind: str = "emulator"
+
+    def open_session(self, alphabet: LearningAlphabet, cost: Cost, recorder: TraceRecorder | None = None) -> DeviceSession:
+        token = VirtualToken.manufacture(faults=self.faults)
+        transport: Transport = CountingTransport(InProcessTransport(token), cost)
+        if recorder is not None:
+            transport = TracingTransport(transport, recorder)
+        transport.connect()
+        mapper = Mapper(transport)
+        # Every client selects the applet first; the learned machine starts from there.
+        selected = mapper.select().sw_hex
+        if selected != OK:
+            raise LearningAborted(f"the emulator answered SELECT of the applet with {selected}")
+        return DeviceSession(mapper=mapper, max_keys=alphabet.max_keys, uninitialized=True, recorder=recorder)
+
+    def start_state(self) -> ExtState:
+        return ExtState.shipped()
+
+    @property
+    def model_profile(self) -> Profile:
+        return EMULATOR_DEFAULTS
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "reset": "a freshly manufactured in-memory VirtualToken, applet selected",
+            "faults": sorted(f.value for f in self.faults),
+            "profile": EMULATOR_DEFAULTS.name,
+        }

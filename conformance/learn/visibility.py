@@ -1,0 +1,36 @@
+"""Which emulator fault each learning alphabet can expose, and why some none can.
+
+The claims are checked by tests/learn (a representative subset in CI, all of them under the
+`slow` marker and in bench/bench_learn.py): learning the faulty emulator over the named
+alphabet must end in a difference from the model that the device confirms on replay.
+"""
+
+from __future__ import annotations
+
+# fault value (emulator.Fault) -> the smallest alphabet that exposes it
+EXPOSED_BY: dict[str, str] = {
+    "uninitialized-accepts-pin": "core",  # R20: verify_user(right) on a shipped token
+    "first-init-sets-wrong-tries": "core",  # R21: query_so after the first INITIALIZE
+    "user-counter-not-restored": "core",  # R04: wrong, right, wrong
+    "user-block-ignored": "core",  # R05: right PIN at 0 tries
+    "reinit-keeps-keys": "core",  # R07: a key survives INITIALIZE
+    "key-use-without-login": "core",  # R10: generate_key without VERIFY
+    "session-survives-reselect": "core",  # R10: select, then the session is still open
+    "wrong-length-spends-try": "core",  # R16: wrong-length PIN, then query_user
+    "query-spends-try": "core",  # R19: query_user twice
+    "initialize-ignores-so-pin": "so",  # R01: INITIALIZE with a wrong SO-PIN accepted
+    "so-counter-not-spent": "so",  # R02: wrong SO-PIN, then query_so
+    "so-unblockable": "so",  # R03: 15 wrong SO-PINs, then a right one
+    "rrc-ignores-option": "options",  # R06: RESET RETRY COUNTER with option 0x0001 off
+    "transport-pin-ignored": "options",  # R11: option 0x0002, then query_user
+}
+
+# fault value -> why no alphabet over the model's abstract commands can see it
+INVISIBLE: dict[str, str] = {
+    "identity-changes-on-init": "R08: outputs are status words only; the device identity (EF.C_DevAut) is never "
+    "an output, and no abstract command reads it",
+    "so-pin-authorizes-keys": "R09: the fault opens key use after VERIFY 88 with the right SO-PIN, and the model's "
+    "abstract alphabet has no SO-PIN VERIFY command (only the SO status query)",
+    "tear-refunds-try": "R17: needs a power loss in the middle of a PIN check; the alphabet's inputs are whole "
+    "commands, and power_cycle happens between them",
+}
