@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from conformance.interlocks import Apdu, Cost, apdu_cost
 from conformance.mapper import IdentityUnreadable, Mapper, apdu
-from conformance.transport.base import Response, Transport, TransportError
+from conformance.transport.base import Response, Transport, TransportError, TransportWrapper
 from hsm_lifecycle import tlv
 from hsm_lifecycle.protocol import (
     CLA_ISO,
@@ -66,14 +66,11 @@ class DoctorRefusal(Exception):
 
 
 @dataclass
-class ReadOnlyTransport(Transport):
+class ReadOnlyTransport(TransportWrapper):
     """Passes only free APDUs (reads, status queries) and records every exchange."""
 
     inner: Transport
     sent: list[tuple[bytes, int]] = field(default_factory=list)
-
-    def connect(self) -> bytes:
-        return self.inner.connect()
 
     def transmit(self, capdu: bytes) -> Response:
         parsed = Apdu.parse(capdu)
@@ -82,18 +79,6 @@ class ReadOnlyTransport(Transport):
         rsp = self.inner.transmit(capdu)
         self.sent.append((capdu, rsp.sw))
         return rsp
-
-    def reset(self) -> bytes:
-        return self.inner.reset()
-
-    def power_cycle(self) -> bytes:
-        return self.inner.power_cycle()
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def describe(self) -> dict[str, str]:
-        return self.inner.describe()
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Callable
 import pytest
 
 from conformance.terminal import stdin_is_terminal
-from conformance.transport.base import Response, Transport
+from conformance.transport.base import Response, Transport, TransportWrapper
 from hsm_lifecycle.protocol import CLA_ISO, FID_PREFIX_PRIVATE_KEY, PIN_SO, SW, Ins, tries_from_sw
 
 
@@ -188,31 +188,17 @@ def apdu_cost(apdu: Apdu, own_key_fids: set[int]) -> Cost:
     return Cost.WIPES
 
 
-class GuardedTransport(Transport):
+class GuardedTransport(TransportWrapper):
     """Wraps the device transport; every command APDU passes `admit` first."""
 
     def __init__(self, inner: Transport, consent: Consent, right_so_pin: Callable[[], bytes] | None = None) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.consent = consent
         self.own_key_fids: set[int] = set()  # CCxx the suite generated (it may delete those)
         self.test_cost = Cost.FREE  # the running test's marker: the SO floor binds below irreversible
         self.right_so_pin = right_so_pin  # the SO-PIN the mapper believes current
         self.refusals: list[str] = []
 
-    def connect(self) -> bytes:
-        return self.inner.connect()
-
-    def reset(self) -> bytes:
-        return self.inner.reset()
-
-    def power_cycle(self) -> bytes:
-        return self.inner.power_cycle()
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def describe(self) -> dict[str, str]:
-        return self.inner.describe()
 
     def owns(self, key_id: int) -> bool:
         return ((FID_PREFIX_PRIVATE_KEY << 8) | key_id) in self.own_key_fids

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from conformance.transport.base import Response, Transport
+from conformance.transport.base import Response, Transport, TransportWrapper
 from hsm_lifecycle.protocol import VPCD_POWER_OFF, VPCD_POWER_ON, VPCD_RESET
 
 # Events of the suite's own: codes vpcd does not use (it has 00..04).
@@ -237,11 +237,11 @@ def read_trace(path: Path) -> Iterator[TraceLine]:
             yield TraceLine.from_json(text)
 
 
-class TracingTransport(Transport):
+class TracingTransport(TransportWrapper):
     """Wraps a transport so every exchange (and every power event) lands in a recorder."""
 
     def __init__(self, inner: Transport, recorder: TraceRecorder) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.recorder = recorder
 
     def connect(self) -> bytes:
@@ -276,9 +276,3 @@ class TracingTransport(Transport):
         atr = self.inner.power_cycle()
         self.recorder.control(VPCD_POWER_ON, atr)
         return atr
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def describe(self) -> dict[str, str]:
-        return self.inner.describe()

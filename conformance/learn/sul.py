@@ -20,7 +20,7 @@ from aalpy.base import SUL
 from conformance.learn.alphabet import KEY_BOUND, LearningAlphabet
 from conformance.mapper import Mapper
 from conformance.trace import TraceRecorder
-from conformance.transport.base import Response, Transport
+from conformance.transport.base import Response, Transport, TransportWrapper
 from model.commands import GENERATE_KEY, INITIALIZE, Command
 from model.profiles import Profile
 from model.states import ExtState
@@ -49,31 +49,16 @@ class Cost:
         return {"resets": self.resets, "steps": self.steps, "apdus": self.apdus, "cached_queries": self.cached_queries}
 
 
-class CountingTransport(Transport):
+class CountingTransport(TransportWrapper):
     """Counts the command APDUs that reach the device."""
 
     def __init__(self, inner: Transport, cost: Cost) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.cost = cost
-
-    def connect(self) -> bytes:
-        return self.inner.connect()
 
     def transmit(self, capdu: bytes) -> Response:
         self.cost.apdus += 1
         return self.inner.transmit(capdu)
-
-    def reset(self) -> bytes:
-        return self.inner.reset()
-
-    def power_cycle(self) -> bytes:
-        return self.inner.power_cycle()
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def describe(self) -> dict[str, str]:
-        return self.inner.describe()
 
     # The mapper tells a guarding transport which keys it made; pass that on.
     def note_generated(self, key_id: int) -> None:

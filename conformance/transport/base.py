@@ -72,11 +72,37 @@ class Transport(ABC):
         self.close()
 
 
+class TransportWrapper(Transport):
+    """A transport that adds one concern (tracing, guarding, a deadline...) to `inner` and
+    passes everything else through; subclasses override only what they change."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+
+    def connect(self) -> bytes:
+        return self.inner.connect()
+
+    def transmit(self, capdu: bytes) -> Response:
+        return self.inner.transmit(capdu)
+
+    def reset(self) -> bytes:
+        return self.inner.reset()
+
+    def power_cycle(self) -> bytes:
+        return self.inner.power_cycle()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def describe(self) -> dict[str, str]:
+        return self.inner.describe()
+
+
 class TransportTimeout(TransportError):
     """The device gave no answer within the per-APDU deadline."""
 
 
-class DeadlineTransport(Transport):
+class DeadlineTransport(TransportWrapper):
     """Gives every exchange with `inner` at most `seconds`, so a card or reader that stops
     answering fails the test in progress (TransportTimeout) instead of hanging the run.
 
@@ -86,7 +112,7 @@ class DeadlineTransport(Transport):
     """
 
     def __init__(self, inner: Transport, seconds: float = 30.0) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.seconds = seconds
         self.dead: str | None = None
 
@@ -133,6 +159,3 @@ class DeadlineTransport(Transport):
         closer = threading.Thread(target=self.inner.close, name="hsm-close", daemon=True)
         closer.start()
         closer.join(self.seconds)
-
-    def describe(self) -> dict[str, str]:
-        return self.inner.describe()

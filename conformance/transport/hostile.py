@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from enum import Enum
 
-from conformance.transport.base import CardRemovedError, Response, Transport, TransportError
+from conformance.transport.base import CardRemovedError, Response, Transport, TransportError, TransportWrapper
 
 BLOCK_LIMIT_S = 600.0  # a blocked exchange gives up by itself after this, so nothing waits forever
 
@@ -69,9 +69,9 @@ def _split(raw: bytes, capdu: bytes) -> Response:
     return Response(raw[:-2], int.from_bytes(raw[-2:], "big"))
 
 
-class HostileTransport(Transport):
+class HostileTransport(TransportWrapper):
     def __init__(self, inner: Transport, sabotage: Sabotage) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.sabotage = sabotage
         self._closed = threading.Event()  # a blocked exchange waits for this
 
