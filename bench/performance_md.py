@@ -157,9 +157,10 @@ def fleet(fl: dict | None) -> str:
         failures.insert(0, f"without xdist: {get(plain, 'failure')}")
     if failures:
         notes += ["", "Runs in which a token still did not pass (their wall time counts): " + "; ".join(failures)]
-    discarded = get(fl, "discarded") or []
+    discarded = [str(d) for d in get(fl, "discarded") or []]
     if discarded:
-        notes += ["", f"{len(discarded)} run(s) discarded and run again because a token did not pass: " + "; ".join(map(str, discarded))]
+        reasons = "; ".join(f"{reason} (×{discarded.count(reason)})" for reason in dict.fromkeys(discarded))
+        notes += ["", f"{len(discarded)} run(s) discarded and run again because a token did not pass: {reasons}"]
     table_ = table(["tokens", "wall time", "tokens/min", "speed-up", "APDUs per token", "user / SO tries per token", "all passed"], rows)
     return "\n".join(head + [table_] + notes)
 
