@@ -3,6 +3,9 @@ runpytest_inprocess), and reading back what it recorded: exit status, records, t
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,11 +54,17 @@ def run_suite(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> Callable[...
     """run_suite(*pytest_args, select="...") runs conformance/suite in this process."""
     counter = iter(range(1000))
 
-    def run(*args: str, select: str | None = None) -> SuiteRun:
+    def run(*args: str, select: str | None = None, isolated: bool = False) -> SuiteRun:
         evidence = tmp_path / f"evidence-{next(counter)}"
         argv = [str(SUITE), "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--hsm-evidence", str(evidence), *args]
         if select:
             argv += ["-k", select]
+        if isolated:
+            # A run against a PC/SC reader goes to its own process: whatever PC/SC handle the
+            # inner session may leave open (an early pytest.exit, say) dies with that process
+            # instead of holding the reader for every later test of this run.
+            done = subprocess.run([sys.executable, "-m", "pytest", *argv], capture_output=True, text=True)
+            return SuiteRun(done.returncode, done.stdout + done.stderr, evidence)
         rc = int(pytest.main(argv))
         captured = capfd.readouterr()
         return SuiteRun(rc, captured.out + captured.err, evidence)

@@ -35,7 +35,7 @@ OWNER_PINS = ("--hsm-pin", "648219", "--hsm-so-pin", "3537363231383830")
 
 
 def test_emulator_vpcd_target_renews_the_token_for_shipped_tests(run_suite):
-    run = run_suite("--hsm-target", "emulator:vpcd", select="test_r10 or test_r20 or test_r21 or test_r16")
+    run = run_suite("--hsm-target", "emulator:vpcd", select="test_r10 or test_r20 or test_r21 or test_r16", isolated=True)
     assert run.rc == 0, run.output
     assert {r.outcome for r in run.records} == {"passed"}
     target = run.summary["target"]
@@ -51,8 +51,8 @@ def test_owned_token_over_pcsc_keeps_its_keys_and_tries(run_suite, tmp_path: Pat
     with lease_port(wait=60.0) as port, serve_emulator(port, state):
         reader = vpcd_readers()[port]
         time.sleep(0.5)  # pcscd polls for the card about every 0.4 s
-        run = run_suite("--hsm-target", f"pcsc:{reader}", *OWNER_PINS)
-        wrong = run_suite("--hsm-target", f"pcsc:{reader}", *OWNER_PINS, "--hsm-serial", "DENK0000000")
+        run = run_suite("--hsm-target", f"pcsc:{reader}", *OWNER_PINS, isolated=True)
+        wrong = run_suite("--hsm-target", f"pcsc:{reader}", *OWNER_PINS, "--hsm-serial", "DENK0000000", isolated=True)
     assert run.rc == 0, run.output
     assert run.summary["target"]["serial"] == token.serial
     sent = [line.cmd for line in run.trace_lines() if not line.is_control]
