@@ -8,37 +8,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance.mapper import Mapper
-from conformance.transport.base import Response, Transport
+from conformance.transport.base import Response, Transport, TransportWrapper
 from conformance.transport.inprocess import InProcessTransport
 from emulator import VirtualToken
 from model.commands import RIGHT, WRONG, Command
 
 
 @dataclass
-class SpyTransport(Transport):
+class SpyTransport(TransportWrapper):
     """Records every command APDU that reaches the token, below doctor's own guard."""
 
     inner: Transport
     sent: list[bytes] = field(default_factory=list)
 
-    def connect(self) -> bytes:
-        return self.inner.connect()
-
     def transmit(self, capdu: bytes) -> Response:
         self.sent.append(bytes(capdu))
         return self.inner.transmit(capdu)
-
-    def reset(self) -> bytes:
-        return self.inner.reset()
-
-    def power_cycle(self) -> bytes:
-        return self.inner.power_cycle()
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def describe(self) -> dict[str, str]:
-        return self.inner.describe()
 
 
 @dataclass
