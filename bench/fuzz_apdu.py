@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from conformance.mapper import ALT_SO_PIN, ALT_USER_PIN, Mapper
+from conformance.mapper import ALT_SO_PIN, ALT_USER_PIN, Mapper, apdu
 from conformance.transport.inprocess import InProcessTransport
 from emulator import Fault, PersistencePoint, PowerCut, PowerEvent, PowerLoss, Profile, Stage, StateFileError, TokenStatus, VirtualToken
 from hsm_lifecycle import cvc, tlv
@@ -341,18 +341,8 @@ def header(ch: Chooser) -> tuple[int, int]:
 
 
 def encode(head: bytes, data: bytes, le: int | None, extended: bool) -> bytes:
-    """ISO 7816-4 encoding; `extended` is forced when the data or Le need it."""
-    extended = extended or len(data) > 255 or (le is not None and le > 256)
-    body = b""
-    if data:
-        body += (b"\x00" + len(data).to_bytes(2, "big")) if extended else bytes([len(data)])
-        body += data
-    if le is not None:
-        if extended:
-            body += (b"" if data else b"\x00") + (le % 65536).to_bytes(2, "big")
-        else:
-            body += bytes([le % 256])
-    return head + body
+    """ISO 7816-4 encoding; `extended` is forced when the data or Le need it (the mapper's)."""
+    return apdu(head[0], head[1], head[2], head[3], data, le, extended)
 
 
 def frame(ch: Chooser, head: bytes, data: bytes, le: int | None) -> bytes:
