@@ -27,6 +27,11 @@ def _known(transition_id: str) -> None:
         raise KeyError(f"unknown transition {transition_id!r}")
 
 
+def _unreachable(transition_id: str, start: ExtState | None, bounds: Bounds, max_cost: str) -> Unreachable:
+    where = "shipped" if start is None else str(start)
+    return Unreachable(f"{transition_id} is not reachable from {where} within {bounds} at cost <= {max_cost}")
+
+
 def shortest_path_to(
     transition_id: str,
     profile: Profile,
@@ -39,8 +44,7 @@ def shortest_path_to(
     _known(transition_id)
     found = explore(profile, start, alphabet, bounds, max_cost=max_cost, target=transition_id)
     if transition_id not in found.witnesses:
-        where = "shipped" if start is None else str(start)
-        raise Unreachable(f"{transition_id} is not reachable from {where} within {bounds} at cost <= {max_cost}")
+        raise _unreachable(transition_id, start, bounds, max_cost)
     return found.path_to_transition(transition_id)
 
 
@@ -88,8 +92,7 @@ def cheapest_path_to(
         found = explore(profile, start, alphabet, bounds, max_cost=cost, target=transition_id)
         if transition_id in found.witnesses:
             return cost, found.path_to_transition(transition_id)
-    where = "shipped" if start is None else str(start)
-    raise Unreachable(f"{transition_id} is not reachable from {where} within {bounds} at cost <= {max_cost}")
+    raise _unreachable(transition_id, start, bounds, max_cost)
 
 
 def cheapest_costs(
