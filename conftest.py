@@ -6,4 +6,4 @@ installed; register it here only if that has not already happened.
 
 import sys
 
-pytest_plugins = [] if "conformance.plugin" in sys.modules else ["conformance.plugin"]
+pytest_plugins = [] if "hsm_lifecycle.conformance.plugin" in sys.modules else ["hsm_lifecycle.conformance.plugin"]

@@ -65,8 +65,8 @@ def emulator_campaign(work: Path, examples: int = 200) -> dict:
 
 
 def real_token_campaign(work: Path) -> dict:
-    from conformance.targets import AsRealTarget
-    from emulator import VirtualToken
+    from hsm_lifecycle.conformance.targets import AsRealTarget
+    from hsm_lifecycle.emulator import VirtualToken
 
     state = work / "token.json"
     token = VirtualToken.manufacture(state_path=state)

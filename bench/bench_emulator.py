@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from emulator import VirtualToken
+from hsm_lifecycle.emulator import VirtualToken
 from hsm_lifecycle import cvc, protocol, tlv
 
 SELECT = bytes([0x00, 0xA4, 0x04, 0x00, len(protocol.AID)]) + protocol.AID + b"\x00"

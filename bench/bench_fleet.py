@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from conformance.evidence.combined import read_combined
-from conformance.transport.base import TransportError
-from conformance.transport.pcsc import list_readers
-from emulator.vpcd import vpcd_readers, vpcd_readers_from_names
+from hsm_lifecycle.conformance.evidence.combined import read_combined
+from hsm_lifecycle.conformance.transport.base import TransportError
+from hsm_lifecycle.conformance.transport.pcsc import list_readers
+from hsm_lifecycle.emulator.vpcd import vpcd_readers, vpcd_readers_from_names
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "conformance" / "suite"

@@ -16,12 +16,12 @@ from dataclasses import replace
 import sys
 import time
 
-from conformance.learn.alphabet import ALPHABETS
-from conformance.learn.campaign import LearnReport, run_learning
-from conformance.learn.emulator_target import EmulatorTarget
-from conformance.learn.learner import LearnSettings
-from conformance.learn.visibility import EXPOSED_BY, INVISIBLE
-from emulator import Fault
+from hsm_lifecycle.conformance.learn.alphabet import ALPHABETS
+from hsm_lifecycle.conformance.learn.campaign import LearnReport, run_learning
+from hsm_lifecycle.conformance.learn.emulator_target import EmulatorTarget
+from hsm_lifecycle.conformance.learn.learner import LearnSettings
+from hsm_lifecycle.conformance.learn.visibility import EXPOSED_BY, INVISIBLE
+from hsm_lifecycle.emulator import Fault
 
 
 def _figures(report: LearnReport) -> dict[str, float]:

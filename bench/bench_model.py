@@ -11,8 +11,8 @@ from __future__ import annotations
 import statistics
 import time
 
-from model import EMULATOR_DEFAULTS, TRANSITIONS, Bounds, Command, ExtState, expect, explore
-from model.machine import lifecycle_machine
+from hsm_lifecycle.model import EMULATOR_DEFAULTS, TRANSITIONS, Bounds, Command, ExtState, expect, explore
+from hsm_lifecycle.model.machine import lifecycle_machine
 
 FULL = Bounds(max_keys=3, max_updates=5)
 RETRIES_BOUNDS = Bounds(max_keys=1, max_updates=1)

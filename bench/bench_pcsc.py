@@ -17,10 +17,10 @@ from pathlib import Path
 
 from smartcard import scard
 
-from conformance.transport.base import TransportError
-from conformance.transport.pcsc import PcscTransport, empty_vpcd_port, list_readers
-from emulator import VirtualToken
-from emulator.vpcd import lease_port, serve_emulator, vpcd_readers
+from hsm_lifecycle.conformance.transport.base import TransportError
+from hsm_lifecycle.conformance.transport.pcsc import PcscTransport, empty_vpcd_port, list_readers
+from hsm_lifecycle.emulator import VirtualToken
+from hsm_lifecycle.emulator.vpcd import lease_port, serve_emulator, vpcd_readers
 from hsm_lifecycle import protocol
 
 SELECT = bytes([0x00, 0xA4, 0x04, 0x00, len(protocol.AID)]) + protocol.AID + b"\x00"

@@ -36,9 +36,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from conformance.mapper import ALT_SO_PIN, ALT_USER_PIN, Mapper, apdu
-from conformance.transport.inprocess import InProcessTransport
-from emulator import Fault, PersistencePoint, PowerCut, PowerEvent, PowerLoss, Profile, Stage, StateFileError, TokenStatus, VirtualToken
+from hsm_lifecycle.conformance.mapper import ALT_SO_PIN, ALT_USER_PIN, Mapper, apdu
+from hsm_lifecycle.conformance.transport.inprocess import InProcessTransport
+from hsm_lifecycle.emulator import Fault, PersistencePoint, PowerCut, PowerEvent, PowerLoss, Profile, Stage, StateFileError, TokenStatus, VirtualToken
 from hsm_lifecycle import cvc, tlv
 from hsm_lifecycle.protocol import (
     AID,
@@ -58,9 +58,9 @@ from hsm_lifecycle.protocol import (
     SW,
     Ins,
 )
-from model import EMULATOR_DEFAULTS, Bounds, Command, Exploration, ExtState, explore
-from model import Profile as ModelProfile
-from model.oracle import expect
+from hsm_lifecycle.model import EMULATOR_DEFAULTS, Bounds, Command, Exploration, ExtState, explore
+from hsm_lifecycle.model import Profile as ModelProfile
+from hsm_lifecycle.model.oracle import expect
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from conformance.errors import UsageError
+from hsm_lifecycle.conformance.errors import UsageError
 from hsm_lifecycle import __version__
 
 __all__ = ["COMMANDS", "UsageError", "build_parser", "main"]  # UsageError: re-exported for older imports
@@ -35,9 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMANDS.items():
         try:
-            module = importlib.import_module(f"conformance.commands.{module_name}")
+            module = importlib.import_module(f"hsm_lifecycle.conformance.commands.{module_name}")
         except ModuleNotFoundError as exc:
-            if exc.name != f"conformance.commands.{module_name}":
+            if exc.name != f"hsm_lifecycle.conformance.commands.{module_name}":
                 raise
             continue  # command not built yet
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)

@@ -17,9 +17,9 @@ from `model.oracle`; this module only words them and adds the tool command lines
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from conformance.interlocks import Apdu, Cost, apdu_cost
-from conformance.mapper import IdentityUnreadable, Mapper, apdu
-from conformance.transport.base import Response, Transport, TransportError, TransportWrapper
+from hsm_lifecycle.conformance.interlocks import Apdu, Cost, apdu_cost
+from hsm_lifecycle.conformance.mapper import IdentityUnreadable, Mapper, apdu
+from hsm_lifecycle.conformance.transport.base import Response, Transport, TransportError, TransportWrapper
 from hsm_lifecycle import tlv
 from hsm_lifecycle.protocol import (
     CLA_ISO,
@@ -38,12 +38,12 @@ from hsm_lifecycle.protocol import (
     Ins,
     tries_from_sw,
 )
-from model import oracle
-from model.catalog import RULES
-from model.commands import INITIALIZE, RIGHT, WRONG, Command
-from model.outputs import LOGIN_OK, OK, UPDATE_OK
-from model.profiles import SMARTCARD_HSM, Profile, UnresolvedBehaviour
-from model.states import STATE_MEANINGS, ExtState
+from hsm_lifecycle.model import oracle
+from hsm_lifecycle.model.catalog import RULES
+from hsm_lifecycle.model.commands import INITIALIZE, RIGHT, WRONG, Command
+from hsm_lifecycle.model.outputs import LOGIN_OK, OK, UPDATE_OK
+from hsm_lifecycle.model.profiles import SMARTCARD_HSM, Profile, UnresolvedBehaviour
+from hsm_lifecycle.model.states import STATE_MEANINGS, ExtState
 
 # Historical bytes every SmartCard-HSM ATR carries ("...THSM1...", protocol digest §1).
 SMARTCARD_HSM_ATR_MARK = bytes.fromhex("5448534D31")
@@ -622,7 +622,7 @@ def reader_atrs(readers: list[str]) -> dict[str, bytes | None]:
 def choose_hsm_reader(readers: list[str], atrs: dict[str, bytes | None], wanted: str | None) -> str:
     """The reader named by `wanted` (a substring), else the first whose card has a SmartCard-HSM
     ATR. TransportError (one sentence) when there is none."""
-    from conformance.transport.pcsc import select_reader
+    from hsm_lifecycle.conformance.transport.pcsc import select_reader
 
     if wanted:
         return select_reader(readers, wanted)

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from conformance.interlocks import WHY_IRREVERSIBLE, Consent, Cost
-from conformance.options import HsmOptions, TargetSpec
+from hsm_lifecycle.conformance.interlocks import WHY_IRREVERSIBLE, Consent, Cost
+from hsm_lifecycle.conformance.options import HsmOptions, TargetSpec
 
 WORKER_PREFIX = "gw"
 TOKEN_KEY = "hsm_token"  # a worker's session notes about its token, sent in xdist's workeroutput
@@ -95,8 +95,8 @@ class Fleet:
         """Two --hsm-reader substrings that pick the same reader would be one token for two
         workers: refuse up front (ValueError). A substring that matches no reader is left to
         its worker, which fails that token's tests with the reason."""
-        from conformance.transport.base import TransportError
-        from conformance.transport.pcsc import select_reader
+        from hsm_lifecycle.conformance.transport.base import TransportError
+        from hsm_lifecycle.conformance.transport.pcsc import select_reader
 
         picked: dict[str, str] = {}
         for slot in self.slots:

@@ -21,8 +21,8 @@ from typing import Callable
 
 import pytest
 
-from conformance.terminal import stdin_is_terminal
-from conformance.transport.base import Response, Transport, TransportWrapper
+from hsm_lifecycle.conformance.terminal import stdin_is_terminal
+from hsm_lifecycle.conformance.transport.base import Response, Transport, TransportWrapper
 from hsm_lifecycle.protocol import CLA_ISO, FID_PREFIX_PRIVATE_KEY, PIN_SO, SW, Ins, tries_from_sw
 
 

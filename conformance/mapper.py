@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from conformance.transport.base import Response, Transport
+from hsm_lifecycle.conformance.transport.base import Response, Transport
 from hsm_lifecycle import tlv
 from hsm_lifecycle.protocol import (
     AID,
@@ -35,8 +35,8 @@ from hsm_lifecycle.protocol import (
     TAG_OFFSET,
     Ins,
 )
-from model.commands import INITIALIZE, RIGHT, WRONG, WRONG_LENGTH, Command
-from model.outputs import UPDATE_OK
+from hsm_lifecycle.model.commands import INITIALIZE, RIGHT, WRONG, WRONG_LENGTH, Command
+from hsm_lifecycle.model.outputs import UPDATE_OK
 
 # design.md, "PINs the mapper uses".
 ALT_USER_PIN = b"12345678"

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from conformance.interlocks import Cost, InterlockRefused
-from conformance.mapper import Mapper, WRONG_LENGTH_USER_PIN
-from conformance.trace import TraceRecorder
+from hsm_lifecycle.conformance.interlocks import Cost, InterlockRefused
+from hsm_lifecycle.conformance.mapper import Mapper, WRONG_LENGTH_USER_PIN
+from hsm_lifecycle.conformance.trace import TraceRecorder
 from hsm_lifecycle.protocol import (
     OPTION_RESET_RETRY_COUNTER,
     SO_PIN_TRIES,
@@ -29,8 +29,8 @@ from hsm_lifecycle.protocol import (
     USER_PIN_TRIES_MAX,
     tries_from_sw,
 )
-from model.commands import Command
-from model.profiles import (
+from hsm_lifecycle.model.commands import Command
+from hsm_lifecycle.model.profiles import (
     AUTH_AFTER_CHANGE,
     AUTH_AFTER_INIT,
     INIT_WRONG_SO_SW,
@@ -42,7 +42,7 @@ from model.profiles import (
     WRONG_LENGTH_PIN_SW,
     Profile,
 )
-from model.states import ExtState
+from hsm_lifecycle.model.states import ExtState
 
 
 def normalize(behaviour: str, output: str) -> str:

@@ -26,18 +26,18 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 import pytest
 
-from conformance.mapper import IdentityUnreadable, apdu
-from conformance.terminal import handed_over
-from conformance.transport.base import Response, TransportError
+from hsm_lifecycle.conformance.mapper import IdentityUnreadable, apdu
+from hsm_lifecycle.conformance.terminal import handed_over
+from hsm_lifecycle.conformance.transport.base import Response, TransportError
 from hsm_lifecycle import cvc
 from hsm_lifecycle.protocol import CLA_ISO, PIN_SO, PIN_USER, SW, Ins
-from model.outputs import LOGIN_OK, LOGIN_REFUSED, UPDATE_OK, UPDATE_REFUSED_KEYS, UPDATE_REFUSED_LIMIT
+from hsm_lifecycle.model.outputs import LOGIN_OK, LOGIN_REFUSED, UPDATE_OK, UPDATE_REFUSED_KEYS, UPDATE_REFUSED_LIMIT
 
 if TYPE_CHECKING:
-    from conformance.mapper import Mapper
-    from conformance.trace import TraceRecorder
-    from emulator import VirtualToken
-    from emulator.portal import PluggedDevice, PortalFault, PortalSession, TokenLoader
+    from hsm_lifecycle.conformance.mapper import Mapper
+    from hsm_lifecycle.conformance.trace import TraceRecorder
+    from hsm_lifecycle.emulator import VirtualToken
+    from hsm_lifecycle.emulator.portal import PluggedDevice, PortalFault, PortalSession, TokenLoader
 
 PORTAL_URL = "https://www.pki-as-a-service.net"
 SUITE_ACCOUNT = "conformance-suite@hsm-lifecycle.invalid"  # the suite's account in the simulation
@@ -56,7 +56,7 @@ def _rapdu(rsp: Response) -> bytes:
 
 @dataclass
 class SimulatedPortalLink:
-    """emulator.portal working on the target's in-process token."""
+    """hsm_lifecycle.emulator.portal working on the target's in-process token."""
 
     token: Callable[[], "VirtualToken | None"]  # the token in the reader now (targets renew it)
     faults: "frozenset[PortalFault]" = frozenset()
@@ -65,7 +65,7 @@ class SimulatedPortalLink:
     _session: "PortalSession | None" = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        from emulator.portal import Portal
+        from hsm_lifecycle.emulator.portal import Portal
 
         self._portal = Portal(root=cvc.load_test_root(), faults=self.faults)
 
@@ -77,7 +77,7 @@ class SimulatedPortalLink:
         return result.verdict.value
 
     def _device(self, mapper: "Mapper") -> "PluggedDevice":
-        from emulator.portal import PluggedDevice, TokenLoader
+        from hsm_lifecycle.emulator.portal import PluggedDevice, TokenLoader
 
         token = self.token()
         if token is None:
@@ -88,7 +88,7 @@ class SimulatedPortalLink:
 
     def _account(self) -> "PortalSession":
         """Logged in with the suite's own working HSM (made once per link)."""
-        from emulator.portal import PluggedDevice, working_hsm
+        from hsm_lifecycle.emulator.portal import PluggedDevice, working_hsm
 
         if self._session is None:
             hsm = working_hsm(ACCOUNT_PIN)
@@ -111,7 +111,7 @@ class TracedLoader:
         return self.inner.so_blocked_updates()
 
     def install(self, *, counted: bool, keep_identity: bool) -> None:
-        from conformance.trace import EVENT_FIRMWARE, FIRMWARE_COUNTED, FIRMWARE_IDENTITY_KEPT
+        from hsm_lifecycle.conformance.trace import EVENT_FIRMWARE, FIRMWARE_COUNTED, FIRMWARE_IDENTITY_KEPT
 
         self.inner.install(counted=counted, keep_identity=keep_identity)
         flags = (FIRMWARE_COUNTED if counted else 0) | (FIRMWARE_IDENTITY_KEPT if keep_identity else 0)

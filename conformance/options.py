@@ -326,7 +326,7 @@ def parse_profile_overrides(items: list[str], target: TargetSpec) -> tuple[tuple
 
 def emulator_profile(overrides: tuple[tuple[str, str], ...]) -> object:
     """The emulator.Profile with the overrides applied (bools as true/false)."""
-    from emulator import Profile
+    from hsm_lifecycle.emulator import Profile
 
     fields: dict[str, object] = {}
     for name, value in overrides:

@@ -28,12 +28,12 @@ from typing import Any, Iterator
 
 import pytest
 
-from conformance import terminal
-from conformance.evidence.records import TestRecord, append_record, load_evidence_records, records_file
-from conformance.fleet import TOKEN_KEY, Fleet, FleetWatch, Slot, TokenConsent
-from conformance.interlocks import Consent, Cost, SerialMismatch
-from conformance.options import HsmOptions, add_options, from_config
-from conformance.trace import TraceRecorder
+from hsm_lifecycle.conformance import terminal
+from hsm_lifecycle.conformance.evidence.records import TestRecord, append_record, load_evidence_records, records_file
+from hsm_lifecycle.conformance.fleet import TOKEN_KEY, Fleet, FleetWatch, Slot, TokenConsent
+from hsm_lifecycle.conformance.interlocks import Consent, Cost, SerialMismatch
+from hsm_lifecycle.conformance.options import HsmOptions, add_options, from_config
+from hsm_lifecycle.conformance.trace import TraceRecorder
 
 SUITE_KEY = pytest.StashKey["Suite"]()
 PAUSE_KEY = pytest.StashKey["terminal.CapturePause"]()
@@ -78,8 +78,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _check_fleet_readers(suite: "Suite") -> None:
     """PC/SC fleets: no two workers on one reader (pcscd unreachable: each worker says so)."""
-    from conformance.transport.base import TransportError
-    from conformance.transport.pcsc import list_readers
+    from hsm_lifecycle.conformance.transport.base import TransportError
+    from hsm_lifecycle.conformance.transport.pcsc import list_readers
 
     assert suite.fleet is not None
     if suite.options.target.kind != "pcsc":
@@ -213,7 +213,7 @@ class Suite:
 
     def clear_evidence(self) -> None:
         """A stale record from an earlier run would count in this run's verdicts."""
-        from conformance.evidence.combined import clear_fleet_output
+        from hsm_lifecycle.conformance.evidence.combined import clear_fleet_output
 
         assert self.evidence is not None
         self.evidence.mkdir(parents=True, exist_ok=True)
@@ -237,9 +237,9 @@ class Suite:
         if self._broken is not None:
             pytest.fail(self._broken, pytrace=False)
         if self._target is None:
-            from conformance.observe import CredentialError
-            from conformance.targets import make_target, prepare
-            from conformance.transport.base import TransportError
+            from hsm_lifecycle.conformance.observe import CredentialError
+            from hsm_lifecycle.conformance.targets import make_target, prepare
+            from hsm_lifecycle.conformance.transport.base import TransportError
 
             alone = self.worker == "main" or self.slot is not None  # the only process on this bundle
             path, _ = self.trace_path("session-setup" if alone else f"session-setup-{self.worker}")
@@ -282,7 +282,7 @@ class Suite:
         in-process emulator gives every test a fresh token, so no count there means anything."""
         if self._target is None or not self._target.persistent:
             return
-        from conformance.targets import read_so_tries
+        from hsm_lifecycle.conformance.targets import read_so_tries
 
         alone = self.worker == "main" or self.slot is not None
         path, _ = self.trace_path("session-end" if alone else f"session-end-{self.worker}")
@@ -331,7 +331,7 @@ class TestRun:
     devices: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        from conformance.targets import Ledger
+        from hsm_lifecycle.conformance.targets import Ledger
 
         self.ledger = Ledger()
 
@@ -342,7 +342,7 @@ class TestRun:
         """A device for this test, or for its next example / tour segment. `keep_trace` appends
         to the same trace; otherwise the trace holds the last device only (for a hypothesis
         test: the minimal failing example, which hypothesis runs last)."""
-        from conformance.targets import open_device
+        from hsm_lifecycle.conformance.targets import open_device
 
         target = self.suite.target()
         self.close_devices()
@@ -356,7 +356,7 @@ class TestRun:
         self.devices.append(device)
         if target.persistent:
             if target.twin is None:  # a failed test left it unknown: read it again (free)
-                from conformance.observe import Probe, read_state
+                from hsm_lifecycle.conformance.observe import Probe, read_state
 
                 pin_known = not target.consent.guarded or target.options.pin is not None
                 device.state = read_state(Probe(device.mapper, self.recorder), identity=0, user_pin_known=pin_known)
@@ -388,7 +388,7 @@ class TestRun:
 
 
 def _select() -> Any:
-    from model.commands import Command
+    from hsm_lifecycle.model.commands import Command
 
     return Command.select()
 
@@ -548,7 +548,7 @@ def write_evidence(suite: Suite, complete: bool) -> None:
 def write_fleet_evidence(suite: Suite, complete: bool) -> None:
     """One complete bundle per token, DIR/<serial> (DIR/<worker> if unknown), each from what its
     worker staged in DIR/<worker>, then DIR/combined-summary.json over them."""
-    from conformance.evidence.combined import TokenEntry, bundle_name, write_combined
+    from hsm_lifecycle.conformance.evidence.combined import TokenEntry, bundle_name, write_combined
 
     assert suite.evidence is not None and suite.fleet is not None and suite.watch is not None
     watch, entries, taken = suite.watch, [], set()
@@ -585,7 +585,7 @@ def _session_notes(directory: Path) -> dict[str, Any]:
 
 def write_token_bundle(suite: Suite, directory: Path, complete: bool, fallback_target: dict[str, Any]) -> None:
     """The bundle of one token in `directory`, from the records and session notes there."""
-    from model.profiles import OPEN_BEHAVIOURS
+    from hsm_lifecycle.model.profiles import OPEN_BEHAVIOURS
 
     records = load_evidence_records(directory)
     infos = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(directory.glob(f"{SESSION_PREFIX}-*.json"))]
@@ -597,7 +597,7 @@ def write_token_bundle(suite: Suite, directory: Path, complete: bool, fallback_t
         behaviours.update(info.get("observations", {}))
     ends = [i["so_tries_left_end"] for i in infos if i.get("so_tries_left_end") is not None]
     try:
-        from conformance.evidence.bundle import write_bundle
+        from hsm_lifecycle.conformance.evidence.bundle import write_bundle
     except ImportError:  # the bundle writer is another module's; records stay for `hsm-lifecycle run`
         return
     # A fleet worker timed its own token; otherwise the run's clock is the token's.

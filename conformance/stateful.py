@@ -21,12 +21,12 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from conformance.interlocks import Cost, InterlockRefused
-from conformance.tour import PORTAL_COMMANDS
-from model.commands import Command
-from model.oracle import Outcome
-from model.profiles import UnresolvedBehaviour
-from model.oracle import expect
+from hsm_lifecycle.conformance.interlocks import Cost, InterlockRefused
+from hsm_lifecycle.conformance.tour import PORTAL_COMMANDS
+from hsm_lifecycle.model.commands import Command
+from hsm_lifecycle.model.oracle import Outcome
+from hsm_lifecycle.model.profiles import UnresolvedBehaviour
+from hsm_lifecycle.model.oracle import expect
 
 
 def make_machine(run: Any, alphabet: tuple[Command, ...]) -> type[RuleBasedStateMachine]:

@@ -23,17 +23,17 @@ from typing import Callable
 
 import pytest
 
-from conformance.interlocks import Consent, Cost, GuardedTransport, InterlockRefused, SerialMismatch
-from conformance.mapper import IdentityUnreadable, Mapper, PinBook, PortalLink, PortalUnavailable
-from conformance.options import HsmOptions, TargetSpec
-from conformance.trace import EVENT_NEW_TOKEN, EVENT_POWER_CUT, TraceRecorder, TracingTransport
-from conformance.transport.base import DeadlineTransport, Transport, TransportError
-from conformance.transport.inprocess import InProcessTransport
+from hsm_lifecycle.conformance.interlocks import Consent, Cost, GuardedTransport, InterlockRefused, SerialMismatch
+from hsm_lifecycle.conformance.mapper import IdentityUnreadable, Mapper, PinBook, PortalLink, PortalUnavailable
+from hsm_lifecycle.conformance.options import HsmOptions, TargetSpec
+from hsm_lifecycle.conformance.trace import EVENT_NEW_TOKEN, EVENT_POWER_CUT, TraceRecorder, TracingTransport
+from hsm_lifecycle.conformance.transport.base import DeadlineTransport, Transport, TransportError
+from hsm_lifecycle.conformance.transport.inprocess import InProcessTransport
 from hsm_lifecycle.protocol import OPTION_RESET_RETRY_COUNTER, OPTION_TRANSPORT_PIN, SO_PIN_TRIES, USER_PIN_TRIES_DEFAULT
-from model.commands import Command
-from model.oracle import Outcome, expect
-from model.profiles import Profile, UnresolvedBehaviour
-from model.states import ExtState
+from hsm_lifecycle.model.commands import Command
+from hsm_lifecycle.model.oracle import Outcome, expect
+from hsm_lifecycle.model.profiles import Profile, UnresolvedBehaviour
+from hsm_lifecycle.model.states import ExtState
 
 AS_REAL_READER = "emulator (presented as a real token)"
 
@@ -80,7 +80,7 @@ class Ledger:
         if after.so_tries is not None:
             self.so_tries_left = after.so_tries
         if outcome.open is not None and output is not None:
-            from conformance.observe import normalize
+            from hsm_lifecycle.conformance.observe import normalize
 
             self.observations[outcome.open] = normalize(outcome.open, output)
 
@@ -146,7 +146,7 @@ class Target:
     @property
     def emulator_profile(self) -> object:
         """The open behaviours an emulated token is manufactured with (project-only option)."""
-        from conformance.options import emulator_profile
+        from hsm_lifecycle.conformance.options import emulator_profile
 
         return emulator_profile(self.options.emulator_profile)
 
@@ -166,12 +166,12 @@ class Target:
 
     def token_faults(self) -> frozenset:
         """The --hsm-emulator-fault switches meant for the token (the rest are the portal's)."""
-        from emulator.portal import split_faults
+        from hsm_lifecycle.emulator.portal import split_faults
 
         return split_faults(self.options.faults)[0]
 
     def portal_faults(self) -> frozenset:
-        from emulator.portal import split_faults
+        from hsm_lifecycle.emulator.portal import split_faults
 
         return split_faults(self.options.faults)[1]
 
@@ -179,7 +179,7 @@ class Target:
         """Who works the portal for `device`: on a token a person does, and only in a test
         marked `operator` (which the interlocks let run only with consent and a terminal): a
         tour or a random walk never asks anyone for a firmware update."""
-        from conformance.operator import OperatorPortalLink
+        from hsm_lifecycle.conformance.operator import OperatorPortalLink
 
         if device.declared != Cost.OPERATOR:
             return None
@@ -221,7 +221,7 @@ class InProcessTarget(Target):
         self._transport: InProcessTransport | None = None
 
     def manufacture(self) -> InProcessTransport:
-        from emulator import VirtualToken
+        from hsm_lifecycle.emulator import VirtualToken
 
         return InProcessTransport(VirtualToken.manufacture(profile=self.emulator_profile, faults=self.token_faults()))
 
@@ -246,7 +246,7 @@ class InProcessTarget(Target):
 
     def portal_link(self, device: "Device") -> PortalLink | None:
         """The simulated portal (emulator.portal) on the token in the reader now."""
-        from conformance.operator import SimulatedPortalLink
+        from hsm_lifecycle.conformance.operator import SimulatedPortalLink
 
         return SimulatedPortalLink(self.emulated_token, self.portal_faults(), recorder=device.recorder)  # type: ignore[arg-type]
 
@@ -259,7 +259,7 @@ class AsRealTarget(Target):
 
     def __init__(self, spec: TargetSpec, options: HsmOptions, consent: Consent) -> None:
         super().__init__(spec, options, consent)
-        from emulator import VirtualToken
+        from hsm_lifecycle.emulator import VirtualToken
 
         faults = self.token_faults()
         path = Path(options.emulator_state) if options.emulator_state else None
@@ -297,7 +297,7 @@ class AsRealTarget(Target):
 class PcscTarget(Target):
     def __init__(self, spec: TargetSpec, options: HsmOptions, consent: Consent) -> None:
         super().__init__(spec, options, consent)
-        from conformance.transport.pcsc import PcscTransport
+        from hsm_lifecycle.conformance.transport.pcsc import PcscTransport
 
         self._transport = self.timed(PcscTransport(spec.reader or ""))
 
@@ -316,8 +316,8 @@ class VpcdTarget(Target):
 
     def __init__(self, spec: TargetSpec, options: HsmOptions, consent: Consent) -> None:
         super().__init__(spec, options, consent)
-        from conformance.transport.pcsc import empty_vpcd_port
-        from emulator.vpcd import VpcdError, lease_port, vpcd_readers
+        from hsm_lifecycle.conformance.transport.pcsc import empty_vpcd_port
+        from hsm_lifecycle.emulator.vpcd import VpcdError, lease_port, vpcd_readers
 
         if self.options.faults:
             raise pytest.UsageError("--hsm-emulator-fault works with the in-process emulator only (the vpcd emulator runs in another process).")
@@ -337,8 +337,8 @@ class VpcdTarget(Target):
             raise TransportError(str(exc)) from None
 
     def _start(self) -> None:
-        from conformance.transport.pcsc import PcscTransport
-        from emulator.vpcd import VpcdError, start_emulator
+        from hsm_lifecycle.conformance.transport.pcsc import PcscTransport
+        from hsm_lifecycle.emulator.vpcd import VpcdError, start_emulator
 
         self._generation += 1
         try:
@@ -388,7 +388,7 @@ def vpcd_ports(spec: TargetSpec, readers: dict[int, str]) -> list[int]:
     """The vpcd ports a vpcd target may lease, best first: only the named reader's port when
     --hsm-reader names one; otherwise every port, starting at the spec's fleet slot, so that
     worker gwK gets the K-th reader whenever it is free (a stable worker-to-token mapping)."""
-    from conformance.transport.pcsc import select_reader
+    from hsm_lifecycle.conformance.transport.pcsc import select_reader
 
     ports = sorted(readers)
     if spec.reader:
@@ -704,7 +704,7 @@ class Device:
         Valid for cuts after the PIN comparison decided: by R17 the step's persistent effect
         (the spent try) has happened, so the model's next state holds, minus the session that the
         power loss ended. The caller goes on with judged steps (power_cycle, queries)."""
-        from emulator import PowerLoss
+        from hsm_lifecycle.emulator import PowerLoss
 
         token = self.target.emulated_token()
         if token is None:
@@ -819,7 +819,7 @@ def read_serial(mapper: Mapper) -> str | None:
 def read_so_tries(target: Target, recorder: TraceRecorder) -> int | None:
     """The SO-PIN tries the device has left, asked of it (SELECT and VERIFY 88 without data,
     both free); None when it has no SO-PIN or cannot be reached."""
-    from conformance.mapper import apdu
+    from hsm_lifecycle.conformance.mapper import apdu
     from hsm_lifecycle.protocol import CLA_ISO, PIN_SO, SW, Ins, tries_from_sw
 
     tracing = TracingTransport(target.raw_transport(), recorder)
@@ -840,7 +840,7 @@ def prepare(target: Target, recorder: TraceRecorder, *, wiping_test_selected: bo
     --hsm-serial before any state-changing APDU (SerialMismatch), read the device's state, and
     observe the open behaviours within the consent. On the in-process emulator the probes run on
     a token of their own. Raises SerialMismatch / CredentialError for the plugin to stop on."""
-    from conformance.observe import Probe, observe, read_state
+    from hsm_lifecycle.conformance.observe import Probe, observe, read_state
 
     consent = target.consent
     raw = target.raw_transport()

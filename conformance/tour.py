@@ -27,13 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hsm_lifecycle.protocol import FIRMWARE_UPDATES_WHILE_SO_BLOCKED
-from model.catalog import COST_CLASSES, cost_rank
-from model.commands import FIRMWARE_UPDATE, INITIALIZE, PORTAL_LOGIN, Command
-from model.explorer import Bounds, explore
-from model.lifecycle import TRANSITIONS
-from model.oracle import Outcome, expect
-from model.profiles import Profile
-from model.states import FIRMWARE_RESET, ExtState
+from hsm_lifecycle.model.catalog import COST_CLASSES, cost_rank
+from hsm_lifecycle.model.commands import FIRMWARE_UPDATE, INITIALIZE, PORTAL_LOGIN, Command
+from hsm_lifecycle.model.explorer import Bounds, explore
+from hsm_lifecycle.model.lifecycle import TRANSITIONS
+from hsm_lifecycle.model.oracle import Outcome, expect
+from hsm_lifecycle.model.profiles import Profile
+from hsm_lifecycle.model.states import FIRMWARE_RESET, ExtState
 
 PORTAL_COMMANDS = frozenset({FIRMWARE_UPDATE, PORTAL_LOGIN})
 
@@ -213,7 +213,7 @@ def limits_for(device: "Device") -> TourLimits:  # noqa: F821 - conformance.targ
     """What the tour may take on this device: everything on a renewable emulator; on a real
     token the consent's ceiling (never blocking the SO-PIN: nothing could renew the token),
     the SO floor, and only the PINs the owner gave."""
-    from conformance.interlocks import Cost
+    from hsm_lifecycle.conformance.interlocks import Cost
 
     target = device.target
     consent = target.consent

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from conformance.transport.base import Response, Transport, TransportWrapper
+from hsm_lifecycle.conformance.transport.base import Response, Transport, TransportWrapper
 from hsm_lifecycle.protocol import VPCD_POWER_OFF, VPCD_POWER_ON, VPCD_RESET
 
 # Events of the suite's own: codes vpcd does not use (it has 00..04).

@@ -9,10 +9,10 @@ Public API (docs/design.md, docs/emulator.md):
 The emulator never imports `model` or `conformance`.
 """
 
-from emulator.profile import Fault, Profile, parse_faults
-from emulator.state import StateFileError
-from emulator.store import PersistencePoint, PowerCut, PowerEvent, PowerLoss, Stage
-from emulator.token import TokenStatus, VirtualToken
+from hsm_lifecycle.emulator.profile import Fault, Profile, parse_faults
+from hsm_lifecycle.emulator.state import StateFileError
+from hsm_lifecycle.emulator.store import PersistencePoint, PowerCut, PowerEvent, PowerLoss, Stage
+from hsm_lifecycle.emulator.token import TokenStatus, VirtualToken
 
 __all__ = [
     "Fault",

@@ -12,15 +12,15 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from emulator import apdu, files, keyops
-from emulator.apdu import ApduError, Command
-from emulator.initialize import initialize_device
-from emulator.keys import StoredKey
-from emulator.objects import KeyCache, serial_of
-from emulator.pins import change_reference_data, reset_retry_counter, verify
-from emulator.profile import Fault, Profile
-from emulator.state import CardState, StateFileError
-from emulator.store import Persistence, PersistencePoint, PowerLoss
+from hsm_lifecycle.emulator import apdu, files, keyops
+from hsm_lifecycle.emulator.apdu import ApduError, Command
+from hsm_lifecycle.emulator.initialize import initialize_device
+from hsm_lifecycle.emulator.keys import StoredKey
+from hsm_lifecycle.emulator.objects import KeyCache, serial_of
+from hsm_lifecycle.emulator.pins import change_reference_data, reset_retry_counter, verify
+from hsm_lifecycle.emulator.profile import Fault, Profile
+from hsm_lifecycle.emulator.state import CardState, StateFileError
+from hsm_lifecycle.emulator.store import Persistence, PersistencePoint, PowerLoss
 from hsm_lifecycle import protocol, tlv
 from hsm_lifecycle.protocol import SW, Ins
 

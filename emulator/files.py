@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from emulator.apdu import ApduError, Command
-from emulator.objects import MF, PROTECTED_FIDS, is_key_fid, needs_pin_to_read
-from emulator.store import PersistencePoint
+from hsm_lifecycle.emulator.apdu import ApduError, Command
+from hsm_lifecycle.emulator.objects import MF, PROTECTED_FIDS, is_key_fid, needs_pin_to_read
+from hsm_lifecycle.emulator.store import PersistencePoint
 from hsm_lifecycle import protocol, tlv
 from hsm_lifecycle.protocol import SW
 
 if TYPE_CHECKING:
-    from emulator.applet import Applet
+    from hsm_lifecycle.emulator.applet import Applet
 
 CURRENT_EF = 0x0000
 INVALID_FIDS = frozenset({MF, 0xFFFF, 0x3FFF})

@@ -68,7 +68,7 @@ class Manufacturer:
 
 @functools.cache
 def _test_manufacturer() -> Manufacturer:
-    data = resources.files("emulator").joinpath("data")
+    data = resources.files("hsm_lifecycle.emulator").joinpath("data")
     key = serialization.load_pem_private_key(
         data.joinpath("test-dica-key.pem").read_bytes(), password=None
     )

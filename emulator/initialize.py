@@ -12,9 +12,9 @@ import secrets
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from emulator.apdu import ApduError, Command, sw_hex
-from emulator.objects import PROTECTED_FIDS
-from emulator.pins import (
+from hsm_lifecycle.emulator.apdu import ApduError, Command, sw_hex
+from hsm_lifecycle.emulator.objects import PROTECTED_FIDS
+from hsm_lifecycle.emulator.pins import (
     MAX_SO_TRIES,
     present_so_pin,
     so_blocked,
@@ -22,14 +22,14 @@ from emulator.pins import (
     user_pin_length_ok,
     wrong_pin_sw,
 )
-from emulator.profile import TRIES_SW, Fault
-from emulator.state import CardState, Dkek
-from emulator.store import PersistencePoint
+from hsm_lifecycle.emulator.profile import TRIES_SW, Fault
+from hsm_lifecycle.emulator.state import CardState, Dkek
+from hsm_lifecycle.emulator.store import PersistencePoint
 from hsm_lifecycle import protocol, tlv
 from hsm_lifecycle.protocol import SW
 
 if TYPE_CHECKING:
-    from emulator.applet import Applet
+    from hsm_lifecycle.emulator.applet import Applet
 
 KNOWN_TAGS = frozenset(
     {

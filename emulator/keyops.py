@@ -13,16 +13,16 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from emulator import keys
-from emulator.apdu import ApduError, Command
-from emulator.initialize import dkek_kcv
-from emulator.state import Dkek
-from emulator.store import PersistencePoint
+from hsm_lifecycle.emulator import keys
+from hsm_lifecycle.emulator.apdu import ApduError, Command
+from hsm_lifecycle.emulator.initialize import dkek_kcv
+from hsm_lifecycle.emulator.state import Dkek
+from hsm_lifecycle.emulator.store import PersistencePoint
 from hsm_lifecycle import protocol
 from hsm_lifecycle.protocol import SW
 
 if TYPE_CHECKING:
-    from emulator.applet import Applet
+    from hsm_lifecycle.emulator.applet import Applet
 
 CHALLENGE_MAX = protocol.CHALLENGE_MAX  # OpenSC caps GET CHALLENGE there
 DKEK_SHARE_BYTES = protocol.DKEK_SHARE_LENGTH

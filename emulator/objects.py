@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from emulator.identity import DeviceIdentity, manufacture_identity
-from emulator.keys import KeyStateError, StoredKey
-from emulator.state import CardState, StateFileError
+from hsm_lifecycle.emulator.identity import DeviceIdentity, manufacture_identity
+from hsm_lifecycle.emulator.keys import KeyStateError, StoredKey
+from hsm_lifecycle.emulator.state import CardState, StateFileError
 from hsm_lifecycle import cvc, protocol
 
 # Per-file bookkeeping a card keeps besides the content (FID, size, access rules): a model,

@@ -13,15 +13,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from emulator.apdu import ApduError, Command, sw_hex
-from emulator.profile import TRIES_SW, Fault
-from emulator.state import CardState
-from emulator.store import PersistencePoint
+from hsm_lifecycle.emulator.apdu import ApduError, Command, sw_hex
+from hsm_lifecycle.emulator.profile import TRIES_SW, Fault
+from hsm_lifecycle.emulator.state import CardState
+from hsm_lifecycle.emulator.store import PersistencePoint
 from hsm_lifecycle import protocol
 from hsm_lifecycle.protocol import SW
 
 if TYPE_CHECKING:
-    from emulator.applet import Applet
+    from hsm_lifecycle.emulator.applet import Applet
 
 Update = Callable[[CardState], CardState]
 MAX_SO_TRIES = protocol.SO_PIN_TRIES

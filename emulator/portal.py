@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol
 
-from emulator.identity import verify_challenge
-from emulator.profile import Fault
+from hsm_lifecycle.emulator.identity import verify_challenge
+from hsm_lifecycle.emulator.profile import Fault
 from hsm_lifecycle import cvc, protocol, tlv
 from hsm_lifecycle.protocol import SW, Ins
 
 if TYPE_CHECKING:
-    from emulator.token import VirtualToken
+    from hsm_lifecycle.emulator.token import VirtualToken
 
 CardLink = Callable[[bytes], bytes]  # command APDU in, data||SW1SW2 out (VirtualToken.transmit)
 
@@ -449,7 +449,7 @@ class PortalSession:
 
 def working_hsm(user_pin: bytes, so_pin: bytes = protocol.DEFAULT_SO_PIN, retries: int = protocol.USER_PIN_TRIES_DEFAULT) -> VirtualToken:
     """A fresh emulated HSM initialized over APDUs: the working HSM an account logs in with."""
-    from emulator.token import VirtualToken
+    from hsm_lifecycle.emulator.token import VirtualToken
 
     token = VirtualToken.manufacture()
     data = b"".join(

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from emulator.profile import Profile
+from hsm_lifecycle.emulator.profile import Profile
 from hsm_lifecycle import protocol
 
 

@@ -25,7 +25,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
-from emulator.state import CardState, StateFileError, from_json, to_json
+from hsm_lifecycle.emulator.state import CardState, StateFileError, from_json, to_json
 
 SCHEMA = "hsm-lifecycle/emulator-state"
 SCHEMA_VERSION = 1

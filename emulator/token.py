@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from emulator.applet import Applet
-from emulator.identity import manufacture_identity
-from emulator.objects import new_identity, with_identity
-from emulator.profile import Fault, Profile, parse_faults
-from emulator.state import CardState
-from emulator.store import (
+from hsm_lifecycle.emulator.applet import Applet
+from hsm_lifecycle.emulator.identity import manufacture_identity
+from hsm_lifecycle.emulator.objects import new_identity, with_identity
+from hsm_lifecycle.emulator.profile import Fault, Profile, parse_faults
+from hsm_lifecycle.emulator.state import CardState
+from hsm_lifecycle.emulator.store import (
     FileStore,
     MemoryStore,
     Persistence,

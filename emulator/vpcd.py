@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol, TypeVar
 
-from emulator.profile import Fault, Profile, parse_faults
-from emulator.state import StateFileError
-from emulator.token import VirtualToken
+from hsm_lifecycle.emulator.profile import Fault, Profile, parse_faults
+from hsm_lifecycle.emulator.state import StateFileError
+from hsm_lifecycle.emulator.token import VirtualToken
 from hsm_lifecycle.protocol import (
     ATR,
     VPCD_GET_ATR,
@@ -623,7 +623,7 @@ def start_emulator(port: int, state_path: Path, *, host: str = "127.0.0.1", prof
     thread that started it ends (Linux PR_SET_PDEATHSIG): start it from a long-lived thread."""
     address = VpcdAddress(host, port)
     log_path = log_path or state_path.with_name(state_path.name + ".log")
-    command = [sys.executable, "-m", "emulator.vpcd", "--vpcd", str(address), "--state", str(state_path)]
+    command = [sys.executable, "-m", "hsm_lifecycle.emulator.vpcd", "--vpcd", str(address), "--state", str(state_path)]
     for setting in profile_settings(profile) if profile is not None else []:
         command += ["--profile", setting]
     for fault in faults:

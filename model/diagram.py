@@ -23,9 +23,9 @@ from typing import Iterable
 
 import graphviz
 
-from model.catalog import COST_CLASSES, COST_MEANINGS, cost_rank
-from model.lifecycle import TRANSITIONS, Transition
-from model.states import SHIPPED, SO_BLOCKED, STATE_MEANINGS, STATE_PROBES, STATES, USER_BLOCKED
+from hsm_lifecycle.model.catalog import COST_CLASSES, COST_MEANINGS, cost_rank
+from hsm_lifecycle.model.lifecycle import TRANSITIONS, Transition
+from hsm_lifecycle.model.states import SHIPPED, SO_BLOCKED, STATE_MEANINGS, STATE_PROBES, STATES, USER_BLOCKED
 
 FORMATS = (".svg", ".png", ".dot")
 FONT = "Helvetica"

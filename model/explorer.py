@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, Iterable, Mapping
 
-from model.catalog import COST_CLASSES, OPERATOR, cost_rank
-from model.commands import Command
-from model.oracle import Outcome, expect
-from model.profiles import Profile
-from model.states import ExtState
+from hsm_lifecycle.model.catalog import COST_CLASSES, OPERATOR, cost_rank
+from hsm_lifecycle.model.commands import Command
+from hsm_lifecycle.model.oracle import Outcome, expect
+from hsm_lifecycle.model.profiles import Profile
+from hsm_lifecycle.model.states import ExtState
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,10 +20,10 @@ from hsm_lifecycle.protocol import (
     USER_PIN_TRIES_BY_LENGTH,
     USER_PIN_TRIES_MAX,
 )
-from model import outputs as out
-from model.catalog import FREE, IRREVERSIBLE, OPERATOR, TRIES, WIPES
-from model.commands import COMMAND_NAMES, Command
-from model.profiles import (
+from hsm_lifecycle.model import outputs as out
+from hsm_lifecycle.model.catalog import FREE, IRREVERSIBLE, OPERATOR, TRIES, WIPES
+from hsm_lifecycle.model.commands import COMMAND_NAMES, Command
+from hsm_lifecycle.model.profiles import (
     AUTH_AFTER_CHANGE,
     AUTH_AFTER_INIT,
     INIT_WRONG_SO_SW,
@@ -36,7 +36,7 @@ from model.profiles import (
     WRONG_LENGTH_PIN_SW,
     Profile,
 )
-from model.states import (
+from hsm_lifecycle.model.states import (
     BOTH_BLOCKED,
     FIRMWARE_RESET,
     INITIALIZED,

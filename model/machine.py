@@ -12,10 +12,10 @@ from functools import cache
 
 from transitions import EventData, Machine
 
-from model.commands import COMMAND_NAMES, Command
-from model.lifecycle import TRANSITIONS, Step, Transition
-from model.profiles import Profile
-from model.states import STATES, ExtState
+from hsm_lifecycle.model.commands import COMMAND_NAMES, Command
+from hsm_lifecycle.model.lifecycle import TRANSITIONS, Step, Transition
+from hsm_lifecycle.model.profiles import Profile
+from hsm_lifecycle.model.states import STATES, ExtState
 
 
 class ModelError(Exception):

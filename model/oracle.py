@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.commands import Command
-from model.machine import fire
-from model.outputs import accepts as _accepts
-from model.outputs import is_status_word
-from model.profiles import REFUSED, SMARTCARD_HSM, Profile
-from model.states import ExtState
+from hsm_lifecycle.model.commands import Command
+from hsm_lifecycle.model.machine import fire
+from hsm_lifecycle.model.outputs import accepts as _accepts
+from hsm_lifecycle.model.outputs import is_status_word
+from hsm_lifecycle.model.profiles import REFUSED, SMARTCARD_HSM, Profile
+from hsm_lifecycle.model.states import ExtState
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from model.profiles import REFUSED, TRIES_FAMILY
+from hsm_lifecycle.model.profiles import REFUSED, TRIES_FAMILY
 
 OK = "9000"
 NOT_INITIALIZED = "6A88"

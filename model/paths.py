@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from model.catalog import COST_CLASSES, OPERATOR, cost_rank
-from model.commands import Command
-from model.explorer import Bounds, explore
-from model.oracle import expect
-from model.lifecycle import BY_ID
-from model.profiles import Profile
-from model.states import ExtState
+from hsm_lifecycle.model.catalog import COST_CLASSES, OPERATOR, cost_rank
+from hsm_lifecycle.model.commands import Command
+from hsm_lifecycle.model.explorer import Bounds, explore
+from hsm_lifecycle.model.oracle import expect
+from hsm_lifecycle.model.lifecycle import BY_ID
+from hsm_lifecycle.model.profiles import Profile
+from hsm_lifecycle.model.states import ExtState
 
 
 class Unreachable(Exception):

@@ -13,11 +13,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from model import diagram
-from model.catalog import AUTHORITIES, COST_ALLOWED, COST_CLASSES, COST_MEANINGS, RULES, SFR_CAVEAT
-from model.lifecycle import TRANSITIONS, Transition
-from model.profiles import EMULATOR_DEFAULTS, OPEN_BEHAVIOURS, OPEN_MEANINGS, SMARTCARD_HSM, STATE_AFFECTING
-from model.states import STATE_MEANINGS, STATE_PROBES, STATES
+from hsm_lifecycle.model import diagram
+from hsm_lifecycle.model.catalog import AUTHORITIES, COST_ALLOWED, COST_CLASSES, COST_MEANINGS, RULES, SFR_CAVEAT
+from hsm_lifecycle.model.lifecycle import TRANSITIONS, Transition
+from hsm_lifecycle.model.profiles import EMULATOR_DEFAULTS, OPEN_BEHAVIOURS, OPEN_MEANINGS, SMARTCARD_HSM, STATE_AFFECTING
+from hsm_lifecycle.model.states import STATE_MEANINGS, STATE_PROBES, STATES
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 RULES_MD = "rules.md"

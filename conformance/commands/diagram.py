@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from conformance.errors import UsageError
-from model import diagram
+from hsm_lifecycle.conformance.errors import UsageError
+from hsm_lifecycle.model import diagram
 
 HELP = "draw the lifecycle state diagram (SVG, PNG or DOT, chosen by the file suffix)"
 

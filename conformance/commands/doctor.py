@@ -13,8 +13,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from conformance.errors import UsageError
-from conformance.doctor import (
+from hsm_lifecycle.conformance.errors import UsageError
+from hsm_lifecycle.conformance.doctor import (
     OPTION_NAMES,
     ActionVerdict,
     Diagnosis,
@@ -27,9 +27,9 @@ from conformance.doctor import (
     read_token,
     reader_atrs,
 )
-from conformance.transport.base import Transport, TransportError
-from model.catalog import RULES
-from model.profiles import OPEN_MEANINGS
+from hsm_lifecycle.conformance.transport.base import Transport, TransportError
+from hsm_lifecycle.model.catalog import RULES
+from hsm_lifecycle.model.profiles import OPEN_MEANINGS
 
 HELP = "non-destructive check-up of a token: its lifecycle state and what you can still do (never sends a PIN)"
 
@@ -85,13 +85,13 @@ def _check_so_pin(text: str | None) -> SoPinAdvice | None:
 
 def open_transport(args: argparse.Namespace) -> Transport:
     """The transport doctor reads through: a PC/SC reader, an emulator state file, or a fresh emulator."""
-    from conformance.transport.inprocess import InProcessTransport
+    from hsm_lifecycle.conformance.transport.inprocess import InProcessTransport
 
     target: str = args.target
     if args.state is not None:
         if target != "pcsc" or args.reader:
             raise UsageError("--state names an emulated token; leave out --target and --reader with it.")
-        from emulator import StateFileError, VirtualToken
+        from hsm_lifecycle.emulator import StateFileError, VirtualToken
 
         if not args.state.is_file():
             raise UsageError(f"no emulator state file at {args.state} (hsm-lifecycle emulate --state FILE writes one).")
@@ -103,7 +103,7 @@ def open_transport(args: argparse.Namespace) -> Transport:
     if target == "emulator":
         if args.reader:
             raise UsageError("--reader applies to a PC/SC token, not to --target emulator.")
-        from emulator import VirtualToken
+        from hsm_lifecycle.emulator import VirtualToken
 
         return InProcessTransport(VirtualToken.manufacture(), reader="a freshly manufactured emulated token (demo)")
     if target in ("pcsc", "emulator:vpcd") or target.startswith("pcsc:"):
@@ -115,8 +115,8 @@ def open_transport(args: argparse.Namespace) -> Transport:
 
 
 def _pcsc_transport(wanted: str | None, *, only_vpcd: bool = False) -> Transport:
-    from conformance.transport.pcsc import PcscTransport, list_readers
-    from emulator.vpcd import vpcd_readers
+    from hsm_lifecycle.conformance.transport.pcsc import PcscTransport, list_readers
+    from hsm_lifecycle.emulator.vpcd import vpcd_readers
 
     try:
         readers = list_readers()

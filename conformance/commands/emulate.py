@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from conformance.errors import UsageError
-from emulator import vpcd
+from hsm_lifecycle.conformance.errors import UsageError
+from hsm_lifecycle.emulator import vpcd
 
 HELP = "serve a persistent emulated SmartCard-HSM to pcscd through vsmartcard's vpcd reader"
 

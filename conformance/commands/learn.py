@@ -13,14 +13,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from conformance.errors import UsageError
-from conformance.learn.alphabet import ALPHABETS, CORE
-from conformance.learn.campaign import LearnReport, run_learning
-from conformance.learn.learner import ALGORITHMS, LearnSettings
-from conformance.learn.report import TRACE_FILE, write_bundle
-from conformance.learn.sul import LearningAborted, NonDeterminism, Target
-from conformance.learn.token_target import DEFAULT_SO_FLOOR, LearningRefused
-from conformance.options import TARGET_EMULATOR, TARGET_PCSC_PREFIX, TARGET_VPCD, parse_so_pin, parse_user_pin
+from hsm_lifecycle.conformance.errors import UsageError
+from hsm_lifecycle.conformance.learn.alphabet import ALPHABETS, CORE
+from hsm_lifecycle.conformance.learn.campaign import LearnReport, run_learning
+from hsm_lifecycle.conformance.learn.learner import ALGORITHMS, LearnSettings
+from hsm_lifecycle.conformance.learn.report import TRACE_FILE, write_bundle
+from hsm_lifecycle.conformance.learn.sul import LearningAborted, NonDeterminism, Target
+from hsm_lifecycle.conformance.learn.token_target import DEFAULT_SO_FLOOR, LearningRefused
+from hsm_lifecycle.conformance.options import TARGET_EMULATOR, TARGET_PCSC_PREFIX, TARGET_VPCD, parse_so_pin, parse_user_pin
 
 HELP = "learn the device's state machine (AALpy) and diff it against the model"
 DEFAULT_OUT = "learn-out"
@@ -87,8 +87,8 @@ def settings_from(args: argparse.Namespace) -> LearnSettings:
 def target_from(args: argparse.Namespace) -> Target:
     alphabet = ALPHABETS[args.alphabet]
     if args.target == TARGET_EMULATOR:
-        from conformance.learn.emulator_target import EmulatorTarget
-        from emulator import parse_faults
+        from hsm_lifecycle.conformance.learn.emulator_target import EmulatorTarget
+        from hsm_lifecycle.emulator import parse_faults
 
         if args.serial or args.so_pin or args.pin:
             raise UsageError("--serial, --so-pin and --pin are for a real token; the emulator needs none")
@@ -117,8 +117,8 @@ def target_from(args: argparse.Namespace) -> Target:
         so_pin, pin = parse_so_pin(args.so_pin), parse_user_pin(args.pin)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    from conformance.learn.token_target import RealTokenTarget
-    from conformance.transport.pcsc import PcscTransport
+    from hsm_lifecycle.conformance.learn.token_target import RealTokenTarget
+    from hsm_lifecycle.conformance.transport.pcsc import PcscTransport
 
     return RealTokenTarget(
         transport=PcscTransport(args.target[len(TARGET_PCSC_PREFIX) :]),

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from conformance.errors import UsageError
-from conformance.trace import (
+from hsm_lifecycle.conformance.errors import UsageError
+from hsm_lifecycle.conformance.trace import (
     EVENT_FIRMWARE,
     EVENT_NEW_TOKEN,
     EVENT_POWER_CUT,
@@ -29,11 +29,11 @@ from conformance.trace import (
     read_trace,
     unmask,
 )
-from conformance.transport.base import Response, Transport
+from hsm_lifecycle.conformance.transport.base import Response, Transport
 
 if TYPE_CHECKING:
-    from conformance.interlocks import GuardedTransport
-    from emulator import Fault, VirtualToken
+    from hsm_lifecycle.conformance.interlocks import GuardedTransport
+    from hsm_lifecycle.emulator import Fault, VirtualToken
 
 HELP = "replay a recorded APDU trace and report the first status word that differs"
 
@@ -110,8 +110,8 @@ class EmulatorLink(ReplayLink):
         return self.guard.inner.token  # type: ignore[attr-defined]
 
     def new_token(self, line: TraceLine) -> None:
-        from conformance.transport.inprocess import InProcessTransport
-        from emulator import VirtualToken
+        from hsm_lifecycle.conformance.transport.inprocess import InProcessTransport
+        from hsm_lifecycle.emulator import VirtualToken
 
         self.guard.inner.close()
         self.guard.inner = InProcessTransport(VirtualToken.manufacture(faults=self.faults))
@@ -121,7 +121,7 @@ class EmulatorLink(ReplayLink):
 
     def transmit_cut(self, line: TraceLine, capdu: bytes, at: int) -> Response | None:
         """Send `capdu` with the power cut at its `at`-th power event: None if it was cut."""
-        from emulator import PowerCut, PowerLoss
+        from hsm_lifecycle.emulator import PowerCut, PowerLoss
 
         self.token.set_power_loss_hook(PowerCut(at=at))
         try:
@@ -186,7 +186,7 @@ def replay(
 def replay_secrets(lines: list[TraceLine], pin: str | None, so_pin: str | None) -> dict[str, bytes]:
     """The PINs to put back into masked commands; refuses (UsageError) before any APDU when the
     trace masked one that was not given, or one of another length."""
-    from conformance.options import parse_so_pin, parse_user_pin
+    from hsm_lifecycle.conformance.options import parse_so_pin, parse_user_pin
 
     try:
         given = {"pin": parse_user_pin(pin) if pin is not None else None, "so-pin": parse_so_pin(so_pin) if so_pin is not None else None}
@@ -210,9 +210,9 @@ def replay_secrets(lines: list[TraceLine], pin: str | None, so_pin: str | None) 
 
 
 def main(args: argparse.Namespace) -> int:
-    from conformance.interlocks import Consent, GuardedTransport, InterlockRefused
-    from conformance.options import parse_target
-    from conformance.transport.base import TransportError
+    from hsm_lifecycle.conformance.interlocks import Consent, GuardedTransport, InterlockRefused
+    from hsm_lifecycle.conformance.options import parse_target
+    from hsm_lifecycle.conformance.transport.base import TransportError
 
     if not args.trace.is_file():
         raise UsageError(f"{args.trace} is not a file")
@@ -267,7 +267,7 @@ def main(args: argparse.Namespace) -> int:
 def _token_faults(names: list[str]) -> frozenset:
     """The token's fault switches (a portal fault has nothing to do in a replay: the trace
     records what the portal did)."""
-    from emulator.portal import split_faults
+    from hsm_lifecycle.emulator.portal import split_faults
 
     try:
         return split_faults(names)[0]
@@ -276,11 +276,11 @@ def _token_faults(names: list[str]) -> frozenset:
 
 
 def _open(spec: object, faults: list[str]) -> tuple[object, object]:
-    from conformance.transport.inprocess import InProcessTransport
+    from hsm_lifecycle.conformance.transport.inprocess import InProcessTransport
 
     kind = spec.kind  # type: ignore[attr-defined]
     if kind == "emulator":
-        from emulator import VirtualToken
+        from hsm_lifecycle.emulator import VirtualToken
 
         transport = InProcessTransport(VirtualToken.manufacture(faults=_token_faults(faults)))
         return transport, transport.close
@@ -290,9 +290,9 @@ def _open(spec: object, faults: list[str]) -> tuple[object, object]:
         import contextlib
         import tempfile
 
-        from conformance.transport.base import TransportError
-        from conformance.transport.pcsc import PcscTransport
-        from emulator.vpcd import VpcdError, lease_port, serve_emulator, vpcd_readers
+        from hsm_lifecycle.conformance.transport.base import TransportError
+        from hsm_lifecycle.conformance.transport.pcsc import PcscTransport
+        from hsm_lifecycle.emulator.vpcd import VpcdError, lease_port, serve_emulator, vpcd_readers
 
         stack = contextlib.ExitStack()
         try:
@@ -305,16 +305,16 @@ def _open(spec: object, faults: list[str]) -> tuple[object, object]:
         transport = PcscTransport(vpcd_readers()[port], card_timeout=10.0)
         stack.callback(transport.close)
         return transport, stack.close
-    from conformance.transport.pcsc import PcscTransport
+    from hsm_lifecycle.conformance.transport.pcsc import PcscTransport
 
     transport = PcscTransport(spec.reader)  # type: ignore[attr-defined]
     return transport, transport.close
 
 
 def _confirm_serial(raw: object, consent: object) -> None:
-    from conformance.interlocks import SerialMismatch
-    from conformance.mapper import Mapper
-    from conformance.targets import read_serial
+    from hsm_lifecycle.conformance.interlocks import SerialMismatch
+    from hsm_lifecycle.conformance.mapper import Mapper
+    from hsm_lifecycle.conformance.targets import read_serial
 
     mapper = Mapper(raw)  # type: ignore[arg-type]
     mapper.select()

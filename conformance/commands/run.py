@@ -28,13 +28,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-import conformance
-from conformance import terminal
-from conformance.errors import UsageError
-from conformance.evidence.bundle import REPORT_NAME, SUMMARY_NAME, read_summary, rebuild_bundle, write_bundle
-from conformance.evidence.manifest import MANIFEST_NAME, write_manifest
-from conformance.evidence.records import load_evidence_records
-from conformance.options import TargetSpec, parse_so_pin, parse_target, parse_user_pin
+from hsm_lifecycle import conformance
+from hsm_lifecycle.conformance import terminal
+from hsm_lifecycle.conformance.errors import UsageError
+from hsm_lifecycle.conformance.evidence.bundle import REPORT_NAME, SUMMARY_NAME, read_summary, rebuild_bundle, write_bundle
+from hsm_lifecycle.conformance.evidence.manifest import MANIFEST_NAME, write_manifest
+from hsm_lifecycle.conformance.evidence.records import load_evidence_records
+from hsm_lifecycle.conformance.options import TargetSpec, parse_so_pin, parse_target, parse_user_pin
 
 HELP = "the main job: run the conformance campaign and write the evidence bundle (exit 0 iff no rule failed)"
 
@@ -166,8 +166,8 @@ def prepare_out(out: Path, *, force: bool) -> None:
 
 def _check_reader(substring: str) -> None:
     """pcscd up and the reader there, before pytest starts (its errors would be noisier)."""
-    from conformance.transport.base import TransportError
-    from conformance.transport.pcsc import list_readers, select_reader
+    from hsm_lifecycle.conformance.transport.base import TransportError
+    from hsm_lifecycle.conformance.transport.pcsc import list_readers, select_reader
 
     try:
         select_reader(list_readers(), substring)

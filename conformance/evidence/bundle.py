@@ -20,11 +20,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from conformance.evidence.manifest import write_manifest
-from conformance.evidence.modelview import ModelView
-from conformance.evidence.records import RECORDS_PREFIX, TestRecord, load_records
-from conformance.evidence.report import ReportContext, inline_svg, render_report
-from conformance.evidence.summary import Summary, build_summary
+from hsm_lifecycle.conformance.evidence.manifest import write_manifest
+from hsm_lifecycle.conformance.evidence.modelview import ModelView
+from hsm_lifecycle.conformance.evidence.records import RECORDS_PREFIX, TestRecord, load_records
+from hsm_lifecycle.conformance.evidence.report import ReportContext, inline_svg, render_report
+from hsm_lifecycle.conformance.evidence.summary import Summary, build_summary
 
 SUMMARY_NAME = "summary.json"
 REPORT_NAME = "report.html"

@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from conformance.evidence.bundle import DIAGRAM_NAME, RECORDS_NAME, REPORT_NAME, SUMMARY_NAME, read_summary
-from conformance.evidence.manifest import MANIFEST_NAME, write_manifest
-from conformance.evidence.summary import SCHEMA as BUNDLE_SCHEMA
+from hsm_lifecycle.conformance.evidence.bundle import DIAGRAM_NAME, RECORDS_NAME, REPORT_NAME, SUMMARY_NAME, read_summary
+from hsm_lifecycle.conformance.evidence.manifest import MANIFEST_NAME, write_manifest
+from hsm_lifecycle.conformance.evidence.summary import SCHEMA as BUNDLE_SCHEMA
 
 SCHEMA = "hsm-lifecycle/fleet/1"
 COMBINED_NAME = "combined-summary.json"

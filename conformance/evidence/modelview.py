@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # rules.md: the report must say that the SFR column is a proposal; the model carries the wording.
-from model.catalog import SFR_CAVEAT
+from hsm_lifecycle.model.catalog import SFR_CAVEAT
 
 # Renders the state diagram to `path` with the given transition ids marked as covered.
 DiagramRenderer = Callable[[Path, set[str]], None]
@@ -57,7 +57,7 @@ class ModelView:
     @classmethod
     def load(cls) -> "ModelView":
         """The view of the project's model (model.RULES, TRANSITIONS, STATES, model.diagram)."""
-        from model import RULES, STATES, TRANSITIONS, diagram
+        from hsm_lifecycle.model import RULES, STATES, TRANSITIONS, diagram
 
         def render(path: Path, covered: set[str]) -> None:
             diagram.render(path, covered=covered)

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from html import escape
 from urllib.parse import quote
 
-from conformance.evidence.modelview import ModelView, TransitionInfo
-from conformance.evidence.records import COST_CLASSES, TestRecord
-from conformance.evidence.summary import Summary
-from conformance.evidence.verdicts import VERDICTS, RuleVerdict
+from hsm_lifecycle.conformance.evidence.modelview import ModelView, TransitionInfo
+from hsm_lifecycle.conformance.evidence.records import COST_CLASSES, TestRecord
+from hsm_lifecycle.conformance.evidence.summary import Summary
+from hsm_lifecycle.conformance.evidence.verdicts import VERDICTS, RuleVerdict
 
 SFR_CHECK = "Check it against the Security Target before citing it in an evaluation."
 

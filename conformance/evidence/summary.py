@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from conformance.evidence.modelview import ModelView
-from conformance.evidence.records import TestRecord
-from conformance.evidence.verdicts import RuleVerdict, rule_verdicts
+from hsm_lifecycle.conformance.evidence.modelview import ModelView
+from hsm_lifecycle.conformance.evidence.records import TestRecord
+from hsm_lifecycle.conformance.evidence.verdicts import RuleVerdict, rule_verdicts
 
 SCHEMA = "hsm-lifecycle/evidence/1"
 TARGET_KEYS = ("kind", "reader", "serial", "version", "profile")
@@ -139,7 +139,7 @@ def build_summary(
 
 def fresh_token_per_test(target: Mapping[str, object]) -> bool:
     """The in-process emulator (a fresh token for every test), told by how it describes itself."""
-    from conformance.transport.inprocess import READER
+    from hsm_lifecycle.conformance.transport.inprocess import READER
 
     return target.get("kind") == "emulator" and target.get("reader") == READER
 

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from conformance.evidence.modelview import ModelView
-from conformance.evidence.records import TestRecord
+from hsm_lifecycle.conformance.evidence.modelview import ModelView
+from hsm_lifecycle.conformance.evidence.records import TestRecord
 
 Verdict = Literal["pass", "fail", "not-run", "observed"]
 VERDICTS: tuple[Verdict, ...] = ("pass", "fail", "not-run", "observed")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hsm_lifecycle.protocol import OPTION_RESET_RETRY_COUNTER, OPTION_TRANSPORT_PIN
-from model.commands import (
+from hsm_lifecycle.model.commands import (
     CHANGE_SO_PIN,
     FIRMWARE_UPDATE,
     GENERATE_KEY,

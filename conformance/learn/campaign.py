@@ -9,15 +9,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from conformance.interlocks import InterlockRefused
-from conformance.learn.alphabet import LearningAlphabet
-from conformance.learn.diff import Diff, Divergence, compare
-from conformance.learn.learner import LearnResult, LearnSettings, learn
-from conformance.learn.projection import Projection, project
-from conformance.learn.sul import Cost, LearningAborted, Target
-from conformance.learn.token_target import RealTokenTarget
-from conformance.trace import TraceLine, TraceRecorder
-from model.commands import Command
+from hsm_lifecycle.conformance.interlocks import InterlockRefused
+from hsm_lifecycle.conformance.learn.alphabet import LearningAlphabet
+from hsm_lifecycle.conformance.learn.diff import Diff, Divergence, compare
+from hsm_lifecycle.conformance.learn.learner import LearnResult, LearnSettings, learn
+from hsm_lifecycle.conformance.learn.projection import Projection, project
+from hsm_lifecycle.conformance.learn.sul import Cost, LearningAborted, Target
+from hsm_lifecycle.conformance.learn.token_target import RealTokenTarget
+from hsm_lifecycle.conformance.trace import TraceLine, TraceRecorder
+from hsm_lifecycle.model.commands import Command
 
 
 @dataclass(frozen=True)

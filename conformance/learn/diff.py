@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from conformance.learn.alphabet import KEY_BOUND
-from conformance.learn.machine import LearnedMachine
-from conformance.learn.projection import Projection, output_label
-from model.commands import Command
+from hsm_lifecycle.conformance.learn.alphabet import KEY_BOUND
+from hsm_lifecycle.conformance.learn.machine import LearnedMachine
+from hsm_lifecycle.conformance.learn.projection import Projection, output_label
+from hsm_lifecycle.model.commands import Command
 
 
 @dataclass(frozen=True)

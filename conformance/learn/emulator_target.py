@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from conformance.learn.alphabet import LearningAlphabet
-from conformance.learn.sul import OK, Cost, CountingTransport, DeviceSession, LearningAborted, Target
-from conformance.mapper import Mapper
-from conformance.trace import TraceRecorder, TracingTransport
-from conformance.transport.base import Transport
-from conformance.transport.inprocess import InProcessTransport
-from emulator import Fault, VirtualToken
-from model.profiles import EMULATOR_DEFAULTS, Profile
-from model.states import ExtState
+from hsm_lifecycle.conformance.learn.alphabet import LearningAlphabet
+from hsm_lifecycle.conformance.learn.sul import OK, Cost, CountingTransport, DeviceSession, LearningAborted, Target
+from hsm_lifecycle.conformance.mapper import Mapper
+from hsm_lifecycle.conformance.trace import TraceRecorder, TracingTransport
+from hsm_lifecycle.conformance.transport.base import Transport
+from hsm_lifecycle.conformance.transport.inprocess import InProcessTransport
+from hsm_lifecycle.emulator import Fault, VirtualToken
+from hsm_lifecycle.model.profiles import EMULATOR_DEFAULTS, Profile
+from hsm_lifecycle.model.states import ExtState
 
 
 @dataclass

@@ -22,12 +22,12 @@ from aalpy.base import Automaton, Oracle, SUL
 from aalpy.learning_algs import run_KV, run_Lsharp
 from aalpy.oracles import RandomWalkEqOracle, WpMethodEqOracle
 
-from conformance.learn.alphabet import LearningAlphabet
-from conformance.learn.diff import Divergence, compare
-from conformance.learn.machine import LearnedMachine
-from conformance.learn.projection import Projection
-from conformance.learn.sul import Cost, DeviceSUL, Target
-from model.commands import Command
+from hsm_lifecycle.conformance.learn.alphabet import LearningAlphabet
+from hsm_lifecycle.conformance.learn.diff import Divergence, compare
+from hsm_lifecycle.conformance.learn.machine import LearnedMachine
+from hsm_lifecycle.conformance.learn.projection import Projection
+from hsm_lifecycle.conformance.learn.sul import Cost, DeviceSUL, Target
+from hsm_lifecycle.model.commands import Command
 
 ALGORITHMS = ("lsharp", "kv")
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from aalpy.automata import MealyMachine
 
-from model.commands import Command
+from hsm_lifecycle.model.commands import Command
 
 
 @dataclass(frozen=True)

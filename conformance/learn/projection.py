@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from conformance.learn.alphabet import KEY_BOUND, LearningAlphabet
-from model.commands import GENERATE_KEY, Command
-from model.oracle import expect
-from model.profiles import REFUSED, Profile
-from model.states import ExtState
+from hsm_lifecycle.conformance.learn.alphabet import KEY_BOUND, LearningAlphabet
+from hsm_lifecycle.model.commands import GENERATE_KEY, Command
+from hsm_lifecycle.model.oracle import expect
+from hsm_lifecycle.model.profiles import REFUSED, Profile
+from hsm_lifecycle.model.states import ExtState
 
 KEY_BOUND_TRANSITION = "key-bound"  # the pseudo-transition of a generate_key not sent
 

@@ -12,11 +12,11 @@ from typing import Callable, Sequence
 
 import graphviz
 
-from conformance.learn.diff import Diff
-from conformance.learn.machine import LearnedMachine
-from conformance.learn.projection import Projection
-from model.commands import Command
-from model.states import ExtState
+from hsm_lifecycle.conformance.learn.diff import Diff
+from hsm_lifecycle.conformance.learn.machine import LearnedMachine
+from hsm_lifecycle.conformance.learn.projection import Projection
+from hsm_lifecycle.model.commands import Command
+from hsm_lifecycle.model.states import ExtState
 
 HIGHLIGHT = "#c0392b"
 # dot's crossing minimisation and spline routing take minutes on the `full` alphabet's ~300

@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conformance.learn import render
-from conformance.learn.campaign import LearnReport
+from hsm_lifecycle.conformance.learn import render
+from hsm_lifecycle.conformance.learn.campaign import LearnReport
 
 SCHEMA = "hsm-lifecycle/learn/1"
 TRACE_FILE = "distinguishing.jsonl"

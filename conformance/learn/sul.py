@@ -17,13 +17,13 @@ from typing import Callable
 
 from aalpy.base import SUL
 
-from conformance.learn.alphabet import KEY_BOUND, LearningAlphabet
-from conformance.mapper import Mapper
-from conformance.trace import TraceRecorder
-from conformance.transport.base import Response, Transport, TransportWrapper
-from model.commands import GENERATE_KEY, INITIALIZE, Command
-from model.profiles import Profile
-from model.states import ExtState
+from hsm_lifecycle.conformance.learn.alphabet import KEY_BOUND, LearningAlphabet
+from hsm_lifecycle.conformance.mapper import Mapper
+from hsm_lifecycle.conformance.trace import TraceRecorder
+from hsm_lifecycle.conformance.transport.base import Response, Transport, TransportWrapper
+from hsm_lifecycle.model.commands import GENERATE_KEY, INITIALIZE, Command
+from hsm_lifecycle.model.profiles import Profile
+from hsm_lifecycle.model.states import ExtState
 
 OK = "9000"
 

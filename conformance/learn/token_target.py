@@ -23,17 +23,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from conformance.interlocks import Consent, GuardedTransport, InterlockRefused, SerialMismatch
-from conformance.learn.alphabet import LearningAlphabet, RETRIES
-from conformance.learn.sul import OK, Cost, CountingTransport, DeviceSession, LearningAborted, Target
-from conformance.mapper import IdentityUnreadable, Mapper, PinBook, apdu
-from conformance.trace import TraceRecorder, TracingTransport
-from conformance.transport.base import Transport
+from hsm_lifecycle.conformance.interlocks import Consent, GuardedTransport, InterlockRefused, SerialMismatch
+from hsm_lifecycle.conformance.learn.alphabet import LearningAlphabet, RETRIES
+from hsm_lifecycle.conformance.learn.sul import OK, Cost, CountingTransport, DeviceSession, LearningAborted, Target
+from hsm_lifecycle.conformance.mapper import IdentityUnreadable, Mapper, PinBook, apdu
+from hsm_lifecycle.conformance.trace import TraceRecorder, TracingTransport
+from hsm_lifecycle.conformance.transport.base import Transport
 from hsm_lifecycle import cvc
 from hsm_lifecycle.protocol import CLA_ISO, OPTION_RESET_RETRY_COUNTER, PIN_SO, SO_PIN_TRIES, SW, Ins, tries_from_sw
-from model.commands import INITIALIZE, QUERY_SO, RIGHT, Command
-from model.profiles import AUTH_AFTER_INIT, SMARTCARD_HSM, SO_SUCCESS_RESTORES, Profile
-from model.states import ExtState
+from hsm_lifecycle.model.commands import INITIALIZE, QUERY_SO, RIGHT, Command
+from hsm_lifecycle.model.profiles import AUTH_AFTER_INIT, SMARTCARD_HSM, SO_SUCCESS_RESTORES, Profile
+from hsm_lifecycle.model.states import ExtState
 
 DEFAULT_SO_FLOOR = 5
 

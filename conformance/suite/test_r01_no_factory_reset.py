@@ -3,7 +3,7 @@ re-initializes it or erases its keys; INITIALIZE with a wrong code changes only 
 
 import pytest
 
-from model.commands import Command as C
+from hsm_lifecycle.model.commands import Command as C
 
 
 @pytest.mark.rule("R01")

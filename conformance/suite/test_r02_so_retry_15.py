@@ -3,7 +3,7 @@ RESET RETRY COUNTER, CHANGE REFERENCE DATA 88) spends exactly one try."""
 
 import pytest
 
-from model.commands import Command as C
+from hsm_lifecycle.model.commands import Command as C
 
 
 @pytest.mark.rule("R02")

@@ -3,7 +3,7 @@ COUNTER are refused even with the right code; the user PIN and the keys keep wor
 
 import pytest
 
-from model.commands import Command as C
+from hsm_lifecycle.model.commands import Command as C
 
 
 @pytest.mark.rule("R03")

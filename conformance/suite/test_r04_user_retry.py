@@ -3,7 +3,7 @@ spends one try; a right PIN restores the full count."""
 
 import pytest
 
-from model.commands import Command as C
+from hsm_lifecycle.model.commands import Command as C
 
 
 @pytest.mark.rule("R04")

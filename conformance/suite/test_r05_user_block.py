@@ -4,7 +4,7 @@ operation is possible. Reversible here: the token is unblocked with the SO-PIN (
 import pytest
 
 from hsm_lifecycle.protocol import OPTION_RESET_RETRY_COUNTER
-from model.commands import Command as C
+from hsm_lifecycle.model.commands import Command as C
 
 
 @pytest.mark.rule("R05")

@@ -4,7 +4,7 @@ INITIALIZE; without it the command is refused. A wrong SO-PIN in it spends an SO
 import pytest
 
 from hsm_lifecycle.protocol import OPTION_RESET_RETRY_COUNTER
-from model.commands import Command as C
+from hsm_lifecycle.model.commands import Command as C
 
 
 @pytest.mark.rule("R06")

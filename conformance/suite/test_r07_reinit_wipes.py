@@ -3,7 +3,7 @@ user PIN and counter, and keeps the SO-PIN."""
 
 import pytest
 
-from model.commands import Command as C
+from hsm_lifecycle.model.commands import Command as C
 
 
 @pytest.mark.rule("R07")

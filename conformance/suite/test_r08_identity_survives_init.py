@@ -3,7 +3,7 @@ INITIALIZE (the model keeps the identity generation)."""
 
 import pytest
 
-from model.commands import Command as C
+from hsm_lifecycle.model.commands import Command as C
 
 
 @pytest.mark.rule("R08")

@@ -4,7 +4,7 @@ never authorizes key generation, signing or deletion; only the user PIN does."""
 import pytest
 
 from hsm_lifecycle.protocol import OPTION_RESET_RETRY_COUNTER
-from model.commands import Command as C
+from hsm_lifecycle.model.commands import Command as C
 
 
 @pytest.mark.rule("R09")

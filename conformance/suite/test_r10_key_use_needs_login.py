@@ -3,7 +3,7 @@ card session; a power-off or a re-SELECT of the applet ends that session."""
 
 import pytest
 
-from model.commands import Command as C
+from hsm_lifecycle.model.commands import Command as C
 
 
 @pytest.mark.rule("R10")

@@ -4,7 +4,7 @@ the PIN is changed with CHANGE REFERENCE DATA 81."""
 import pytest
 
 from hsm_lifecycle.protocol import OPTION_RESET_RETRY_COUNTER, OPTION_TRANSPORT_PIN
-from model.commands import Command as C
+from hsm_lifecycle.model.commands import Command as C
 
 
 @pytest.mark.rule("R11")

@@ -4,7 +4,7 @@ does the update; on a real token a person does it in the portal (cost class oper
 
 import pytest
 
-from model.commands import Command as C
+from hsm_lifecycle.model.commands import Command as C
 
 
 @pytest.mark.rule("R12")

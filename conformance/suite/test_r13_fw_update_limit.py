@@ -6,7 +6,7 @@ update also leaves a real token usable again (as shipped) rather than blocked fo
 import pytest
 
 from hsm_lifecycle.protocol import FIRMWARE_UPDATES_WHILE_SO_BLOCKED
-from model.commands import Command as C
+from hsm_lifecycle.model.commands import Command as C
 
 
 def block_so_pin(hsm):

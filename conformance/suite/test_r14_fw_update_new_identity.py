@@ -5,7 +5,7 @@ import pytest
 
 from hsm_lifecycle.cvc import load_roots, verify_c_devaut
 from hsm_lifecycle.protocol import FID_C_DEVAUT, FID_DEVICE_KEY
-from model.commands import Command as C
+from hsm_lifecycle.model.commands import Command as C
 
 OBJECT_PREFIXES = range(0xC4, 0xD0)  # keys, certificates, data objects (§4)
 

@@ -5,7 +5,7 @@ SO-PIN does not matter (that token's owner can still log in, and update it)."""
 import pytest
 
 from hsm_lifecycle.protocol import OPTION_RESET_RETRY_COUNTER, OPTION_TRANSPORT_PIN
-from model.commands import Command as C
+from hsm_lifecycle.model.commands import Command as C
 
 
 @pytest.mark.rule("R15")

@@ -3,7 +3,7 @@ the open behaviour wrong-length-pin-sw)."""
 
 import pytest
 
-from model.commands import Command as C
+from hsm_lifecycle.model.commands import Command as C
 
 
 @pytest.mark.rule("R16")

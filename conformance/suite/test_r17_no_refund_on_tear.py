@@ -4,11 +4,11 @@ instant the comparison has decided; on a real token there is no tear hook: obser
 
 import pytest
 
-from model.commands import Command as C
+from hsm_lifecycle.model.commands import Command as C
 
 
 def cut_when_compared(event):
-    from emulator import PersistencePoint, PowerLoss
+    from hsm_lifecycle.emulator import PersistencePoint, PowerLoss
 
     if event.point == PersistencePoint.PIN_COMPARED:
         raise PowerLoss("power cut the instant the PIN comparison decided")

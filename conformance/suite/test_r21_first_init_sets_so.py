@@ -3,7 +3,7 @@ and makes it the SO-PIN, with 15 tries."""
 
 import pytest
 
-from model.commands import Command as C
+from hsm_lifecycle.model.commands import Command as C
 
 
 @pytest.mark.rule("R21")

@@ -7,7 +7,7 @@ of the step that failed) go into its evidence record.
 
 import pytest
 
-from conformance.stateful import run_stateful
+from hsm_lifecycle.conformance.stateful import run_stateful
 
 
 @pytest.mark.cost("wipes")

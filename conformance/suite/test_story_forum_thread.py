@@ -7,7 +7,7 @@ tries left : 2". Going on blocks the SO-PIN, then the user PIN: nothing on the c
 
 import pytest
 
-from model.commands import Command as C
+from hsm_lifecycle.model.commands import Command as C
 
 THREAD_SO_TRIES_LEFT = 7
 THREAD_USER_TRIES_LEFT = 2

@@ -8,8 +8,8 @@ lists what it took and the test prints what it left out and why.
 
 import pytest
 
-from conformance.interlocks import Cost
-from conformance.tour import limits_for, plan_tour
+from hsm_lifecycle.conformance.interlocks import Cost
+from hsm_lifecycle.conformance.tour import limits_for, plan_tour
 
 
 @pytest.mark.cost("tries")

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from enum import Enum
 
-from conformance.transport.base import CardRemovedError, Response, Transport, TransportError, TransportWrapper
+from hsm_lifecycle.conformance.transport.base import CardRemovedError, Response, Transport, TransportError, TransportWrapper
 
 BLOCK_LIMIT_S = 600.0  # a blocked exchange gives up by itself after this, so nothing waits forever
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from conformance.transport.base import Response, Transport, TransportError
+from hsm_lifecycle.conformance.transport.base import Response, Transport, TransportError
 from hsm_lifecycle.protocol import CLA_ISO, Ins
 
 if TYPE_CHECKING:
-    from emulator import VirtualToken
+    from hsm_lifecycle.emulator import VirtualToken
 
 READER = "in-process emulator"  # the reader name it describes itself with (the bundle reads it)
 SW1_MORE_DATA = 0x61

@@ -13,7 +13,7 @@ import time
 
 from smartcard import scard
 
-from conformance.transport.base import CardRemovedError, Response, Transport, TransportError
+from hsm_lifecycle.conformance.transport.base import CardRemovedError, Response, Transport, TransportError
 
 _PROTOCOLS = scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1
 _GET_RESPONSE_LIMIT = 256  # 61xx chains longer than 64 KB mean a broken card, not data
@@ -84,7 +84,7 @@ def reader_has_card(reader: str) -> bool:
 def empty_vpcd_port(port: int) -> bool:
     """For `emulator.vpcd.lease_ports(usable=...)`: the port's reader holds no card, so no
     emulator started outside the leases (by hand, or orphaned) sits on it."""
-    from emulator.vpcd import vpcd_readers
+    from hsm_lifecycle.emulator.vpcd import vpcd_readers
 
     reader = vpcd_readers().get(port)
     return reader is not None and not reader_has_card(reader)

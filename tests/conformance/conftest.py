@@ -13,8 +13,8 @@ from typing import Callable
 
 import pytest
 
-from conformance.evidence.records import TestRecord
-from conformance.trace import TraceLine, read_trace
+from hsm_lifecycle.conformance.evidence.records import TestRecord
+from hsm_lifecycle.conformance.trace import TraceLine, read_trace
 
 SUITE = Path(__file__).resolve().parents[2] / "conformance" / "suite"
 

@@ -11,7 +11,7 @@ def test_module_run_prints_one_sentence_for_a_usage_error(tmp_path: Path) -> Non
     # `python -m conformance.cli` runs cli.py as __main__: the error class the command raises
     # must still be the one main() catches.
     done = subprocess.run(
-        [sys.executable, "-m", "conformance.cli", "diagram", "--out", str(tmp_path / "x.bogus")],
+        [sys.executable, "-m", "hsm_lifecycle.conformance.cli", "diagram", "--out", str(tmp_path / "x.bogus")],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -25,6 +25,6 @@ def test_module_run_prints_one_sentence_for_a_usage_error(tmp_path: Path) -> Non
 
 
 def test_usage_error_is_reexported_from_cli() -> None:
-    from conformance import cli, errors
+    from hsm_lifecycle.conformance import cli, errors
 
     assert cli.UsageError is errors.UsageError

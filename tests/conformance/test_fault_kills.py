@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from emulator import Fault
+from hsm_lifecycle.emulator import Fault
 
 BREAKS: dict[Fault, str] = {
     Fault.INITIALIZE_IGNORES_SO_PIN: "R01",

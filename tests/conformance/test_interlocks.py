@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from conformance.interlocks import Apdu, Consent, Cost, GuardedTransport, InterlockRefused, apdu_cost
-from conformance.targets import AsRealTarget
-from conformance.transport.base import Response, Transport
-from emulator import Profile, VirtualToken
+from hsm_lifecycle.conformance.interlocks import Apdu, Consent, Cost, GuardedTransport, InterlockRefused, apdu_cost
+from hsm_lifecycle.conformance.targets import AsRealTarget
+from hsm_lifecycle.conformance.transport.base import Response, Transport
+from hsm_lifecycle.emulator import Profile, VirtualToken
 
 OWNER_PINS = ("--hsm-pin", "648219", "--hsm-so-pin", "3537363231383830")
 INITIALIZE_PREFIX = "8050"

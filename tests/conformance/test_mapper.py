@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.mapper import ALT_SO_PIN, ALT_USER_PIN, Mapper, PinBook, apdu
-from conformance.trace import TraceRecorder, TracingTransport
-from conformance.transport.inprocess import InProcessTransport
-from emulator import VirtualToken
+from hsm_lifecycle.conformance.mapper import ALT_SO_PIN, ALT_USER_PIN, Mapper, PinBook, apdu
+from hsm_lifecycle.conformance.trace import TraceRecorder, TracingTransport
+from hsm_lifecycle.conformance.transport.inprocess import InProcessTransport
+from hsm_lifecycle.emulator import VirtualToken
 from hsm_lifecycle import cvc, tlv
 from hsm_lifecycle.protocol import AID, DEFAULT_SO_PIN, DEFAULT_USER_PIN
-from model.commands import Command as C
+from hsm_lifecycle.model.commands import Command as C
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conformance.trace import read_trace
+from hsm_lifecycle.conformance.trace import read_trace
 from test_interlocks import own_token
 
 CHANGE_USER = "00240081"

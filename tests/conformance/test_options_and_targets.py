@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.options import parse_so_pin, parse_target, parse_user_pin
+from hsm_lifecycle.conformance.options import parse_so_pin, parse_target, parse_user_pin
 
 
 def test_so_pin_is_16_hex_digits_packed_into_8_bytes():

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from conformance.targets import AsRealTarget
-from conformance.transport.base import TransportError
-from conformance.transport.pcsc import list_readers
-from emulator import VirtualToken
-from emulator.vpcd import lease_port, serve_emulator, vpcd_readers
+from hsm_lifecycle.conformance.targets import AsRealTarget
+from hsm_lifecycle.conformance.transport.base import TransportError
+from hsm_lifecycle.conformance.transport.pcsc import list_readers
+from hsm_lifecycle.emulator import VirtualToken
+from hsm_lifecycle.emulator.vpcd import lease_port, serve_emulator, vpcd_readers
 
 
 def _no_vpcd() -> str | None:

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from conformance.cli import main as cli
-from conformance.commands.replay import CannotReplay, ReplayLink, replay
-from conformance.trace import EVENT_FIRMWARE, EVENT_NEW_TOKEN, EVENT_POWER_CUT, TraceRecorder, read_trace
-from conformance.transport.inprocess import InProcessTransport
-from emulator import VirtualToken
+from hsm_lifecycle.conformance.cli import main as cli
+from hsm_lifecycle.conformance.commands.replay import CannotReplay, ReplayLink, replay
+from hsm_lifecycle.conformance.trace import EVENT_FIRMWARE, EVENT_NEW_TOKEN, EVENT_POWER_CUT, TraceRecorder, read_trace
+from hsm_lifecycle.conformance.transport.inprocess import InProcessTransport
+from hsm_lifecycle.emulator import VirtualToken
 
 # The tour (fresh tokens, updates), R17 (power cuts), R13 (counted updates), R04 (provisioning),
 # the stateful test (a fresh token per example).

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.interlocks import Consent, Cost
-from conformance.options import HsmOptions, TargetSpec
-from conformance.targets import make_target, open_device, prepare
-from conformance.trace import TraceRecorder
-from model.commands import Command
+from hsm_lifecycle.conformance.interlocks import Consent, Cost
+from hsm_lifecycle.conformance.options import HsmOptions, TargetSpec
+from hsm_lifecycle.conformance.targets import make_target, open_device, prepare
+from hsm_lifecycle.conformance.trace import TraceRecorder
+from hsm_lifecycle.model.commands import Command
 
 
 def capped_device(pin: bytes | None):

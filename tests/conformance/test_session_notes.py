@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from emulator import VirtualToken
+from hsm_lifecycle.emulator import VirtualToken
 from hsm_lifecycle.protocol import DEFAULT_VERSION
 from test_interlocks import as_real, own_token
 
@@ -59,11 +59,11 @@ def test_persistent_device_reports_the_so_tries_it_has_at_the_end(run_suite, tmp
 
 
 def test_so_tries_at_the_end_are_asked_of_the_device_not_the_model(tmp_path: Path):
-    from conformance.interlocks import Consent
-    from conformance.options import HsmOptions, TargetSpec
-    from conformance.targets import AsRealTarget, read_so_tries
-    from conformance.trace import TraceRecorder
-    from model.states import ExtState
+    from hsm_lifecycle.conformance.interlocks import Consent
+    from hsm_lifecycle.conformance.options import HsmOptions, TargetSpec
+    from hsm_lifecycle.conformance.targets import AsRealTarget, read_so_tries
+    from hsm_lifecycle.conformance.trace import TraceRecorder
+    from hsm_lifecycle.model.states import ExtState
 
     path, _ = own_token(tmp_path / "token.json")
     _spend_so_tries(path, 3)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.tour import TourLimits, plan_tour
-from model import paths
-from model.explorer import explore
-from model.oracle import expect
-from model.profiles import EMULATOR_DEFAULTS, SMARTCARD_HSM
-from model.states import ExtState
+from hsm_lifecycle.conformance.tour import TourLimits, plan_tour
+from hsm_lifecycle.model import paths
+from hsm_lifecycle.model.explorer import explore
+from hsm_lifecycle.model.oracle import expect
+from hsm_lifecycle.model.profiles import EMULATOR_DEFAULTS, SMARTCARD_HSM
+from hsm_lifecycle.model.states import ExtState
 
 EMULATOR = TourLimits(max_cost="operator", portal=True)
 OWNER_TOKEN = ExtState.initialized(keys=1)
@@ -68,7 +68,7 @@ def test_emulator_tour_reaches_the_transitions_at_the_update_limit():
     """R13's limit lies five SO-blocked updates deep: the last segments get there and take
     O30, O31, B17 and B18, every step as the oracle walks it from a fresh token."""
     from hsm_lifecycle.protocol import FIRMWARE_UPDATES_WHILE_SO_BLOCKED
-    from model.explorer import Bounds
+    from hsm_lifecycle.model.explorer import Bounds
 
     limits = TourLimits(max_cost="operator", portal=True, bounds=Bounds(max_keys=1, max_updates=1), counted_updates=FIRMWARE_UPDATES_WHILE_SO_BLOCKED)
     plan = plan_tour(EMULATOR_DEFAULTS, limits=limits)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.cli import main as cli
-from conformance.trace import TraceRecorder, read_trace
+from hsm_lifecycle.conformance.cli import main as cli
+from hsm_lifecycle.conformance.trace import TraceRecorder, read_trace
 
 TRACES = sorted((Path(__file__).resolve().parents[2] / "traces").glob("*.jsonl"))
 KEYS = ["i", "t_ms", "cmd", "rsp", "sw", "step", "state", "rules"]

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conformance.cli import main as cli
-from conformance.mapper import Mapper, PinBook
-from conformance.trace import MASK_BYTE, TraceRecorder, TracingTransport, mask_secrets, read_trace, unmask
-from conformance.transport.inprocess import InProcessTransport
-from emulator import VirtualToken
-from model.commands import Command as C
+from hsm_lifecycle.conformance.cli import main as cli
+from hsm_lifecycle.conformance.mapper import Mapper, PinBook
+from hsm_lifecycle.conformance.trace import MASK_BYTE, TraceRecorder, TracingTransport, mask_secrets, read_trace, unmask
+from hsm_lifecycle.conformance.transport.inprocess import InProcessTransport
+from hsm_lifecycle.emulator import VirtualToken
+from hsm_lifecycle.model.commands import Command as C
 from test_interlocks import as_real, own_token
 
 USER_HEX = b"648219".hex().upper()

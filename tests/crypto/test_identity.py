@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from emulator import identity
+from hsm_lifecycle.emulator import identity
 from hsm_lifecycle import cvc, tlv
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emulator import identity, keys
+from hsm_lifecycle.emulator import identity, keys
 from hsm_lifecycle import cvc, tlv
 from hsm_lifecycle import protocol as p
 

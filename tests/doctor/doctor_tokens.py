@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conformance.mapper import Mapper
-from conformance.transport.base import Response, Transport, TransportWrapper
-from conformance.transport.inprocess import InProcessTransport
-from emulator import VirtualToken
-from model.commands import RIGHT, WRONG, Command
+from hsm_lifecycle.conformance.mapper import Mapper
+from hsm_lifecycle.conformance.transport.base import Response, Transport, TransportWrapper
+from hsm_lifecycle.conformance.transport.inprocess import InProcessTransport
+from hsm_lifecycle.emulator import VirtualToken
+from hsm_lifecycle.model.commands import RIGHT, WRONG, Command
 
 
 @dataclass
@@ -66,7 +66,7 @@ def build_token(
 def firmware_reset_token() -> tuple[Built, str]:
     """An SO-blocked token with a key, updated through the emulator's portal (logged in with a
     second, working HSM, as the story requires): returns it and its serial before the update."""
-    from emulator.portal import Portal, PluggedDevice, working_hsm
+    from hsm_lifecycle.emulator.portal import Portal, PluggedDevice, working_hsm
 
     built = build_token(so_wrong=15, keys=1)
     old_serial = built.token.serial

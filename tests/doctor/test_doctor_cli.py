@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from conformance import cli
-from conformance.doctor import check_so_pin_text, choose_hsm_reader
-from conformance.transport.base import TransportError
+from hsm_lifecycle.conformance import cli
+from hsm_lifecycle.conformance.doctor import check_so_pin_text, choose_hsm_reader
+from hsm_lifecycle.conformance.transport.base import TransportError
 from doctor_tokens import build_token
 from hsm_lifecycle.protocol import ATR
 
@@ -91,7 +91,7 @@ def test_usage_mistakes(capsys, argv, says):
 
 
 def test_no_pcscd_is_one_sentence(capsys, monkeypatch):
-    import conformance.transport.pcsc as pcsc
+    import hsm_lifecycle.conformance.transport.pcsc as pcsc
 
     def no_service() -> list[str]:
         raise TransportError("pcscd is not running: start it and retry")

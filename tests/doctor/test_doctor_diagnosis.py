@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.doctor import ExtState, candidates, describe_changes, diagnose, predict, read_token
-from model.commands import Command
-from model.outputs import OK
+from hsm_lifecycle.conformance.doctor import ExtState, candidates, describe_changes, diagnose, predict, read_token
+from hsm_lifecycle.model.commands import Command
+from hsm_lifecycle.model.outputs import OK
 
 
 def _diag(token_in, state):

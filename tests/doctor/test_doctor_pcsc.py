@@ -14,13 +14,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from conformance import cli
-from conformance.doctor import reader_atrs
-from conformance.transport.base import TransportError
-from conformance.transport.pcsc import list_readers
+from hsm_lifecycle.conformance import cli
+from hsm_lifecycle.conformance.doctor import reader_atrs
+from hsm_lifecycle.conformance.transport.base import TransportError
+from hsm_lifecycle.conformance.transport.pcsc import list_readers
 from doctor_tokens import build_token
-from emulator import VirtualToken
-from emulator.vpcd import VpcdError, lease_port, serve_emulator, vpcd_readers
+from hsm_lifecycle.emulator import VirtualToken
+from hsm_lifecycle.emulator.vpcd import VpcdError, lease_port, serve_emulator, vpcd_readers
 from hsm_lifecycle.protocol import ATR
 
 SETTLE_S = 10.0

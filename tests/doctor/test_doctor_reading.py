@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.doctor import DoctorRefusal, ReadOnlyTransport, diagnose, read_token
-from conformance.interlocks import Apdu, Cost, apdu_cost
+from hsm_lifecycle.conformance.doctor import DoctorRefusal, ReadOnlyTransport, diagnose, read_token
+from hsm_lifecycle.conformance.interlocks import Apdu, Cost, apdu_cost
 from hsm_lifecycle.protocol import AID
 
 from doctor_tokens import STATE_RECIPES, SpyTransport, firmware_reset_token

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from emulator import VirtualToken
+from hsm_lifecycle.emulator import VirtualToken
 from hsm_lifecycle import protocol
 
 SO = protocol.DEFAULT_SO_PIN  # "57621880" in ASCII

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from emu_helpers import PIN, fresh_card, initialized_card, select_applet, verify_user
 
-from emulator.apdu import ApduError, parse
+from hsm_lifecycle.emulator.apdu import ApduError, parse
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ from emu_helpers import (
     verify_user,
 )
 
-from emulator import Fault, PersistencePoint, PowerCut, PowerLoss, Stage
+from hsm_lifecycle.emulator import Fault, PersistencePoint, PowerCut, PowerLoss, Stage
 from hsm_lifecycle import protocol
 
 

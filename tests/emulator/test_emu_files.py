@@ -24,7 +24,7 @@ from emu_objects import (
     update_binary,
 )
 
-from emulator import Profile
+from hsm_lifecycle.emulator import Profile
 from hsm_lifecycle import protocol, tlv
 
 C_DEVAUT = protocol.FID_C_DEVAUT

@@ -23,7 +23,7 @@ from emu_helpers import (
 )
 from emu_objects import ec_body, enumerate_objects, gakp, list_fids, read_binary, sign, update_binary
 
-from emulator import Fault, VirtualToken
+from hsm_lifecycle.emulator import Fault, VirtualToken
 from hsm_lifecycle import cvc, protocol
 
 C_DEVAUT, DEVICE_KEY = protocol.FID_C_DEVAUT, protocol.FID_DEVICE_KEY

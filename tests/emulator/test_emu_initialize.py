@@ -22,7 +22,7 @@ from emu_helpers import (
     verify_user,
 )
 
-from emulator import Profile
+from hsm_lifecycle.emulator import Profile
 from hsm_lifecycle import protocol
 
 

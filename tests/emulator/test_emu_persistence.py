@@ -25,7 +25,7 @@ from emu_helpers import (
 
 from emu_objects import ec_body, gakp, update_binary
 
-from emulator import (
+from hsm_lifecycle.emulator import (
     PersistencePoint,
     PowerCut,
     PowerLoss,
@@ -34,7 +34,7 @@ from emulator import (
     StateFileError,
     VirtualToken,
 )
-from emulator.store import SCHEMA, FileStore, encode
+from hsm_lifecycle.emulator.store import SCHEMA, FileStore, encode
 
 P = PersistencePoint
 

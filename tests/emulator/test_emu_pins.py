@@ -26,7 +26,7 @@ from emu_helpers import (
     verify_user,
 )
 
-from emulator import Profile
+from hsm_lifecycle.emulator import Profile
 from hsm_lifecycle import protocol
 
 # --- not initialized (R20) ------------------------------------------------------------------

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from emu_helpers import initialized_card, select_applet
 
-from emulator import Fault, Profile, VirtualToken
+from hsm_lifecycle.emulator import Fault, Profile, VirtualToken
 from hsm_lifecycle import protocol
 
 KNOWN_INS = [0xA4, 0x20, 0x24, 0x2C, 0x50, 0x52, 0x58, 0x46, 0x68, 0x62, 0x84, 0xB1, 0xD7, 0xE4, 0xC0]

@@ -15,7 +15,7 @@ from emu_helpers import (
     verify_user,
 )
 
-from emulator import Profile, VirtualToken
+from hsm_lifecycle.emulator import Profile, VirtualToken
 from hsm_lifecycle import protocol, tlv
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from emu_helpers import PIN, WRONG_PIN, initialize, initialized_card, select_applet
 
-from emulator import Profile
+from hsm_lifecycle.emulator import Profile
 from hsm_lifecycle import protocol
 
 # The SO-PIN the user once set and forgot (any 8 bytes but the default).

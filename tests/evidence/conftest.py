@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.evidence.modelview import ModelView, RuleInfo, TransitionInfo
-from conformance.evidence.records import TestRecord
+from hsm_lifecycle.conformance.evidence.modelview import ModelView, RuleInfo, TransitionInfo
+from hsm_lifecycle.conformance.evidence.records import TestRecord
 
 
 def _rule(rid: str, title: str, sfrs: tuple[str, ...]) -> RuleInfo:

@@ -6,10 +6,10 @@ import json
 import re
 from pathlib import Path
 
-from conformance.evidence.bundle import rebuild_bundle, read_summary, write_bundle
-from conformance.evidence.manifest import verify_manifest
-from conformance.evidence.modelview import ModelView
-from conformance.evidence.records import append_record, load_evidence_records, records_file
+from hsm_lifecycle.conformance.evidence.bundle import rebuild_bundle, read_summary, write_bundle
+from hsm_lifecycle.conformance.evidence.manifest import verify_manifest
+from hsm_lifecycle.conformance.evidence.modelview import ModelView
+from hsm_lifecycle.conformance.evidence.records import append_record, load_evidence_records, records_file
 
 TARGET = {"kind": "emulator", "reader": "", "serial": "UTCC0000001", "version": "3.2", "profile": "smartcard-hsm"}
 

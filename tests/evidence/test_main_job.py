@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 
-from conformance.evidence.manifest import verify_manifest
+from hsm_lifecycle.conformance.evidence.manifest import verify_manifest
 
 PORTAL_RULES = {"R12", "R13", "R14", "R15"}
 PORTAL_MISSING = "needs the firmware-update portal"  # the suite's skip reason while it has none
@@ -17,7 +17,7 @@ PORTAL_MISSING = "needs the firmware-update portal"  # the suite's skip reason w
 def test_hsm_lifecycle_run_on_the_emulator(tmp_path):
     out = tmp_path / "evidence"
     proc = subprocess.run(
-        [sys.executable, "-m", "conformance.cli", "run", "--out", str(out)],
+        [sys.executable, "-m", "hsm_lifecycle.conformance.cli", "run", "--out", str(out)],
         capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

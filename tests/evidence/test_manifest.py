@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conformance.evidence.manifest import MANIFEST_NAME, verify_manifest, write_manifest
+from hsm_lifecycle.conformance.evidence.manifest import MANIFEST_NAME, verify_manifest, write_manifest
 
 
 @pytest.fixture

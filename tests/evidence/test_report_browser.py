@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance.evidence.bundle import write_bundle
-from conformance.evidence.modelview import ModelView
-from conformance.evidence.records import TestRecord
+from hsm_lifecycle.conformance.evidence.bundle import write_bundle
+from hsm_lifecycle.conformance.evidence.modelview import ModelView
+from hsm_lifecycle.conformance.evidence.records import TestRecord
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/install.sh installs it)")

@@ -10,13 +10,13 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conformance import cli
-from conformance.commands import run as run_cmd
-from conformance.evidence.manifest import verify_manifest
+from hsm_lifecycle.conformance import cli
+from hsm_lifecycle.conformance.commands import run as run_cmd
+from hsm_lifecycle.conformance.evidence.manifest import verify_manifest
 
 TINY_SUITE = '''
 import pytest
-from model.commands import Command as C
+from hsm_lifecycle.model.commands import Command as C
 
 @pytest.mark.rule("R04")
 @pytest.mark.cost("tries")
@@ -191,8 +191,8 @@ def test_bad_input_is_refused_before_any_apdu(argv, says, tmp_path, capsys, monk
 
 
 def test_no_pcscd_is_one_sentence(tmp_path, capsys, monkeypatch):
-    import conformance.transport.pcsc as pcsc
-    from conformance.transport.base import TransportError
+    import hsm_lifecycle.conformance.transport.pcsc as pcsc
+    from hsm_lifecycle.conformance.transport.base import TransportError
 
     def no_service() -> list[str]:
         raise TransportError("pcscd is not running: start it and retry")
@@ -203,7 +203,7 @@ def test_no_pcscd_is_one_sentence(tmp_path, capsys, monkeypatch):
 
 
 def test_an_unknown_reader_is_named_with_the_readers_there_are(tmp_path, capsys, monkeypatch):
-    import conformance.transport.pcsc as pcsc
+    import hsm_lifecycle.conformance.transport.pcsc as pcsc
 
     monkeypatch.setattr(pcsc, "list_readers", lambda: ["Virtual PCD 00 00", "Virtual PCD 00 01"])
     code, _, err = _run(capsys, "--out", str(tmp_path / "ev"), "--reader", "Nitrokey")
@@ -211,7 +211,7 @@ def test_an_unknown_reader_is_named_with_the_readers_there_are(tmp_path, capsys,
 
 
 def test_a_refused_run_does_not_cost_the_earlier_bundle(suite, tmp_path, capsys, monkeypatch):
-    import conformance.transport.pcsc as pcsc
+    import hsm_lifecycle.conformance.transport.pcsc as pcsc
 
     suite()
     bundle = tmp_path / "bundle"

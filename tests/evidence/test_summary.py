@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from conformance.evidence.summary import SCHEMA, build_summary
+from hsm_lifecycle.conformance.evidence.summary import SCHEMA, build_summary
 
 TARGET = {"kind": "emulator", "reader": "", "serial": "UTCC0000001", "version": "3.2", "profile": "smartcard-hsm"}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conformance.evidence.verdicts import rule_verdict, rule_verdicts
+from hsm_lifecycle.conformance.evidence.verdicts import rule_verdict, rule_verdicts
 
 
 def test_any_failure_fails_the_rule(record):

@@ -12,9 +12,9 @@ import os
 
 import pytest
 
-from conformance.transport.base import TransportError
-from conformance.transport.pcsc import list_readers
-from emulator.vpcd import vpcd_readers, vpcd_readers_from_names
+from hsm_lifecycle.conformance.transport.base import TransportError
+from hsm_lifecycle.conformance.transport.pcsc import list_readers
+from hsm_lifecycle.emulator.vpcd import vpcd_readers, vpcd_readers_from_names
 
 
 @functools.cache

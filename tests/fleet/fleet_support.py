@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance.evidence.manifest import verify_manifest
-from conformance.transport.pcsc import list_readers
-from emulator.vpcd import vpcd_readers
+from hsm_lifecycle.conformance.evidence.manifest import verify_manifest
+from hsm_lifecycle.conformance.transport.pcsc import list_readers
+from hsm_lifecycle.emulator.vpcd import vpcd_readers
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = ROOT / "conformance" / "suite"

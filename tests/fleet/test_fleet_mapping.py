@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.evidence.bundle import write_bundle
-from conformance.evidence.combined import (
+from hsm_lifecycle.conformance.evidence.bundle import write_bundle
+from hsm_lifecycle.conformance.evidence.combined import (
     COMBINED_NAME,
     TokenEntry,
     bundle_name,
@@ -19,14 +19,14 @@ from conformance.evidence.combined import (
     read_combined,
     write_combined,
 )
-from conformance.evidence.manifest import verify_manifest
-from conformance.evidence.modelview import ModelView
-from conformance.evidence.records import TestRecord
-from conformance.fleet import Fleet, TokenConsent, worker_index
-from conformance.interlocks import WHY_IRREVERSIBLE, WHY_WIPES, Cost
-from conformance.options import HsmOptions, TargetSpec, check_workers, parse_targets
-from conformance.targets import vpcd_ports
-from conformance.transport.base import TransportError
+from hsm_lifecycle.conformance.evidence.manifest import verify_manifest
+from hsm_lifecycle.conformance.evidence.modelview import ModelView
+from hsm_lifecycle.conformance.evidence.records import TestRecord
+from hsm_lifecycle.conformance.fleet import Fleet, TokenConsent, worker_index
+from hsm_lifecycle.conformance.interlocks import WHY_IRREVERSIBLE, WHY_WIPES, Cost
+from hsm_lifecycle.conformance.options import HsmOptions, TargetSpec, check_workers, parse_targets
+from hsm_lifecycle.conformance.targets import vpcd_ports
+from hsm_lifecycle.conformance.transport.base import TransportError
 
 
 def options(kind: str = "pcsc", readers: tuple[str, ...] = (), workers: int = 0, serials: tuple[str, ...] = (), **extra) -> HsmOptions:

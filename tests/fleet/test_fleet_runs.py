@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from conformance.targets import AsRealTarget
-from conformance.transport.pcsc import empty_vpcd_port
-from emulator import VirtualToken
-from emulator.vpcd import lease_ports, serve_emulator, vpcd_readers
+from hsm_lifecycle.conformance.targets import AsRealTarget
+from hsm_lifecycle.conformance.transport.pcsc import empty_vpcd_port
+from hsm_lifecycle.emulator import VirtualToken
+from hsm_lifecycle.emulator.vpcd import lease_ports, serve_emulator, vpcd_readers
 from fleet_support import assert_manifest_ok, need_vpcd_readers, run_suite_process
 
 # A few quick rules: free (R10, R19) and wipes on a shipped token (R21: each emulator is renewed).

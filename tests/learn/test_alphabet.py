@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.learn.alphabet import ALPHABETS, CORE, FULL, OPTIONS, SO, LearningAlphabet
-from model.commands import Command
+from hsm_lifecycle.conformance.learn.alphabet import ALPHABETS, CORE, FULL, OPTIONS, SO, LearningAlphabet
+from hsm_lifecycle.model.commands import Command
 
 
 def test_presets_are_distinct_and_named():

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from conformance.cli import main
-from conformance.trace import read_trace
-from model.commands import Command
+from hsm_lifecycle.conformance.cli import main
+from hsm_lifecycle.conformance.trace import read_trace
+from hsm_lifecycle.model.commands import Command
 
 QUICK = ["--walk-steps", "300", "--extra-states", "0"]
 

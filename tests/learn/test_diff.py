@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from conformance.learn.alphabet import CORE
-from conformance.learn.diff import compare
-from conformance.learn.machine import LearnedMachine
-from conformance.learn.projection import Projection, project
-from model.commands import Command
-from model.profiles import EMULATOR_DEFAULTS
+from hsm_lifecycle.conformance.learn.alphabet import CORE
+from hsm_lifecycle.conformance.learn.diff import compare
+from hsm_lifecycle.conformance.learn.machine import LearnedMachine
+from hsm_lifecycle.conformance.learn.projection import Projection, project
+from hsm_lifecycle.model.commands import Command
+from hsm_lifecycle.model.profiles import EMULATOR_DEFAULTS
 
 
 def _as_learned(p: Projection, choose=min) -> LearnedMachine:  # noqa: ANN001 - a chooser over outputs

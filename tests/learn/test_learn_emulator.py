@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.learn.alphabet import ALPHABETS, CORE
-from conformance.learn.campaign import run_learning
-from conformance.learn.emulator_target import EmulatorTarget
-from conformance.learn.learner import LearnSettings
-from conformance.learn.visibility import EXPOSED_BY, INVISIBLE
-from emulator import Fault
-from model.commands import Command
+from hsm_lifecycle.conformance.learn.alphabet import ALPHABETS, CORE
+from hsm_lifecycle.conformance.learn.campaign import run_learning
+from hsm_lifecycle.conformance.learn.emulator_target import EmulatorTarget
+from hsm_lifecycle.conformance.learn.learner import LearnSettings
+from hsm_lifecycle.conformance.learn.visibility import EXPOSED_BY, INVISIBLE
+from hsm_lifecycle.emulator import Fault
+from hsm_lifecycle.model.commands import Command
 
 FAST = LearnSettings(fail_fast=True)
 

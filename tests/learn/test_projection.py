@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from conformance.learn.alphabet import CORE, KEY_BOUND, OPTIONS, SO, LearningAlphabet
-from conformance.learn.projection import KEY_BOUND_TRANSITION, output_label, project
-from model.commands import Command
-from model.profiles import EMULATOR_DEFAULTS, REFUSED
-from model.states import BOTH_BLOCKED, SHIPPED, SO_BLOCKED, USER_BLOCKED, ExtState
+from hsm_lifecycle.conformance.learn.alphabet import CORE, KEY_BOUND, OPTIONS, SO, LearningAlphabet
+from hsm_lifecycle.conformance.learn.projection import KEY_BOUND_TRANSITION, output_label, project
+from hsm_lifecycle.model.commands import Command
+from hsm_lifecycle.model.profiles import EMULATOR_DEFAULTS, REFUSED
+from hsm_lifecycle.model.states import BOTH_BLOCKED, SHIPPED, SO_BLOCKED, USER_BLOCKED, ExtState
 
 
 def test_core_has_nine_states():

@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from conformance.learn.alphabet import CORE, KEY_BOUND
-from conformance.learn.emulator_target import EmulatorTarget
-from conformance.learn.sul import Cost, DeviceSession, DeviceSUL, NonDeterminism, Target
-from conformance.trace import TraceRecorder
-from model.commands import Command
-from model.profiles import EMULATOR_DEFAULTS, Profile
-from model.states import ExtState
+from hsm_lifecycle.conformance.learn.alphabet import CORE, KEY_BOUND
+from hsm_lifecycle.conformance.learn.emulator_target import EmulatorTarget
+from hsm_lifecycle.conformance.learn.sul import Cost, DeviceSession, DeviceSUL, NonDeterminism, Target
+from hsm_lifecycle.conformance.trace import TraceRecorder
+from hsm_lifecycle.model.commands import Command
+from hsm_lifecycle.model.profiles import EMULATOR_DEFAULTS, Profile
+from hsm_lifecycle.model.states import ExtState
 
 INIT = str(Command.initialize("right", 1, 2))
 

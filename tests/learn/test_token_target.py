@@ -7,15 +7,15 @@ from dataclasses import replace
 
 import pytest
 
-from conformance.learn.alphabet import CORE, SO
-from conformance.learn.campaign import run_learning
-from conformance.learn.learner import LearnSettings
-from conformance.learn.sul import Cost, LearningAborted
-from conformance.learn.token_target import LearningRefused, RealTokenTarget
-from conformance.mapper import Mapper, PinBook
-from conformance.transport.inprocess import InProcessTransport
-from emulator import Fault, VirtualToken
-from model.commands import Command
+from hsm_lifecycle.conformance.learn.alphabet import CORE, SO
+from hsm_lifecycle.conformance.learn.campaign import run_learning
+from hsm_lifecycle.conformance.learn.learner import LearnSettings
+from hsm_lifecycle.conformance.learn.sul import Cost, LearningAborted
+from hsm_lifecycle.conformance.learn.token_target import LearningRefused, RealTokenTarget
+from hsm_lifecycle.conformance.mapper import Mapper, PinBook
+from hsm_lifecycle.conformance.transport.inprocess import InProcessTransport
+from hsm_lifecycle.emulator import Fault, VirtualToken
+from hsm_lifecycle.model.commands import Command
 
 SO_PIN = bytes.fromhex("0102030405060708")
 USER_PIN = b"24681357"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from model import EMULATOR_DEFAULTS, Bounds, Command, Profile, explore
+from hsm_lifecycle.model import EMULATOR_DEFAULTS, Bounds, Command, Profile, explore
 from model_invariants import ALTERNATIVE, Checker, Explored
 
 

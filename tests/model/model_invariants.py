@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hsm_lifecycle.protocol import USER_PIN_TRIES_BY_LENGTH, USER_PIN_TRIES_MAX
-from model import BY_ID, EMULATOR_DEFAULTS, Exploration, Outcome, Profile
-from model.commands import (
+from hsm_lifecycle.model import BY_ID, EMULATOR_DEFAULTS, Exploration, Outcome, Profile
+from hsm_lifecycle.model.commands import (
     CHANGE_SO_PIN,
     CHANGE_USER_PIN,
     DELETE_KEY,
@@ -30,10 +30,10 @@ from model.commands import (
     WRONG,
     WRONG_LENGTH,
 )
-from model.lifecycle import transitions_from
-from model.outputs import LOGIN_OK, OK, PORTAL_OUTPUTS, UPDATE_OK, is_status_word
-from model.profiles import REFUSED
-from model.states import BOTH_BLOCKED, UNINITIALIZED
+from hsm_lifecycle.model.lifecycle import transitions_from
+from hsm_lifecycle.model.outputs import LOGIN_OK, OK, PORTAL_OUTPUTS, UPDATE_OK, is_status_word
+from hsm_lifecycle.model.profiles import REFUSED
+from hsm_lifecycle.model.states import BOTH_BLOCKED, UNINITIALIZED
 
 PIN_AND_KEY_COMMANDS = frozenset(
     {VERIFY_USER, RESET_RETRY_COUNTER, CHANGE_USER_PIN, CHANGE_SO_PIN, GENERATE_KEY, SIGN, DELETE_KEY, QUERY_USER, QUERY_SO}

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from model import STATES, Command, ExtState, abstract_state
-from model.commands import COMMAND_NAMES
+from hsm_lifecycle.model import STATES, Command, ExtState, abstract_state
+from hsm_lifecycle.model.commands import COMMAND_NAMES
 
 
 def test_shipped_is_the_empty_token() -> None:

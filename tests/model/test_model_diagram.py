@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance import cli
-from model import RULES, STATES, TRANSITIONS, diagram, render_docs
+from hsm_lifecycle.conformance import cli
+from hsm_lifecycle.model import RULES, STATES, TRANSITIONS, diagram, render_docs
 
 
 def _edge_and_node_text(source: str) -> str:

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 from model_invariants import ALTERNATIVE, Checker, Explored
 
-from model import (
+from hsm_lifecycle.model import (
     BY_ID,
     EMULATOR_DEFAULTS,
     RULES,
@@ -19,8 +19,8 @@ from model import (
     catalog,
     expect,
 )
-from model.catalog import CHECKED_OUTSIDE_ALPHABET, cost_rank
-from model.paths import cheapest_costs
+from hsm_lifecycle.model.catalog import CHECKED_OUTSIDE_ALPHABET, cost_rank
+from hsm_lifecycle.model.paths import cheapest_costs
 
 
 def test_every_step_of_every_exploration_keeps_the_invariants(explorations: tuple[Explored, ...]) -> None:

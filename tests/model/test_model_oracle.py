@@ -6,9 +6,9 @@ import pytest
 from model_invariants import ALTERNATIVE
 from transitions import Machine
 
-from model import EMULATOR_DEFAULTS, SMARTCARD_HSM, Command, ExtState, Outcome, expect, oracle
-from model.lifecycle import TRANSITIONS
-from model.machine import lifecycle_machine
+from hsm_lifecycle.model import EMULATOR_DEFAULTS, SMARTCARD_HSM, Command, ExtState, Outcome, expect, oracle
+from hsm_lifecycle.model.lifecycle import TRANSITIONS
+from hsm_lifecycle.model.machine import lifecycle_machine
 
 E = EMULATOR_DEFAULTS
 C = Command.parse
@@ -232,7 +232,7 @@ def test_a_device_without_the_cap_takes_any_retries():
 def test_an_unknown_cap_predicts_only_what_it_does_not_decide():
     """Within every cap the answer is known; above it the next state would be a guess
     (initialized with the new counter, or unchanged), so the oracle refuses to predict."""
-    from model import UnresolvedBehaviour
+    from hsm_lifecycle.model import UnresolvedBehaviour
 
     profile = SMARTCARD_HSM.resolve({"auth-after-init": False})
     assert expect(ExtState.shipped(), Command.initialize("right", 1, 3), profile).accepts("9000")

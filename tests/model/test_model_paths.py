@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from model_invariants import ALTERNATIVE
 
-from model import BY_ID, EMULATOR_DEFAULTS, SMARTCARD_HSM, Bounds, Command, ExtState, UnresolvedBehaviour, oracle, paths
-from model.catalog import cost_rank
-from model.paths import Unreachable
+from hsm_lifecycle.model import BY_ID, EMULATOR_DEFAULTS, SMARTCARD_HSM, Bounds, Command, ExtState, UnresolvedBehaviour, oracle, paths
+from hsm_lifecycle.model.catalog import cost_rank
+from hsm_lifecycle.model.paths import Unreachable
 
 E = EMULATOR_DEFAULTS
 SMALL = Bounds(max_keys=1, max_updates=1)

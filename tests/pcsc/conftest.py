@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance.transport.base import TransportError
-from conformance.transport.pcsc import PcscTransport, list_readers
-from emulator.vpcd import vpcd_readers, vpcd_readers_from_names
+from hsm_lifecycle.conformance.transport.base import TransportError
+from hsm_lifecycle.conformance.transport.pcsc import PcscTransport, list_readers
+from hsm_lifecycle.emulator.vpcd import vpcd_readers, vpcd_readers_from_names
 from pcsc_support import Emulators, Served
 
 OPENSC_TOOLS = ("opensc-tool", "sc-hsm-tool", "pkcs11-tool", "pkcs15-tool")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from smartcard import scard
 
-from conformance.transport.pcsc import PcscTransport, empty_vpcd_port
-from emulator import Profile
-from emulator.vpcd import EmulatorProcess, lease_ports, start_emulator, vpcd_readers
+from hsm_lifecycle.conformance.transport.pcsc import PcscTransport, empty_vpcd_port
+from hsm_lifecycle.emulator import Profile
+from hsm_lifecycle.emulator.vpcd import EmulatorProcess, lease_ports, start_emulator, vpcd_readers
 
 # How long a test waits for pcscd to see a card arrive or leave (it polls every ~0.4 s).
 CARD_SETTLE_S = 10.0

@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from conformance.transport.pcsc import PcscTransport, list_readers
-from conformance.transport.base import TransportError
-from emulator.vpcd import start_emulator
+from hsm_lifecycle.conformance.transport.pcsc import PcscTransport, list_readers
+from hsm_lifecycle.conformance.transport.base import TransportError
+from hsm_lifecycle.emulator.vpcd import start_emulator
 from hsm_lifecycle.protocol import AID
 
 SELECT = bytes([0x00, 0xA4, 0x04, 0x00, len(AID)]) + AID + b"\x00"

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from emulator import Profile
-from emulator.vpcd import (
+from hsm_lifecycle.emulator import Profile
+from hsm_lifecycle.emulator.vpcd import (
     VpcdAddress,
     VpcdBridge,
     VpcdError,
@@ -286,7 +286,7 @@ def test_a_killed_emulator_keeps_every_answered_change(fake: FakeVpcd, tmp_path:
 
 def test_an_emulator_stops_when_the_process_that_started_it_dies(fake: FakeVpcd, tmp_path: Path) -> None:
     # A killed test run must not leave an emulator holding a vpcd port.
-    script = ("import sys; from pathlib import Path; from emulator.vpcd import start_emulator\n"
+    script = ("import sys; from pathlib import Path; from hsm_lifecycle.emulator.vpcd import start_emulator\n"
               f"e = start_emulator({fake.port}, Path(sys.argv[1])); print(e.pid, flush=True)\n"
               "import os; os._exit(0)\n")
     out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "token.json")], capture_output=True,

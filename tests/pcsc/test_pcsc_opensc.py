@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from pcsc_support import Emulators, Served
-from emulator.vpcd import vpcd_readers
+from hsm_lifecycle.emulator.vpcd import vpcd_readers
 from hsm_lifecycle.protocol import VPCD_PORT
 
 pytestmark = [pytest.mark.pcscd, pytest.mark.opensc]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance.transport.base import CardRemovedError, TransportError
-from conformance.transport.pcsc import PcscTransport, list_readers
-from emulator.vpcd import vpcd_readers
+from hsm_lifecycle.conformance.transport.base import CardRemovedError, TransportError
+from hsm_lifecycle.conformance.transport.pcsc import PcscTransport, list_readers
+from hsm_lifecycle.emulator.vpcd import vpcd_readers
 from hsm_lifecycle.protocol import AID, ATR
 from pcsc_support import Emulators, Served, wait_reader_empty
 

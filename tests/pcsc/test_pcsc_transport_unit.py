@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.transport.base import TransportError
-from conformance.transport.pcsc import _with_le, select_reader
+from hsm_lifecycle.conformance.transport.base import TransportError
+from hsm_lifecycle.conformance.transport.pcsc import _with_le, select_reader
 
 READERS = ["Virtual PCD 00 00", "Virtual PCD 00 01", "Nitrokey Nitrokey HSM (DENK01234560000) 00 00"]
 
@@ -59,8 +59,8 @@ def test_wrong_length_retries_carry_the_cards_le(capdu: str, le: int, expected: 
 
 def test_pcscd_not_running_gives_one_line_that_says_what_to_do(tmp_path: Path) -> None:
     # The PC/SC client library finds pcscd through PCSCLITE_CSOCK_NAME: point it nowhere.
-    script = ("from conformance.transport.pcsc import PcscTransport\n"
-              "from conformance.transport.base import TransportError\n"
+    script = ("from hsm_lifecycle.conformance.transport.pcsc import PcscTransport\n"
+              "from hsm_lifecycle.conformance.transport.base import TransportError\n"
               "try:\n    PcscTransport('Virtual PCD').connect()\n"
               "except TransportError as exc:\n    print(exc)\n")
     env = {**os.environ, "PCSCLITE_CSOCK_NAME": str(tmp_path / "no-pcscd.comm")}

@@ -9,8 +9,8 @@ from typing import Callable
 
 import pytest
 
-from conformance.evidence.records import TestRecord
-from emulator.portal import Portal, PortalSession
+from hsm_lifecycle.conformance.evidence.records import TestRecord
+from hsm_lifecycle.emulator.portal import Portal, PortalSession
 from portal_helpers import Hsm, logged_in
 
 SUITE = Path(__file__).resolve().parents[2] / "conformance" / "suite"

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from conformance.mapper import Mapper, PinBook
-from conformance.transport.inprocess import InProcessTransport
-from emulator import VirtualToken
+from hsm_lifecycle.conformance.mapper import Mapper, PinBook
+from hsm_lifecycle.conformance.transport.inprocess import InProcessTransport
+from hsm_lifecycle.emulator import VirtualToken
 from hsm_lifecycle import cvc
-from emulator.portal import PluggedDevice, Portal, PortalSession, working_hsm
+from hsm_lifecycle.emulator.portal import PluggedDevice, Portal, PortalSession, working_hsm
 from hsm_lifecycle.protocol import DEFAULT_USER_PIN, OPTION_RESET_RETRY_COUNTER, OPTION_TRANSPORT_PIN
-from model.commands import Command
+from hsm_lifecycle.model.commands import Command
 
 OWNER_PINS = ("--hsm-pin", "648219", "--hsm-so-pin", "3537363231383830")
 PIN = DEFAULT_USER_PIN

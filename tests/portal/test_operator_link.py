@@ -10,10 +10,10 @@ from typing import Callable
 
 import pytest
 
-from conformance.operator import OperatorPortalLink
-from emulator import VirtualToken
-from emulator.portal import PluggedDevice, Portal
-from model.commands import Command
+from hsm_lifecycle.conformance.operator import OperatorPortalLink
+from hsm_lifecycle.emulator import VirtualToken
+from hsm_lifecycle.emulator.portal import PluggedDevice, Portal
+from hsm_lifecycle.model.commands import Command
 from portal_helpers import PIN, Hsm, logged_in
 
 Action = Callable[[VirtualToken], str]

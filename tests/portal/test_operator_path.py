@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from conformance.interlocks import WHY_OPERATOR_FLAG, WHY_OPERATOR_TTY
-from emulator import VirtualToken
-from emulator.portal import LoginVerdict, PluggedDevice, Portal, PortalFault, UpdateVerdict
+from hsm_lifecycle.conformance.interlocks import WHY_OPERATOR_FLAG, WHY_OPERATOR_TTY
+from hsm_lifecycle.emulator import VirtualToken
+from hsm_lifecycle.emulator.portal import LoginVerdict, PluggedDevice, Portal, PortalFault, UpdateVerdict
 from portal_helpers import OWNER_PINS, PIN, Hsm, logged_in
 
 PORTAL_TESTS = "test_r12 or test_r13 or test_r14 or test_r15"

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from conformance import cli, terminal
-from conformance.commands import run as run_cmd
+from hsm_lifecycle.conformance import cli, terminal
+from hsm_lifecycle.conformance.commands import run as run_cmd
 
 ASKING_SUITE = '''
 import pytest
-from conformance.operator import TerminalPrompter
+from hsm_lifecycle.conformance.operator import TerminalPrompter
 
 @pytest.mark.rule("R12")
 @pytest.mark.cost("operator")

@@ -7,11 +7,11 @@ import itertools
 
 import pytest
 
-from emulator.portal import DeviceView, PortalFault, decide
+from hsm_lifecycle.emulator.portal import DeviceView, PortalFault, decide
 from hsm_lifecycle.protocol import OPTION_RESET_RETRY_COUNTER, OPTION_TRANSPORT_PIN, SO_PIN_TRIES
-from model.commands import Command
-from model.oracle import expect
-from model.states import ExtState
+from hsm_lifecycle.model.commands import Command
+from hsm_lifecycle.model.oracle import expect
+from hsm_lifecycle.model.states import ExtState
 from portal_helpers import PIN, Hsm
 
 SO_TRIES = (None, 0, 1, SO_PIN_TRIES)

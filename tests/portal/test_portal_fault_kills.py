@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.portal import PortalFault
+from hsm_lifecycle.emulator.portal import PortalFault
 
 BREAKS: dict[PortalFault, str] = {
     PortalFault.UPDATE_WITH_KEYS: "R12",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.portal import (
+from hsm_lifecycle.emulator.portal import (
     LoginRefusal,
     LoginVerdict,
     PluggedDevice,
@@ -15,7 +15,7 @@ from emulator.portal import (
 )
 from hsm_lifecycle import cvc
 from hsm_lifecycle.protocol import ALGO_ECDSA_SHA256, PIN_USER, Ins
-from model.commands import Command
+from hsm_lifecycle.model.commands import Command
 from portal_helpers import ACCOUNT, PIN, recording
 
 

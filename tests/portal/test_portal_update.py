@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from emulator import Fault, VirtualToken
-from emulator.portal import (
+from hsm_lifecycle.emulator import Fault, VirtualToken
+from hsm_lifecycle.emulator.portal import (
     MSG_CONTAINS_KEYS,
     UPDATE_LIMIT,
     PluggedDevice,
@@ -17,7 +17,7 @@ from emulator.portal import (
 )
 from hsm_lifecycle import cvc
 from hsm_lifecycle.protocol import FID_C_DEVAUT, FID_DEVICE_KEY, PIN_SO, PIN_USER, SW
-from model.commands import Command
+from hsm_lifecycle.model.commands import Command
 from portal_helpers import ACCOUNT, PIN, Hsm, logged_in
 
 QUERY_USER = bytes([0x00, 0x20, 0x00, PIN_USER])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.fuzz_apdu import START_BOUNDS, Campaign
-from model import EMULATOR_DEFAULTS, Exploration, explore
+from hsm_lifecycle.model import EMULATOR_DEFAULTS, Exploration, explore
 
 SHM = Path("/dev/shm")
 

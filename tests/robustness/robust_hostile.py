@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from conformance import targets
-from conformance.evidence.records import TestRecord, load_evidence_records
-from conformance.trace import TraceLine, read_trace
-from conformance.transport.base import DeadlineTransport, Transport
-from conformance.transport.hostile import HostileTransport, Sabotage
-from conformance.transport.inprocess import InProcessTransport
+from hsm_lifecycle.conformance import targets
+from hsm_lifecycle.conformance.evidence.records import TestRecord, load_evidence_records
+from hsm_lifecycle.conformance.trace import TraceLine, read_trace
+from hsm_lifecycle.conformance.transport.base import DeadlineTransport, Transport
+from hsm_lifecycle.conformance.transport.hostile import HostileTransport, Sabotage
+from hsm_lifecycle.conformance.transport.inprocess import InProcessTransport
 
 SUITE = Path(__file__).resolve().parents[2] / "conformance" / "suite"
 

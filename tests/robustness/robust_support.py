@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from emulator import VirtualToken
+from hsm_lifecycle.emulator import VirtualToken
 from hsm_lifecycle import tlv
 from hsm_lifecycle.protocol import AID, FID_PREFIX_PRIVATE_KEY, TAG_FCP_PROPRIETARY, tries_from_sw
-from model import ExtState
+from hsm_lifecycle.model import ExtState
 
 # CI budget: every hypothesis test here stays around a second or two.
 FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -22,11 +22,11 @@ from itertools import count
 from pathlib import Path
 
 from bench.fuzz_apdu import RESTORING, ModelDriver, pin_order
-from emulator import PersistencePoint, PowerCut, PowerEvent, PowerLoss, Profile, Stage, VirtualToken
-from emulator.store import FileStore
+from hsm_lifecycle.emulator import PersistencePoint, PowerCut, PowerEvent, PowerLoss, Profile, Stage, VirtualToken
+from hsm_lifecycle.emulator.store import FileStore
 from hsm_lifecycle.protocol import FID_C_DEVAUT, FID_PREFIX_EE_CERT
-from model import EMULATOR_DEFAULTS, Command, ExtState
-from model import Profile as ModelProfile
+from hsm_lifecycle.model import EMULATOR_DEFAULTS, Command, ExtState
+from hsm_lifecycle.model import Profile as ModelProfile
 from robust_support import Seen, look
 
 USER_PIN_COMMANDS = frozenset({"verify_user", "change_user_pin", "portal_login"})

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from conformance import targets
-from conformance.options import DEFAULT_APDU_TIMEOUT_S, parse_apdu_timeout
-from conformance.trace import TraceRecorder, TracingTransport, read_trace
-from conformance.transport import hostile, pcsc
-from conformance.transport.base import CardRemovedError, DeadlineTransport, Transport
-from conformance.transport.hostile import HostileTransport, Misbehaviour, Sabotage
-from conformance.transport.inprocess import InProcessTransport
-from emulator import VirtualToken
+from hsm_lifecycle.conformance import targets
+from hsm_lifecycle.conformance.options import DEFAULT_APDU_TIMEOUT_S, parse_apdu_timeout
+from hsm_lifecycle.conformance.trace import TraceRecorder, TracingTransport, read_trace
+from hsm_lifecycle.conformance.transport import hostile, pcsc
+from hsm_lifecycle.conformance.transport.base import CardRemovedError, DeadlineTransport, Transport
+from hsm_lifecycle.conformance.transport.hostile import HostileTransport, Misbehaviour, Sabotage
+from hsm_lifecycle.conformance.transport.inprocess import InProcessTransport
+from hsm_lifecycle.emulator import VirtualToken
 from robust_hostile import HostileDevice, run_suite
 
 TIMEOUT_S = 0.5
@@ -74,7 +74,7 @@ def test_an_as_real_token_hanging_in_a_test_fails_it_naming_the_timeout(tmp_path
 
 
 def test_the_pcsc_target_talks_through_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
-    from conformance.options import HsmOptions, TargetSpec
+    from hsm_lifecycle.conformance.options import HsmOptions, TargetSpec
 
     monkeypatch.setattr(pcsc, "PcscTransport", lambda reader, **_: InProcessTransport(VirtualToken.manufacture(), kind="pcsc"))
     spec = TargetSpec("pcsc", "r")

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bench.fuzz_apdu import Campaign, FuzzedToken, encode
-from emulator import apdu
+from hsm_lifecycle.emulator import apdu
 from hsm_lifecycle.protocol import Ins
 from robust_support import FAST, sw_of
 

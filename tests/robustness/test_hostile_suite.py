@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from conformance.transport.base import CardRemovedError, DeadlineTransport, Response, Transport, TransportError, TransportTimeout
-from conformance.transport.hostile import HostileTransport, Misbehaviour, Sabotage
-from conformance.transport.inprocess import InProcessTransport
-from emulator import VirtualToken
+from hsm_lifecycle.conformance.transport.base import CardRemovedError, DeadlineTransport, Response, Transport, TransportError, TransportTimeout
+from hsm_lifecycle.conformance.transport.hostile import HostileTransport, Misbehaviour, Sabotage
+from hsm_lifecycle.conformance.transport.inprocess import InProcessTransport
+from hsm_lifecycle.emulator import VirtualToken
 from robust_hostile import HostileDevice, HostileRun, run_suite
 
 SELECTION = "r18 or r19"  # one test that reads EF.C_DevAut, one that only judges status words

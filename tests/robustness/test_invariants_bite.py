@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.fuzz_apdu import SELECT_APPLET, Campaign, FuzzedToken, init_apdu, raw_apdu
-from emulator import Fault, VirtualToken
+from hsm_lifecycle.emulator import Fault, VirtualToken
 from hsm_lifecycle.protocol import DEFAULT_SO_PIN, DEFAULT_USER_PIN
 
 VERIFY_WRONG = raw_apdu(0x00, 0x20, 0x00, 0x81, b"000000")

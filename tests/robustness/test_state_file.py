@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from bench.fuzz_apdu import SELECT_APPLET, init_apdu, raw_apdu, write_apdu
-from conformance import cli
-from emulator import StateFileError, VirtualToken
-from emulator.store import FileStore
+from hsm_lifecycle.conformance import cli
+from hsm_lifecycle.emulator import StateFileError, VirtualToken
+from hsm_lifecycle.emulator.store import FileStore
 from hsm_lifecycle.protocol import DEFAULT_USER_PIN
 
 VERIFY_WRONG = raw_apdu(0x00, 0x20, 0x00, 0x81, b"000000")

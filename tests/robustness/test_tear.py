@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from bench.fuzz_apdu import init_apdu, raw_apdu, write_apdu
-from emulator import Fault, PersistencePoint, Profile, Stage, VirtualToken
+from hsm_lifecycle.emulator import Fault, PersistencePoint, Profile, Stage, VirtualToken
 from hsm_lifecycle import tlv
 from hsm_lifecycle.protocol import DEFAULT_SO_PIN
-from model import EMULATOR_DEFAULTS, TRANSITIONS, Bounds, Command, Exploration, explore
+from hsm_lifecycle.model import EMULATOR_DEFAULTS, TRANSITIONS, Bounds, Command, Exploration, explore
 from robust_tear import RawCase, TearCase, tear, tear_raw
 
 AT_UPDATE_LIMIT = ("O30", "O31", "B17", "B18")
