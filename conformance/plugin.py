@@ -31,7 +31,8 @@ import pytest
 from hsm_lifecycle.conformance import terminal
 from hsm_lifecycle.conformance.evidence.records import TestRecord, append_record, load_evidence_records, records_file
 from hsm_lifecycle.conformance.fleet import TOKEN_KEY, Fleet, FleetWatch, Slot, TokenConsent
-from hsm_lifecycle.conformance.interlocks import Consent, Cost, SerialMismatch
+from hsm_lifecycle.conformance.interlocks import Consent, SerialMismatch
+from hsm_lifecycle.model.cost import CostClass
 from hsm_lifecycle.conformance.options import HsmOptions, add_options, from_config
 from hsm_lifecycle.conformance.trace import TraceRecorder
 
@@ -141,9 +142,9 @@ def marked_rules(item: pytest.Item) -> tuple[str, ...]:
     return tuple(dict.fromkeys(sorted(ids)))
 
 
-def marked_cost(item: pytest.Item) -> Cost | None:
+def marked_cost(item: pytest.Item) -> CostClass | None:
     mark = item.get_closest_marker("cost")
-    return Cost.parse(str(mark.args[0])) if mark and mark.args else None
+    return CostClass.parse(str(mark.args[0])) if mark and mark.args else None
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -172,7 +173,7 @@ class Suite:
     options: HsmOptions
     started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     t0: float = field(default_factory=time.perf_counter)
-    selected_costs: set[Cost] = field(default_factory=set)
+    selected_costs: set[CostClass] = field(default_factory=set)
     _target: Any = None
     fleet: Fleet | None = None  # one token per xdist worker (conformance.fleet)
     slot: Slot | None = None  # this worker's token in the fleet
@@ -247,7 +248,7 @@ class Suite:
             target = None
             try:
                 target = make_target(self.options, self.consent)
-                wiping = any(c in (Cost.WIPES, Cost.IRREVERSIBLE) for c in self.selected_costs)
+                wiping = any(c in (CostClass.WIPES, CostClass.IRREVERSIBLE) for c in self.selected_costs)
                 prepare(target, recorder, wiping_test_selected=wiping)
             except (SerialMismatch, CredentialError) as exc:
                 if target is not None:
@@ -323,7 +324,7 @@ class TestRun:
 
     suite: Suite
     item: pytest.Item
-    declared: Cost
+    declared: CostClass
     ledger: Any = None
     recorder: TraceRecorder | None = None
     trace_rel: str | None = None
@@ -395,7 +396,7 @@ def _select() -> Any:
 
 def _start_run(request: pytest.FixtureRequest) -> TestRun:
     suite: Suite = request.config.stash[SUITE_KEY]
-    run = TestRun(suite, request.node, marked_cost(request.node) or Cost.FREE)
+    run = TestRun(suite, request.node, marked_cost(request.node) or CostClass.FREE)
     request.node.stash[RUN_KEY] = run
     if suite.slot is not None:
         # A fleet token's share of --hsm-serial is known once its serial is read: a test its
@@ -491,7 +492,7 @@ def build_record(item: pytest.Item, reports: dict, run: TestRun | None) -> TestR
     return TestRecord(
         nodeid=item.nodeid,
         rules=rules,
-        cost=(cost or Cost.FREE).label,
+        cost=(cost or CostClass.FREE).value,
         outcome=outcome,  # type: ignore[arg-type]
         why=why,
         trace=run.trace_rel if run is not None and run.recorder is not None else None,

@@ -23,7 +23,8 @@ from typing import Callable
 
 import pytest
 
-from hsm_lifecycle.conformance.interlocks import Consent, Cost, GuardedTransport, InterlockRefused, SerialMismatch
+from hsm_lifecycle.conformance.interlocks import Consent, GuardedTransport, InterlockRefused, SerialMismatch
+from hsm_lifecycle.model.cost import CostClass
 from hsm_lifecycle.conformance.mapper import IdentityUnreadable, Mapper, PinBook, PortalLink, PortalUnavailable
 from hsm_lifecycle.conformance.options import HsmOptions, TargetSpec
 from hsm_lifecycle.conformance.trace import EVENT_NEW_TOKEN, EVENT_POWER_CUT, TraceRecorder, TracingTransport
@@ -181,7 +182,7 @@ class Target:
         tour or a random walk never asks anyone for a firmware update."""
         from hsm_lifecycle.conformance.operator import OperatorPortalLink
 
-        if device.declared != Cost.OPERATOR:
+        if device.declared != CostClass.OPERATOR:
             return None
         return OperatorPortalLink(
             session_expected=lambda: device.state.authenticated,
@@ -449,7 +450,7 @@ class Device:
     guard: GuardedTransport
     profile: Profile
     state: ExtState
-    declared: Cost
+    declared: CostClass
     ledger: Ledger = field(default_factory=Ledger)
     setup: bool = False  # provisioning / restoring: checked against consent, not the marker
     on_step: Callable[[Outcome, str], None] | None = None
@@ -493,35 +494,35 @@ class Device:
 
     def admit(self, outcome: Outcome) -> None:
         cost = self.effective_cost(outcome)
-        if not self.setup and cost > self.declared and cost != Cost.OPERATOR:
+        if not self.setup and cost > self.declared and cost != CostClass.OPERATOR:
             raise CostExceeded(
-                f"{outcome.command} in {outcome.before} costs '{cost.label}' ({outcome.transition}), "
+                f"{outcome.command} in {outcome.before} costs '{cost.value}' ({outcome.transition}), "
                 f"more than this test's marker '{self.declared.label}'"
             )
         if not self.target.consent.guarded:
             return
-        if cost == Cost.OPERATOR:
-            reason = self.target.consent.skip_reason(Cost.OPERATOR)
+        if cost == CostClass.OPERATOR:
+            reason = self.target.consent.skip_reason(CostClass.OPERATOR)
             if reason:
                 raise InterlockRefused(reason)
         elif cost > self.target.consent.ceiling():
             raise InterlockRefused(
-                f"{outcome.command} would cost '{cost.label}' here ({outcome.transition}); "
+                f"{outcome.command} would cost '{cost.value}' here ({outcome.transition}); "
                 + self.target.consent.skip_reason(cost)  # type: ignore[operator]
             )
         before, after = outcome.before.so_tries, outcome.next.so_tries
         floor = self.target.consent.so_floor
-        if before is not None and after is not None and after < before and after < floor and self.guard.test_cost < Cost.IRREVERSIBLE:
+        if before is not None and after is not None and after < before and after < floor and self.guard.test_cost < CostClass.IRREVERSIBLE:
             raise InterlockRefused(
                 f"{outcome.command} would leave {after} SO tries, below the floor of {floor} (--hsm-so-floor)"
             )
 
-    def effective_cost(self, outcome: Outcome) -> Cost:
+    def effective_cost(self, outcome: Outcome) -> CostClass:
         """The model's cost class, except that deleting a key the suite generated itself loses
         nothing of the owner's (the model cannot tell whose key it is; the mapper can)."""
-        cost = Cost.parse(outcome.cost)
+        cost = CostClass.parse(outcome.cost)
         if outcome.command.name == "delete_key" and self.mapper.keys and self.guard.owns(self.mapper.newest_key):
-            return min(cost, Cost.TRIES)
+            return min(cost, CostClass.TRIES)
         return cost
 
     def check_credentials(self, cmd: Command) -> None:
@@ -555,7 +556,7 @@ class Device:
 
     def may_initialize(self) -> bool:
         """Whether an INITIALIZE APDU may reach this token (never on a real one without serial)."""
-        return not self.target.consent.guarded or self.target.consent.ceiling() >= Cost.WIPES
+        return not self.target.consent.guarded or self.target.consent.ceiling() >= CostClass.WIPES
 
     def require_portal(self) -> None:
         if self.mapper.portal is None:
@@ -782,7 +783,7 @@ class Device:
         self.mapper.select()
 
 
-def open_device(target: Target, recorder: TraceRecorder, profile: Profile, declared: Cost) -> Device:
+def open_device(target: Target, recorder: TraceRecorder, profile: Profile, declared: CostClass) -> Device:
     """Wire a device for one test: mapper -> interlock guard -> trace recorder -> transport."""
     raw = target.fresh_transport()
     recorder.context("connect", (target.twin or ExtState.shipped()).abstract)
@@ -847,7 +848,7 @@ def prepare(target: Target, recorder: TraceRecorder, *, wiping_test_selected: bo
     tracing = TracingTransport(raw, recorder)
     guard = GuardedTransport(tracing, consent, right_so_pin=lambda: target.pins.so_pin)
     guard.own_key_fids = target.own_key_fids
-    guard.test_cost = Cost.WIPES  # probes never block the SO-PIN; the floor holds on a real token
+    guard.test_cost = CostClass.WIPES  # probes never block the SO-PIN; the floor holds on a real token
     mapper = Mapper(guard, pins=target.pins, keys=target.keys)
     probe = Probe(mapper, recorder)
     recorder.context("connect", "")
