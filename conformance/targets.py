@@ -497,7 +497,7 @@ class Device:
         if not self.setup and cost > self.declared and cost != CostClass.OPERATOR:
             raise CostExceeded(
                 f"{outcome.command} in {outcome.before} costs '{cost.value}' ({outcome.transition}), "
-                f"more than this test's marker '{self.declared.label}'"
+                f"more than this test's marker '{self.declared.value}'"
             )
         if not self.target.consent.guarded:
             return
