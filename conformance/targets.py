@@ -19,7 +19,7 @@ import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pytest
 
@@ -35,6 +35,11 @@ from hsm_lifecycle.model.commands import Command
 from hsm_lifecycle.model.oracle import Outcome, expect
 from hsm_lifecycle.model.profiles import Profile, UnresolvedBehaviour
 from hsm_lifecycle.model.states import ExtState
+
+if TYPE_CHECKING:
+    from hsm_lifecycle.emulator import Fault, VirtualToken
+    from hsm_lifecycle.emulator import Profile as EmulatorProfile
+    from hsm_lifecycle.emulator.portal import PortalFault
 
 AS_REAL_READER = "emulator (presented as a real token)"
 
@@ -145,7 +150,7 @@ class Target:
         return DeadlineTransport(transport, self.options.apdu_timeout)
 
     @property
-    def emulator_profile(self) -> object:
+    def emulator_profile(self) -> EmulatorProfile:
         """The open behaviours an emulated token is manufactured with (project-only option)."""
         from hsm_lifecycle.conformance.options import emulator_profile
 
@@ -159,19 +164,19 @@ class Target:
         """Replace the device by a fresh, shipped one (emulators only)."""
         raise NotImplementedError
 
-    def emulated_token(self) -> object | None:
+    def emulated_token(self) -> VirtualToken | None:
         """The VirtualToken behind an in-process target (for tear injection), else None."""
         return None
 
     # -- the firmware-update portal (conformance.operator) --------------------------------------
 
-    def token_faults(self) -> frozenset:
+    def token_faults(self) -> frozenset[Fault]:
         """The --hsm-emulator-fault switches meant for the token (the rest are the portal's)."""
         from hsm_lifecycle.emulator.portal import split_faults
 
         return split_faults(self.options.faults)[0]
 
-    def portal_faults(self) -> frozenset:
+    def portal_faults(self) -> frozenset[PortalFault]:
         from hsm_lifecycle.emulator.portal import split_faults
 
         return split_faults(self.options.faults)[1]
@@ -242,14 +247,14 @@ class InProcessTarget(Target):
     def renew(self) -> None:
         self.fresh_transport()
 
-    def emulated_token(self) -> object | None:
+    def emulated_token(self) -> VirtualToken | None:
         return self._transport.token if self._transport else None
 
     def portal_link(self, device: "Device") -> PortalLink | None:
         """The simulated portal (emulator.portal) on the token in the reader now."""
         from hsm_lifecycle.conformance.operator import SimulatedPortalLink
 
-        return SimulatedPortalLink(self.emulated_token, self.portal_faults(), recorder=device.recorder)  # type: ignore[arg-type]
+        return SimulatedPortalLink(self.emulated_token, self.portal_faults(), recorder=device.recorder)
 
 
 class AsRealTarget(Target):
@@ -274,10 +279,10 @@ class AsRealTarget(Target):
         self._transport = self.timed(InProcessTransport(self.token, kind="pcsc", reader=AS_REAL_READER))
 
     @staticmethod
-    def set_up_as_owner(token: object, pin: bytes | None = None, so_pin: bytes | None = None) -> None:
+    def set_up_as_owner(token: VirtualToken, pin: bytes | None = None, so_pin: bytes | None = None) -> None:
         """What the owner did before the suite ever saw the token: initialized it (option
         0x0001, 3 tries) and generated one key."""
-        owner = Mapper(InProcessTransport(token), pins=PinBook.create(pin, so_pin))  # type: ignore[arg-type]
+        owner = Mapper(InProcessTransport(token), pins=PinBook.create(pin, so_pin))
         owner.select()
         for cmd, uninit in (
             (Command.initialize("right", OPTION_RESET_RETRY_COUNTER, USER_PIN_TRIES_DEFAULT), True),
@@ -286,12 +291,12 @@ class AsRealTarget(Target):
             (Command.select(), False),
         ):
             owner.run(cmd, uninitialized=uninit)
-        token.power_off()  # type: ignore[attr-defined]
+        token.power_off()
 
     def raw_transport(self) -> Transport:
         return self._transport
 
-    def emulated_token(self) -> object | None:
+    def emulated_token(self) -> VirtualToken | None:
         return None  # a real token offers no tear hook
 
 
@@ -713,7 +718,7 @@ class Device:
         outcome = self.expect(cmd)
         self.admit(outcome)
         self.recorder.context(f"{cmd} (power cut)", self.state.abstract, outcome.rules)
-        token.set_power_loss_hook(CutRecorder(hook, self.recorder))  # type: ignore[attr-defined]
+        token.set_power_loss_hook(CutRecorder(hook, self.recorder))
         try:
             self.mapper.run(cmd, uninitialized=not self.state.is_initialized)
         except PowerLoss:
@@ -721,7 +726,7 @@ class Device:
         else:
             self.fail(f"{cmd}: the power cut never happened (the hook did not fire)")
         finally:
-            token.set_power_loss_hook(None)  # type: ignore[attr-defined]
+            token.set_power_loss_hook(None)
         self.ledger.note(outcome, None)
         self.state = outcome.next.but(authenticated=False) if outcome.next.is_initialized else outcome.next
         return outcome
