@@ -1,5 +1,5 @@
-"""Coverage-guided fuzzing of the emulator with atheris (libFuzzer), on bench/fuzz_apdu.py's
-grammar and invariants.
+"""Coverage-guided fuzzing of the emulator with atheris (libFuzzer), on the grammar and
+invariants of hsm_lifecycle.conformance.fuzz.
 
     pip install -e '.[fuzz]'
     python -m bench.fuzz_atheris -atheris_runs=100000 -max_len=4096 [CORPUS_DIR]
@@ -20,7 +20,9 @@ from collections.abc import Callable
 import atheris
 
 with atheris.instrument_imports(include=["emulator", "hsm_lifecycle"]):
-    from bench.fuzz_apdu import Campaign, FuzzedToken, Grammar, actions
+    from hsm_lifecycle.conformance.fuzz.fuzzed import FuzzedToken
+    from hsm_lifecycle.conformance.fuzz.grammar import Grammar, actions
+    from hsm_lifecycle.conformance.fuzz.starts import Campaign
 
 
 class ProviderChooser:

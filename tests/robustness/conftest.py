@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.fuzz_apdu import START_BOUNDS, Campaign
+from hsm_lifecycle.conformance.fuzz.starts import Campaign, START_BOUNDS
 from hsm_lifecycle.model import EMULATOR_DEFAULTS, Exploration, explore
 
 SHM = Path("/dev/shm")

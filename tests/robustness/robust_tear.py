@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, replace
 from itertools import count
 from pathlib import Path
 
-from bench.fuzz_apdu import RESTORING, ModelDriver, pin_order
+from hsm_lifecycle.conformance.fuzz.invariants import RESTORING, pin_order
+from hsm_lifecycle.conformance.fuzz.starts import ModelDriver
 from hsm_lifecycle.emulator import PersistencePoint, PowerCut, PowerEvent, PowerLoss, Profile, Stage, VirtualToken
 from hsm_lifecycle.emulator.store import FileStore
 from hsm_lifecycle.protocol import FID_C_DEVAUT, FID_PREFIX_EE_CERT

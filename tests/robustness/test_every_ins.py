@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.fuzz_apdu import Campaign, FuzzedToken, durable
+from hsm_lifecycle.conformance.fuzz.fuzzed import FuzzedToken
+from hsm_lifecycle.conformance.fuzz.invariants import durable
+from hsm_lifecycle.conformance.fuzz.starts import Campaign
 from hsm_lifecycle.protocol import AID
 
 # (P1, P2, body after the header)

@@ -7,7 +7,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.fuzz_apdu import Campaign, FuzzedToken, encode
+from hsm_lifecycle.conformance.fuzz.fuzzed import FuzzedToken
+from hsm_lifecycle.conformance.fuzz.grammar import encode
+from hsm_lifecycle.conformance.fuzz.starts import Campaign
 from hsm_lifecycle.emulator import apdu
 from hsm_lifecycle.protocol import Ins
 from robust_support import FAST, sw_of

@@ -1,6 +1,6 @@
-"""Hypothesis drives the APDU grammar of bench/fuzz_apdu.py against the emulator in every start
+"""Hypothesis drives the APDU grammar (hsm_lifecycle.conformance.fuzz) against the emulator in every start
 state: every input gets a status word, no internal error, no invariant breaks (the checker is
-`bench.fuzz_apdu.Invariants`; test_invariants_bite.py shows it fails when it should)."""
+`hsm_lifecycle.conformance.fuzz.invariants.Invariants`; test_invariants_bite.py shows it fails when it should)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.fuzz_apdu import Campaign, FuzzedToken, Grammar, RandomChooser, actions, one_in
+from hsm_lifecycle.conformance.fuzz.fuzzed import FuzzedToken
+from hsm_lifecycle.conformance.fuzz.grammar import Grammar, RandomChooser, actions, one_in
+from hsm_lifecycle.conformance.fuzz.starts import Campaign
 from robust_support import FAST, FEW, DataChooser
 
 GRAMMAR = Grammar(rsa=False, max_actions=10)

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.fuzz_apdu import Campaign, Grammar, run
+from bench.fuzz_apdu import run
+from hsm_lifecycle.conformance.fuzz.grammar import Grammar
+from hsm_lifecycle.conformance.fuzz.starts import Campaign
 
 
 def test_the_long_run_harness_reports_its_figures(campaign: Campaign, contrary_campaign: Campaign, state_dir: Path) -> None:

@@ -1,5 +1,5 @@
 """The fuzzer's invariants are not vacuous: for every emulator fault switch, one short input from
-a start state makes `bench.fuzz_apdu.Invariants` report the rule the fault breaks. (That the
+a start state makes `hsm_lifecycle.conformance.fuzz.invariants.Invariants` report the rule the fault breaks. (That the
 clean emulator keeps them is test_fuzz_engine.py's job.)"""
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.fuzz_apdu import SELECT_APPLET, Campaign, FuzzedToken, init_apdu, raw_apdu
+from hsm_lifecycle.conformance.fuzz.fuzzed import FuzzedToken
+from hsm_lifecycle.conformance.fuzz.grammar import SELECT_APPLET, init_apdu, raw_apdu
+from hsm_lifecycle.conformance.fuzz.starts import Campaign
 from hsm_lifecycle.emulator import Fault, VirtualToken
 from hsm_lifecycle.protocol import DEFAULT_SO_PIN, DEFAULT_USER_PIN
 

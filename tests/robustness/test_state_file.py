@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bench.fuzz_apdu import SELECT_APPLET, init_apdu, raw_apdu, write_apdu
+from hsm_lifecycle.conformance.fuzz.grammar import SELECT_APPLET, init_apdu, raw_apdu, write_apdu
 from hsm_lifecycle.conformance import cli
 from hsm_lifecycle.emulator import StateFileError, VirtualToken
 from hsm_lifecycle.emulator.store import FileStore

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.fuzz_apdu import init_apdu, raw_apdu, write_apdu
+from hsm_lifecycle.conformance.fuzz.grammar import init_apdu, raw_apdu, write_apdu
 from hsm_lifecycle.emulator import Fault, PersistencePoint, Profile, Stage, VirtualToken
 from hsm_lifecycle import tlv
 from hsm_lifecycle.protocol import DEFAULT_SO_PIN
