@@ -37,6 +37,7 @@ from hsm_lifecycle.protocol import (
     USER_PIN_TRIES_DEFAULT,
     USER_PIN_TRIES_MAX,
     Ins,
+    describe_sw,
     tries_from_sw,
 )
 from hsm_lifecycle.model import oracle
@@ -468,7 +469,7 @@ class Diagnosis:
 
 def diagnose(reading: TokenReading, profile: Profile = SMARTCARD_HSM) -> Diagnosis:
     if not reading.applet_present:
-        raise ValueError(f"the card does not have the SmartCard-HSM applet (SELECT answered {reading.select_sw:04X})")
+        raise ValueError(f"the card does not have the SmartCard-HSM applet (SELECT answered {describe_sw(reading.select_sw)})")
     cands = candidates(reading)
     primary = cands[0]
     states = tuple(dict.fromkeys(c.state.abstract for c in cands))

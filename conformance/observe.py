@@ -28,6 +28,7 @@ from hsm_lifecycle.protocol import (
     USER_PIN_TRIES_BY_LENGTH,
     USER_PIN_TRIES_DEFAULT,
     USER_PIN_TRIES_MAX,
+    describe_sw,
     tries_from_sw,
 )
 from hsm_lifecycle.model.commands import Command
@@ -120,7 +121,7 @@ def read_state(probe: Probe, *, identity: int = 0, user_pin_known: bool) -> ExtS
         sw = probe.run(Command.verify_user("right"), why="user PIN max")
         if sw != "9000":
             raise CredentialError(
-                f"the user PIN given with --hsm-pin was refused ({sw}): it is not this token's user PIN; "
+                f"the user PIN given with --hsm-pin was refused ({describe_sw(sw)}): it is not this token's user PIN; "
                 "one user try was spent, stopping before spending more"
             )
         probe.run(Command.select(), why="state")
@@ -193,7 +194,7 @@ class Observer:
     def reinitialize(self, options: int, retries: int) -> ExtState:
         sw = self.probe.run(Command.initialize("right", options, retries), why="set up")
         if sw != "9000":
-            raise InterlockRefused(f"observation could not re-initialize the token ({sw})")
+            raise InterlockRefused(f"observation could not re-initialize the token ({describe_sw(sw)})")
         self.probe.run(Command.select(), why="set up")
         return ExtState.initialized(options=options, user_max=retries, so_tries=self.probe.query_so("set up") or 0)
 

@@ -30,7 +30,7 @@ from hsm_lifecycle.conformance.mapper import IdentityUnreadable, apdu
 from hsm_lifecycle.conformance.terminal import handed_over
 from hsm_lifecycle.conformance.transport.base import Response, TransportError
 from hsm_lifecycle import cvc
-from hsm_lifecycle.protocol import CLA_ISO, PIN_SO, PIN_USER, SW, Ins
+from hsm_lifecycle.protocol import CLA_ISO, PIN_SO, PIN_USER, SW, Ins, describe_sw
 from hsm_lifecycle.model.outputs import LOGIN_OK, LOGIN_REFUSED, UPDATE_OK, UPDATE_REFUSED_KEYS, UPDATE_REFUSED_LIMIT
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ class OperatorPortalLink:
             return UPDATE_REFUSED_LIMIT if so_sw == SW.AUTH_METHOD_BLOCKED else UPDATE_REFUSED_KEYS
         problems = []
         if so_sw != SW.REFERENCED_DATA_NOT_FOUND:
-            problems.append(f"SO-PIN query answers {so_sw:04X}, not 6A88 (not initialized)")
+            problems.append(f"SO-PIN query answers {describe_sw(so_sw)}, not 6A88 (not initialized)")
         try:
             cvc.verify_c_devaut(after, before.root)
         except cvc.ChainError as exc:

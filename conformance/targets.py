@@ -30,7 +30,7 @@ from hsm_lifecycle.conformance.options import HsmOptions, TargetSpec
 from hsm_lifecycle.conformance.trace import EVENT_NEW_TOKEN, EVENT_POWER_CUT, TraceRecorder, TracingTransport
 from hsm_lifecycle.conformance.transport.base import DeadlineTransport, Transport, TransportError
 from hsm_lifecycle.conformance.transport.inprocess import InProcessTransport
-from hsm_lifecycle.protocol import OPTION_RESET_RETRY_COUNTER, OPTION_TRANSPORT_PIN, SO_PIN_TRIES, USER_PIN_TRIES_DEFAULT
+from hsm_lifecycle.protocol import OPTION_RESET_RETRY_COUNTER, OPTION_TRANSPORT_PIN, SO_PIN_TRIES, USER_PIN_TRIES_DEFAULT, describe_sw
 from hsm_lifecycle.model.commands import Command
 from hsm_lifecycle.model.oracle import Outcome, expect
 from hsm_lifecycle.model.profiles import Profile, UnresolvedBehaviour
@@ -487,7 +487,7 @@ class Device:
         if self.on_step is not None:
             self.on_step(outcome, output)
         if not outcome.accepts(output):
-            self.fail(f"{outcome.describe()}, but the device answered {output}", outcome.rules)
+            self.fail(f"{outcome.describe()}, but the device answered {describe_sw(output)}", outcome.rules)
         for rule in outcome.rules:
             if rule not in self.ledger.rules:
                 self.ledger.rules.append(rule)

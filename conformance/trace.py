@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 from hsm_lifecycle.conformance.transport.base import Response, Transport, TransportWrapper
-from hsm_lifecycle.protocol import VPCD_POWER_OFF, VPCD_POWER_ON, VPCD_RESET
+from hsm_lifecycle.protocol import VPCD_POWER_OFF, VPCD_POWER_ON, VPCD_RESET, describe_sw
 
 # Events of the suite's own: codes vpcd does not use (it has 00..04).
 EVENT_NEW_TOKEN = 0x10
@@ -191,7 +191,7 @@ class TraceRecorder:
                 what = CONTROL_CODES.get(line.code, line.cmd) + (f" {line.cmd[2:]}" if len(line.cmd) > 2 else "")
                 out.append(f"  {line.i:4d} [{line.state}] {line.step}: {what}")
                 continue
-            out.append(f"  {line.i:4d} [{line.state}] {line.step}: >> {_short(line.cmd)}  << {_short(line.rsp)} {line.sw or '(no answer)'}")
+            out.append(f"  {line.i:4d} [{line.state}] {line.step}: >> {_short(line.cmd)}  << {_short(line.rsp)} {describe_sw(line.sw) if line.sw else '(no answer)'}")
         return "\n".join(out)
 
 

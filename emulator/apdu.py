@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hsm_lifecycle.protocol import SW
+from hsm_lifecycle.protocol import SW, sw_name
 
 SHORT_MAX_NE = 256
 EXTENDED_MAX_NE = 65536
@@ -19,7 +19,7 @@ class ApduError(Exception):
     """A command is refused with a status word; raised inside the applet, turned into a reply."""
 
     def __init__(self, sw: int, why: str = "") -> None:
-        super().__init__(f"{sw:04X} {why}".strip())
+        super().__init__(f"SW={sw:04X} ({sw_name(sw)}) {why}".strip())
         self.sw = sw
 
 

@@ -219,8 +219,80 @@ DELETE_FILE_P1P2 = 0x0200
 CHALLENGE_MAX = 1024
 DKEK_SHARE_LENGTH = 32
 
-# ISO 7816-4: SW1 of "more data waiting" (fetch with GET RESPONSE).
+# ISO 7816-4: SW1 of "more data waiting" (fetch with GET RESPONSE) and of "wrong Le, SW2 is
+# the right one".
 SW1_MORE_DATA = 0x61
+SW1_WRONG_LE = 0x6C
+
+# ISO 7816-4 §5.6: what SW1 says about a status word this project has no name for.
+SW1_MEANINGS = {
+    0x62: "warning, state unchanged",
+    0x63: "warning, state changed",
+    0x64: "execution error, state unchanged",
+    0x65: "execution error, state changed",
+    0x66: "security error",
+    0x67: "wrong length",
+    0x68: "function in CLA not supported",
+    0x69: "command not allowed",
+    0x6A: "wrong parameters P1-P2",
+    0x6B: "wrong parameters P1-P2",
+    0x6D: "instruction not supported",
+    0x6E: "class not supported",
+    0x6F: "no precise diagnosis",
+}
+_SW_WORDS_KEPT = frozenset({"INS", "CLA", "P1P2", "OK"})
+
+
+def sw_name(sw: int) -> str:
+    """The `SW` member's name (`SECURITY_STATUS_NOT_SATISFIED`), else what the SW says as
+    ISO 7816-4 defines it (63Cx, 61xx, 6Cxx, or its SW1 class)."""
+    known = _known_sw(sw)
+    return known.name if known is not None else sw_meaning(sw)
+
+
+def sw_meaning(sw: int) -> str:
+    """`sw` in words, for people: `security status not satisfied`, `PIN not verified or
+    wrong, 2 tries left`, `12 more bytes waiting`."""
+    known = _known_sw(sw)
+    if known is not None:
+        return " ".join(w if w in _SW_WORDS_KEPT else w.lower() for w in known.name.split("_"))
+    sw1, sw2 = sw >> 8, sw & 0xFF
+    tries = tries_from_sw(sw)
+    if tries is not None:
+        return f"PIN not verified or wrong, {tries} {'try' if tries == 1 else 'tries'} left"
+    if sw1 == SW1_MORE_DATA:
+        return f"{sw2 or 256} more bytes waiting (GET RESPONSE)"
+    if sw1 == SW1_WRONG_LE:
+        return f"wrong Le, {sw2 or 256} bytes available"
+    if sw1 == 0x90:
+        return "success, with SW2 set"
+    return SW1_MEANINGS.get(sw1, "not an ISO 7816-4 status word")
+
+
+def _known_sw(sw: int) -> SW | None:
+    try:
+        return SW(sw)
+    except ValueError:
+        return None
+
+
+def sw_from_hex(text: str) -> int | None:
+    """The SW a string of four hex digits (`6982`) spells, else None (`63Cx`, `update-ok`)."""
+    if len(text) != 4 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        return None
+    return int(text, 16)
+
+
+def describe_sw(sw: int | str) -> str:
+    """`6982 security status not satisfied`: a status word as a person reads it. A string is
+    taken as an SW if it is four hex digits; any other (an outcome such as `update-ok`) is
+    returned as it is. Files keep the plain hex: this is for messages only."""
+    if isinstance(sw, str):
+        value = sw_from_hex(sw)
+        if value is None:
+            return sw
+        sw = value
+    return f"{sw:04X} {sw_meaning(sw)}"
 
 # §2 CardContact's retries-per-PIN-length rule: 6 bytes -> 3, 7 -> 5, longer -> 10.
 USER_PIN_TRIES_BY_LENGTH = {6: 3, 7: 5}

@@ -30,6 +30,7 @@ from hsm_lifecycle.conformance.doctor import (
 from hsm_lifecycle.conformance.transport.base import Transport, TransportError
 from hsm_lifecycle.model.catalog import RULES
 from hsm_lifecycle.model.profiles import OPEN_MEANINGS
+from hsm_lifecycle.protocol import describe_sw
 
 HELP = "non-destructive check-up of a token: its lifecycle state and what you can still do (never sends a PIN)"
 
@@ -67,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
         transport.close()
     if not reading.applet_present:
         raise UsageError(
-            f"the card in '{reading.reader}' has no SmartCard-HSM applet (SELECT answered {reading.select_sw:04X}): "
+            f"the card in '{reading.reader}' has no SmartCard-HSM applet (SELECT answered {describe_sw(reading.select_sw)}): "
             "is it a Nitrokey HSM 2 / SmartCard-HSM?"
         )
     print_diagnosis(console, diagnose(reading), advice)
@@ -223,7 +224,7 @@ def _user_status(reading: TokenReading) -> str:
         return "transport PIN active: change it before first use"
     if reading.user_tries is not None:
         return f"{reading.user_tries} tries left"
-    return f"status {reading.user_sw:04X}"
+    return f"status {describe_sw(reading.user_sw)}"
 
 
 def _print_action(console: Console, verdict: ActionVerdict) -> None:

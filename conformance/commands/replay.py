@@ -30,6 +30,7 @@ from hsm_lifecycle.conformance.trace import (
     unmask,
 )
 from hsm_lifecycle.conformance.transport.base import Response, Transport
+from hsm_lifecycle.protocol import describe_sw, sw_from_hex
 
 if TYPE_CHECKING:
     from hsm_lifecycle.conformance.interlocks import GuardedTransport
@@ -64,9 +65,12 @@ class Divergence:
 
     def describe(self) -> str:
         recorded = f"SW {self.line.sw}" if self.line.sw else "a power cut"
+        # The status words by name too, for the person reading it; the trace keeps the hex.
+        named = [describe_sw(sw) for sw in dict.fromkeys((self.line.sw, self.got)) if sw_from_hex(sw) is not None]
+        meaning = f" ({'; '.join(named)})" if named else ""
         return (
             f"APDU {self.line.i} ({self.line.step or 'no step'}, model state {self.line.state or '?'}): "
-            f"recorded {recorded}, got {self.got}; command {self.line.cmd}{self.hint}"
+            f"recorded {recorded}, got {self.got}{meaning}; command {self.line.cmd}{self.hint}"
         )
 
 
@@ -174,7 +178,7 @@ def replay(
             sent += 1
             cut_at = None
             if rsp is not None:
-                return sent, Divergence(line, f"SW {rsp.sw_hex} (the power cut never came)", hint)
+                return sent, Divergence(line, f"SW {describe_sw(rsp.sw)} (the power cut never came)", hint)
             continue
         rsp = link.transmit(capdu)
         sent += 1

@@ -20,6 +20,7 @@ from hsm_lifecycle.conformance.evidence.records import TestRecord
 from hsm_lifecycle.conformance.evidence.summary import Summary
 from hsm_lifecycle.conformance.evidence.verdicts import VERDICTS, RuleVerdict
 from hsm_lifecycle.model.cost import COST_CLASSES
+from hsm_lifecycle.protocol import sw_from_hex, sw_meaning
 
 SFR_CHECK = "Check it against the Security Target before citing it in an evaluation."
 
@@ -233,7 +234,7 @@ def _open_behaviours(summary: Summary) -> str:
         body = "<p>No open behaviour was observed in this run.</p>"
     else:
         rows = "".join(
-            f"<tr><th>{escape(k)}</th><td><code>{escape(v)}</code></td></tr>" for k, v in summary.open_behaviours.items()
+            f"<tr><th>{escape(k)}</th><td>{_shown_value(v)}</td></tr>" for k, v in summary.open_behaviours.items()
         )
         body = f"<table class='facts' id='open-behaviours-table'>{rows}</table>"
     return (
@@ -241,6 +242,13 @@ def _open_behaviours(summary: Summary) -> str:
         "<p>What the device does where no public source says what it must do. Reported, not judged.</p>"
         f"{body}</section>"
     )
+
+
+def _shown_value(value: str) -> str:
+    """An observed value; a status word also by name (summary.json keeps the hex only)."""
+    sw = sw_from_hex(value)
+    meaning = f" {escape(sw_meaning(sw))}" if sw is not None else ""
+    return f"<code>{escape(value)}</code>{meaning}"
 
 
 def _tests(records: Sequence[TestRecord]) -> str:

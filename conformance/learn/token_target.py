@@ -30,7 +30,7 @@ from hsm_lifecycle.conformance.mapper import IdentityUnreadable, Mapper, PinBook
 from hsm_lifecycle.conformance.trace import TraceRecorder, TracingTransport
 from hsm_lifecycle.conformance.transport.base import Transport
 from hsm_lifecycle import cvc
-from hsm_lifecycle.protocol import CLA_ISO, OPTION_RESET_RETRY_COUNTER, PIN_SO, SO_PIN_TRIES, SW, Ins, tries_from_sw
+from hsm_lifecycle.protocol import CLA_ISO, OPTION_RESET_RETRY_COUNTER, PIN_SO, SO_PIN_TRIES, SW, Ins, describe_sw, tries_from_sw
 from hsm_lifecycle.model.commands import INITIALIZE, QUERY_SO, RIGHT, Command
 from hsm_lifecycle.model.profiles import AUTH_AFTER_INIT, SMARTCARD_HSM, SO_SUCCESS_RESTORES, Profile
 from hsm_lifecycle.model.states import ExtState
@@ -110,7 +110,7 @@ class RealTokenTarget(Target):
         if answered != OK:
             left = _so_tries(mapper)
             raise LearningRefused(
-                f"INITIALIZE with the given --so-pin answered {answered}: the SO-PIN is not right; one SO try is spent "
+                f"INITIALIZE with the given --so-pin answered {describe_sw(answered)}: the SO-PIN is not right; one SO try is spent "
                 f"({left} left) and nothing else changed"
             )
         # Open behaviours the projection may need, observed rather than assumed.
@@ -153,7 +153,7 @@ class RealTokenTarget(Target):
         answered = mapper.run(reset_command(self.alphabet), uninitialized=False)
         if answered != OK:
             self._aborted = True
-            raise LearningAborted(f"a reset's INITIALIZE answered {answered}; stopped with the token as it is")
+            raise LearningAborted(f"a reset's INITIALIZE answered {describe_sw(answered)}; stopped with the token as it is")
         mapper.run(Command.power_cycle(), uninitialized=False)
         left = _so_tries(mapper)
         if left != self._start.so_tries:  # type: ignore[union-attr]
