@@ -10,14 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hsm_lifecycle.conformance.transport.base import Response, Transport, TransportError
-from hsm_lifecycle.protocol import CLA_ISO, Ins
+from hsm_lifecycle.protocol import CLA_ISO, SW1_MORE_DATA, SW1_WRONG_LE, Ins
 
 if TYPE_CHECKING:
     from hsm_lifecycle.emulator import VirtualToken
 
 READER = "in-process emulator"  # the reader name it describes itself with (the bundle reads it)
-SW1_MORE_DATA = 0x61
-SW1_WRONG_LE = 0x6C
 GET_RESPONSE_LIMIT = 256  # as PcscTransport: a 61xx chain past 64 KB is a broken token, not data
 
 

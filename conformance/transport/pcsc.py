@@ -14,6 +14,7 @@ import time
 from smartcard import scard
 
 from hsm_lifecycle.conformance.transport.base import CardRemovedError, Response, Transport, TransportError
+from hsm_lifecycle.protocol import SW1_MORE_DATA, SW1_WRONG_LE
 
 _PROTOCOLS = scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1
 _GET_RESPONSE_LIMIT = 256  # 61xx chains longer than 64 KB mean a broken card, not data
@@ -154,12 +155,12 @@ class PcscTransport(Transport):
 
     def transmit(self, capdu: bytes) -> Response:
         data, sw = self._exchange(capdu)
-        if sw >> 8 == 0x6C:
+        if sw >> 8 == SW1_WRONG_LE:
             # Wrong Le: the card says how many bytes it has; ask again with exactly that.
             data, sw = self._exchange(_with_le(capdu, sw & 0xFF))
         chunks = [data]
         for _ in range(_GET_RESPONSE_LIMIT):
-            if sw >> 8 != 0x61:
+            if sw >> 8 != SW1_MORE_DATA:
                 return Response(b"".join(chunks), sw)
             data, sw = self._exchange(bytes([capdu[0] & 0x03, 0xC0, 0x00, 0x00, sw & 0xFF]))
             chunks.append(data)
