@@ -8,11 +8,9 @@ a power-off or a re-SELECT of the applet starts a new session.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from hsm_lifecycle.emulator.apdu import Command
 from hsm_lifecycle.emulator.keys import StoredKey
 from hsm_lifecycle.emulator.objects import KeyCache
 from hsm_lifecycle.emulator.profile import Fault, Profile
@@ -24,7 +22,7 @@ from hsm_lifecycle.emulator.store import PersistencePoint
 class Session:
     """Volatile card-session state: lost at power-off, reset and (partly) re-SELECT.
 
-    Changed only through its methods, so every way a session starts or ends is listed here."""
+    Logged in or out only through its methods, so every way a session starts or ends is here."""
 
     selected: bool = False
     authenticated: bool = False
@@ -113,5 +111,3 @@ class CardContext(Protocol):
 
     def applet_fcp(self) -> bytes: ...
 
-
-Handler = Callable[[CardContext, Command], tuple[bytes, int]]
