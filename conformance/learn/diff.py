@@ -17,6 +17,7 @@ from hsm_lifecycle.conformance.learn.alphabet import KEY_BOUND
 from hsm_lifecycle.conformance.learn.machine import LearnedMachine
 from hsm_lifecycle.conformance.learn.projection import Projection, output_label
 from hsm_lifecycle.model.commands import Command
+from hsm_lifecycle.protocol import describe_sw
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Divergence:
     def explain(self) -> str:
         command = self.inputs[self.last]
         text = (
-            f"after {len(self.inputs) - 1} inputs the device answers {command} with {self.observed[self.last]}; "
+            f"after {len(self.inputs) - 1} inputs the device answers {command} with {describe_sw(self.observed[self.last])}; "
             f"the model ({self.transitions[self.last]}, rules {' '.join(self.rules) or '-'}) admits "
             f"{output_label(self.admitted[self.last])} in {self.model_states[self.last]}"
         )
