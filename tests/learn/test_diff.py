@@ -65,6 +65,14 @@ def test_a_wrong_output_gives_the_shortest_distinguishing_sequence():
     assert "query_user" in d.divergence.explain()
 
 
+def test_the_explanation_names_the_status_word_the_record_keeps_as_hex():
+    authenticated = _state_after(P, [INIT, Command.verify_user("right")])
+    d = compare(_with_output(_as_learned(P), authenticated, Command.query_user(), "63C2"), P)
+    assert d.divergence is not None
+    assert "with 63C2 PIN not verified or wrong, 2 tries left;" in d.divergence.explain()
+    assert d.divergence.to_dict()["observed"] == ["9000", "9000", "63C2"]
+
+
 def test_a_wrong_target_shows_up_later_as_an_output():
     # The device forgets the login on query_user: only a later step can tell.
     authenticated = _state_after(P, [INIT, Command.verify_user("right")])
