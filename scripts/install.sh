@@ -4,7 +4,7 @@
 #
 # Debian packages:
 #   runtime  pcscd, vsmartcard-vpcd, OpenSC (PC/SC tests, real tokens), graphviz (the diagram),
-#            Chromium (the report check)
+#            Chromium (the report check), iproute2 (scripts/test.sh's private loopback)
 #   build    pyscard comes from the package index as a source distribution only (no Linux
 #            wheel), so its build needs a C compiler (build-essential), swig, pkg-config,
 #            libpcsclite-dev (winscard.h) and the Python headers (python3-dev). pyscard's own
@@ -26,7 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RUNTIME_PACKAGES=(pcscd vsmartcard-vpcd opensc graphviz chromium)
+RUNTIME_PACKAGES=(pcscd vsmartcard-vpcd opensc graphviz chromium iproute2)
 BUILD_PACKAGES=(build-essential swig pkg-config libpcsclite-dev)
 PYTHON=${PYTHON:-python3}
 VENV=${HSM_VENV:-.venv}
