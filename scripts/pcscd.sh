@@ -3,7 +3,10 @@
 #   source scripts/pcscd.sh; pcscd_start && ...; pcscd_stop
 # or run directly for a manual session:  bash scripts/pcscd.sh start|stop|status
 #
-# pcscd_start: if a pcscd already answers (system service, socket activation, another run),
+# scripts/test.sh calls it in private mount and network namespaces (its own /run/pcscd and
+# loopback), where no other pcscd can answer: each test run gets its own.
+#
+# pcscd_start: if a pcscd already answers (system service, socket activation, a manual session),
 # it is reused as it is and never stopped by us. Otherwise Debian's pcscd is started in the
 # background (no systemd needed) with a private reader.conf.d offering HSM_VPCD_INSTANCES
 # (default 4) vpcd driver instances of two readers each: ports 35963..35970. One vpcd driver
@@ -12,7 +15,8 @@
 # Exports for the tests: HSM_PCSCD=1, HSM_VPCD_READERS ("PORT=READER;..."), and
 # HSM_PCSCD_LOG when we started it. (Port leases live machine-wide in $TMPDIR/hsm-lifecycle-vpcd.)
 # pcscd_stop stops only a pcscd that pcscd_start started, and removes its private files.
-# pcscd has one fixed socket (/run/pcscd/pcscd.comm): one pcscd per machine, so root is needed.
+# pcscd has one fixed socket (/run/pcscd/pcscd.comm): one pcscd per mount namespace, so root
+# (or a user namespace's root) is needed.
 
 _HSM_VPCD_BASE_PORT=35963
 _HSM_PCSCD_SOCKET=/run/pcscd/pcscd.comm
