@@ -24,10 +24,18 @@ _HSM_PCSCD_PIDFILE=/run/pcscd/pcscd.pid
 _HSM_VPCD_LIB=/usr/lib/pcsc/drivers/serial/libifdvpcd.so
 
 _hsm_pcscd_say() { echo "pcscd.sh: $*" >&2; }
+# A python with pyscard: $PYTHON, else install.sh's venv in this checkout, else python3.
+_HSM_PCSCD_VENV_PYTHON="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv/bin/python"
+_hsm_pcscd_python() {
+  if [ -n "${PYTHON:-}" ]; then echo "$PYTHON"
+  elif [ -x "$_HSM_PCSCD_VENV_PYTHON" ]; then echo "$_HSM_PCSCD_VENV_PYTHON"
+  else echo python3
+  fi
+}
 
 # Prints the readers pcscd offers, one a line. Exit 0: pcscd answers; 3: no pcscd.
 _hsm_pcscd_readers() {
-  "${PYTHON:-python3}" - <<'EOF'
+  "$(_hsm_pcscd_python)" - <<'EOF'
 import sys
 from smartcard import scard
 rv, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
