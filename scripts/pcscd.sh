@@ -104,7 +104,10 @@ pcscd_start() {
     _hsm_pcscd_say "reusing the running pcscd (vpcd readers: ${present//;/, })"
     return 0
   fi
-  if ! command -v pcscd >/dev/null || [ ! -e "$_HSM_VPCD_LIB" ]; then
+  # A user's PATH may lack /usr/sbin, where Debian puts pcscd.
+  local pcscd_bin
+  pcscd_bin=$(PATH="$PATH:/usr/sbin:/sbin" command -v pcscd)
+  if [ -z "$pcscd_bin" ] || [ ! -e "$_HSM_VPCD_LIB" ]; then
     _hsm_pcscd_say "pcscd or vsmartcard-vpcd is not installed: run scripts/install.sh; the PC/SC tests will be skipped"
     return 1
   fi
@@ -136,7 +139,7 @@ pcscd_start() {
   local flags=(-f -c "$conf")
   [ -n "${HSM_PCSCD_DEBUG:-}" ] && flags+=(-d -a)
   HSM_PCSCD_LOG="$_HSM_PCSCD_DIR/pcscd.log"
-  pcscd "${flags[@]}" >"$HSM_PCSCD_LOG" 2>&1 </dev/null &
+  "$pcscd_bin" "${flags[@]}" >"$HSM_PCSCD_LOG" 2>&1 </dev/null &
   _HSM_PCSCD_PID=$!
   map=$(_hsm_vpcd_reader_map "$instances")
   for ((t = 0; t < 100; t++)); do
