@@ -356,10 +356,10 @@ def main(args: argparse.Namespace) -> int:
         display.pytest_sessionfinish()
     duration = time.perf_counter() - t0
 
+    if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED) or (display.collect_errors and not display.total):
+        discard_out(campaign.out, out_is_new)  # a usage mistake leaves nothing behind
     if code == pytest.ExitCode.USAGE_ERROR:
         return EXIT_USAGE  # pytest has printed the one-line reason
-    if code == pytest.ExitCode.NO_TESTS_COLLECTED or (display.collect_errors and not display.total):
-        discard_out(campaign.out, out_is_new)  # a usage mistake leaves nothing behind
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         what = f"no test matches -k {args.select!r}" if args.select else f"the conformance suite in {suite_dir()} has no tests"
         raise UsageError(f"{what}; nothing was run.")
