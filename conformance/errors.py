@@ -1,6 +1,6 @@
 """Errors the command line turns into one sentence and exit status 2.
 
-Kept apart from `conformance.cli` so that `python -m conformance.cli` (which runs cli.py as
+Kept apart from `hsm_lifecycle.conformance.cli` so that `python -m hsm_lifecycle.conformance.cli` (which runs cli.py as
 `__main__`, a second copy of the module) still catches the class the commands raise.
 """
 

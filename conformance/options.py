@@ -87,6 +87,12 @@ class HsmOptions:
 def add_options(parser: Any) -> None:
     group = parser.getgroup("hsm", "SmartCard-HSM / Nitrokey HSM 2 conformance")
     group.addoption(
+        "--hsm-suite",
+        action="store_true",
+        default=False,
+        help="collect the installed conformance suite (as well as any paths given), e.g. from a lab's own folder",
+    )
+    group.addoption(
         "--hsm-target",
         default=TARGET_EMULATOR,
         metavar="TARGET",

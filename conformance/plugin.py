@@ -61,6 +61,8 @@ def pytest_configure(config: pytest.Config) -> None:
         options = from_config(config)
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if config.getoption("hsm_suite"):
+        _collect_the_suite(config)
     # options.from_config refused one device for several workers; a fleet has one token each.
     if options.fleet and not hasattr(config, "workerinput"):
         _one_token_per_worker(config)
@@ -79,6 +81,18 @@ def pytest_configure(config: pytest.Config) -> None:
     if suite.watch is not None:
         _check_fleet_readers(suite)
         config.pluginmanager.register(suite.watch, "hsm-fleet-watch")
+
+
+def _collect_the_suite(config: pytest.Config) -> None:
+    """--hsm-suite: pytest collects the installed suite, so a lab's pytest project needs no path
+    into site-packages; paths given on the command line are collected too."""
+    from hsm_lifecycle.conformance import SUITE_DIR
+
+    given = config.args_source == pytest.Config.ArgsSource.ARGS
+    if not given:  # pytest's default (testpaths, or the current folder) gives way to the suite
+        config.args = [str(SUITE_DIR)]
+    elif SUITE_DIR.resolve() not in {Path(arg.split("::")[0]).resolve() for arg in config.args}:
+        config.args = [*config.args, str(SUITE_DIR)]
 
 
 def _check_fleet_readers(suite: "Suite") -> None:
@@ -187,6 +201,7 @@ class Suite:
     # mismatch): the bundle still names the device, its serial and applet version.
     _described: dict[str, str] | None = None
     so_tries_left_end: int | None = None  # asked of a persistent device at the end (free)
+    made_evidence: bool = False  # the evidence folder is this run's (removed if nothing ran)
 
     def __post_init__(self) -> None:
         self.evidence = Path(self.options.evidence).resolve() if self.options.evidence else None
@@ -221,6 +236,7 @@ class Suite:
         from hsm_lifecycle.conformance.evidence.combined import clear_fleet_output
 
         assert self.evidence is not None
+        self.made_evidence = not self.evidence.exists()
         self.evidence.mkdir(parents=True, exist_ok=True)
         for pattern in ("records-*.jsonl", f"{SESSION_PREFIX}-*.json"):
             for path in self.evidence.glob(pattern):
@@ -538,6 +554,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if suite._target is not None or suite._described is not None:
             info_path.write_text(json.dumps(suite.session_info(), indent=1), encoding="utf-8")
     if not suite.is_controller:
+        return
+    if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        # Collecting nothing is a usage mistake: it leaves no bundle behind.
+        if suite.made_evidence:
+            shutil.rmtree(suite.evidence, ignore_errors=True)
         return
     write_evidence(suite, complete=exitstatus in (0, 1))
 

@@ -11,7 +11,7 @@ because Linux clears it) and send each reply in one write with TCP_NODELAY.
 
 Besides the bridge this module holds what a client of the bridge needs: the vpcd ports and
 reader names pcscd offers (scripts/pcscd.sh exports them), a cross-process port lease, and
-`serve_emulator`, which runs `python -m emulator.vpcd` on a port as a child process.
+`serve_emulator`, which runs `python -m hsm_lifecycle.emulator.vpcd` on a port as a child process.
 """
 
 from __future__ import annotations
@@ -310,7 +310,7 @@ def stop_on_signals(bridge: VpcdBridge) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Running a token: the body of `hsm-lifecycle emulate` and `python -m emulator.vpcd`.
+# Running a token: the body of `hsm-lifecycle emulate` and `python -m hsm_lifecycle.emulator.vpcd`.
 
 
 @contextlib.contextmanager
@@ -428,7 +428,7 @@ def run(address: VpcdAddress, state_path: Path, *, profile: Profile | None = Non
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `hsm-lifecycle emulate` and `python -m emulator.vpcd`."""
+    """The options of `hsm-lifecycle emulate` and `python -m hsm_lifecycle.emulator.vpcd`."""
     parser.add_argument("--vpcd", default=f"127.0.0.1:{VPCD_PORT}", metavar="HOST:PORT",
                         help=f"vpcd reader to serve (default 127.0.0.1:{VPCD_PORT}: reader 'Virtual PCD 00 00')")
     parser.add_argument("--state", required=True, type=Path, metavar="FILE",
@@ -447,8 +447,8 @@ def run_from_args(args: argparse.Namespace, *, log_prefix: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m emulator.vpcd`: serve a token to pcscd's vpcd reader (no CLI package needed)."""
-    parser = argparse.ArgumentParser(prog="python -m emulator.vpcd", description=main.__doc__)
+    """`python -m hsm_lifecycle.emulator.vpcd`: serve a token to pcscd's vpcd reader (no CLI package needed)."""
+    parser = argparse.ArgumentParser(prog="python -m hsm_lifecycle.emulator.vpcd", description=main.__doc__)
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
@@ -617,7 +617,7 @@ def _stop_with_parent() -> Callable[[], None] | None:
 def start_emulator(port: int, state_path: Path, *, host: str = "127.0.0.1", profile: Profile | None = None,
                    faults: Sequence[str] = (), ready_timeout: float = 30.0,
                    log_path: Path | None = None) -> EmulatorProcess:
-    """Start `python -m emulator.vpcd` on `host:port` for `state_path` and wait for its ready
+    """Start `python -m hsm_lifecycle.emulator.vpcd` on `host:port` for `state_path` and wait for its ready
     line. Its log (stderr) goes to `log_path` (default: next to the state file). Raises
     VpcdError, quoting the log, if it does not come up. The emulator gets SIGTERM when the
     thread that started it ends (Linux PR_SET_PDEATHSIG): start it from a long-lived thread."""

@@ -3,7 +3,10 @@
 #   source scripts/pcscd.sh; pcscd_start && ...; pcscd_stop
 # or run directly for a manual session:  bash scripts/pcscd.sh start|stop|status
 #
-# pcscd_start: if a pcscd already answers (system service, socket activation, another run),
+# scripts/test.sh calls it in private mount and network namespaces (its own /run/pcscd and
+# loopback), where no other pcscd can answer: each test run gets its own.
+#
+# pcscd_start: if a pcscd already answers (system service, socket activation, a manual session),
 # it is reused as it is and never stopped by us. Otherwise Debian's pcscd is started in the
 # background (no systemd needed) with a private reader.conf.d offering HSM_VPCD_INSTANCES
 # (default 4) vpcd driver instances of two readers each: ports 35963..35970. One vpcd driver
@@ -12,7 +15,8 @@
 # Exports for the tests: HSM_PCSCD=1, HSM_VPCD_READERS ("PORT=READER;..."), and
 # HSM_PCSCD_LOG when we started it. (Port leases live machine-wide in $TMPDIR/hsm-lifecycle-vpcd.)
 # pcscd_stop stops only a pcscd that pcscd_start started, and removes its private files.
-# pcscd has one fixed socket (/run/pcscd/pcscd.comm): one pcscd per machine, so root is needed.
+# pcscd has one fixed socket (/run/pcscd/pcscd.comm): one pcscd per mount namespace, so root
+# (or a user namespace's root) is needed.
 
 _HSM_VPCD_BASE_PORT=35963
 _HSM_PCSCD_SOCKET=/run/pcscd/pcscd.comm
@@ -20,10 +24,18 @@ _HSM_PCSCD_PIDFILE=/run/pcscd/pcscd.pid
 _HSM_VPCD_LIB=/usr/lib/pcsc/drivers/serial/libifdvpcd.so
 
 _hsm_pcscd_say() { echo "pcscd.sh: $*" >&2; }
+# A python with pyscard: $PYTHON, else install.sh's venv in this checkout, else python3.
+_HSM_PCSCD_VENV_PYTHON="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv/bin/python"
+_hsm_pcscd_python() {
+  if [ -n "${PYTHON:-}" ]; then echo "$PYTHON"
+  elif [ -x "$_HSM_PCSCD_VENV_PYTHON" ]; then echo "$_HSM_PCSCD_VENV_PYTHON"
+  else echo python3
+  fi
+}
 
 # Prints the readers pcscd offers, one a line. Exit 0: pcscd answers; 3: no pcscd.
 _hsm_pcscd_readers() {
-  "${PYTHON:-python3}" - <<'EOF'
+  "$(_hsm_pcscd_python)" - <<'EOF'
 import sys
 from smartcard import scard
 rv, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
@@ -92,7 +104,10 @@ pcscd_start() {
     _hsm_pcscd_say "reusing the running pcscd (vpcd readers: ${present//;/, })"
     return 0
   fi
-  if ! command -v pcscd >/dev/null || [ ! -e "$_HSM_VPCD_LIB" ]; then
+  # A user's PATH may lack /usr/sbin, where Debian puts pcscd.
+  local pcscd_bin
+  pcscd_bin=$(PATH="$PATH:/usr/sbin:/sbin" command -v pcscd)
+  if [ -z "$pcscd_bin" ] || [ ! -e "$_HSM_VPCD_LIB" ]; then
     _hsm_pcscd_say "pcscd or vsmartcard-vpcd is not installed: run scripts/install.sh; the PC/SC tests will be skipped"
     return 1
   fi
@@ -124,7 +139,7 @@ pcscd_start() {
   local flags=(-f -c "$conf")
   [ -n "${HSM_PCSCD_DEBUG:-}" ] && flags+=(-d -a)
   HSM_PCSCD_LOG="$_HSM_PCSCD_DIR/pcscd.log"
-  pcscd "${flags[@]}" >"$HSM_PCSCD_LOG" 2>&1 </dev/null &
+  "$pcscd_bin" "${flags[@]}" >"$HSM_PCSCD_LOG" 2>&1 </dev/null &
   _HSM_PCSCD_PID=$!
   map=$(_hsm_vpcd_reader_map "$instances")
   for ((t = 0; t < 100; t++)); do

@@ -1,6 +1,6 @@
 """`hsm-lifecycle emulate`: serve a persistent emulated token to pcscd through vpcd.
 
-The work is done by `emulator.vpcd` (also runnable as `python -m emulator.vpcd`); this module
+The work is done by `hsm_lifecycle.emulator.vpcd` (also runnable as `python -m hsm_lifecycle.emulator.vpcd`); this module
 only puts it behind the CLI contract of conformance/cli.py.
 """
 

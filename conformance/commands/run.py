@@ -153,15 +153,28 @@ def prepare_out(out: Path, *, force: bool) -> None:
     """An empty --out folder (an earlier bundle removed when `force`)."""
     check_out(out, force=force)
     if out.is_dir():
-        for child in out.iterdir():
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
+        _empty(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create --out {out}: {exc.strerror}.") from None
+
+
+def discard_out(out: Path, out_is_new: bool) -> None:
+    """Undo prepare_out after a run that ran nothing: the folder goes if this run made it,
+    else it is left empty (as check_out found it, or as --force made it)."""
+    if out_is_new:
+        shutil.rmtree(out, ignore_errors=True)
+    elif out.is_dir():
+        _empty(out)
+
+
+def _empty(folder: Path) -> None:
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def _check_reader(substring: str) -> None:
@@ -319,11 +332,12 @@ def terminal_console() -> Iterator[Console]:
 
 
 def suite_dir() -> Path:
-    return Path(conformance.__file__).parent / "suite"
+    return conformance.SUITE_DIR
 
 
 def main(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
+    out_is_new = not args.out.expanduser().exists()
     campaign = plan(args, suite_dir())
     console.print(
         f"hsm-lifecycle run: target [bold]{escape(str(campaign.target))}[/], evidence in [bold]{escape(str(campaign.out))}[/]",
@@ -342,15 +356,17 @@ def main(args: argparse.Namespace) -> int:
         display.pytest_sessionfinish()
     duration = time.perf_counter() - t0
 
+    if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED) or (display.collect_errors and not display.total):
+        discard_out(campaign.out, out_is_new)  # a usage mistake leaves nothing behind
     if code == pytest.ExitCode.USAGE_ERROR:
         return EXIT_USAGE  # pytest has printed the one-line reason
-    ran_all = display.complete and code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
-    summary = finish_bundle(campaign, started, duration, complete=ran_all)
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         what = f"no test matches -k {args.select!r}" if args.select else f"the conformance suite in {suite_dir()} has no tests"
         raise UsageError(f"{what}; nothing was run.")
     if display.collect_errors and not display.total:
         raise UsageError(f"the conformance suite could not be loaded: {display.collect_errors[0]}")
+    ran_all = display.complete and code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+    summary = finish_bundle(campaign, started, duration, complete=ran_all)
 
     print_summary(console, campaign, summary)
     if display.interrupted:

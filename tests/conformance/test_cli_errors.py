@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def test_module_run_prints_one_sentence_for_a_usage_error(tmp_path: Path) -> None:
-    # `python -m conformance.cli` runs cli.py as __main__: the error class the command raises
+    # `python -m hsm_lifecycle.conformance.cli` runs cli.py as __main__: the error class the command raises
     # must still be the one main() catches.
     done = subprocess.run(
         [sys.executable, "-m", "hsm_lifecycle.conformance.cli", "diagram", "--out", str(tmp_path / "x.bogus")],

@@ -141,6 +141,21 @@ def test_a_selection_that_matches_nothing_is_a_usage_error(suite, tmp_path, caps
     suite()
     code, _, err = _run(capsys, "--out", str(tmp_path / "ev"), "-k", "no_such_test")
     assert code == 2 and "no test matches -k 'no_such_test'" in err
+    assert not (tmp_path / "ev").exists(), "a usage mistake must leave nothing behind"
+
+
+def test_a_usage_error_pytest_finds_leaves_nothing_behind(suite, tmp_path, capsys, monkeypatch):
+    suite()
+    monkeypatch.setenv("PYTEST_ADDOPTS", "--no-such-option")
+    code, _, _ = _run(capsys, "--out", str(tmp_path / "ev"))
+    assert code == 2 and not (tmp_path / "ev").exists()
+
+
+def test_a_selection_that_matches_nothing_leaves_a_given_empty_folder_empty(suite, tmp_path, capsys):
+    suite()
+    (tmp_path / "ev").mkdir()
+    code, _, _ = _run(capsys, "--out", str(tmp_path / "ev"), "-k", "no_such_test")
+    assert code == 2 and list((tmp_path / "ev").iterdir()) == []
 
 
 def test_out_folder_rules(suite, tmp_path, capsys):

@@ -71,7 +71,7 @@ def test_render_refuses_unknown_suffix(tmp_path: Path) -> None:
 
 def test_committed_docs_are_current() -> None:
     stale = render_docs.stale()
-    assert stale == [], f"regenerate with: python -m model.render_docs ({stale})"
+    assert stale == [], f"regenerate with: python -m hsm_lifecycle.model.render_docs ({stale})"
 
 
 def test_stale_detects_a_changed_picture_and_table(tmp_path: Path) -> None:

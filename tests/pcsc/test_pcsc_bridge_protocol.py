@@ -233,7 +233,7 @@ def test_stop_while_waiting_for_vpcd_returns_at_once() -> None:
     assert run.stop() < 0.5
 
 
-# -- the emulator process (python -m emulator.vpcd) against the imitation -----------------
+# -- the emulator process (python -m hsm_lifecycle.emulator.vpcd) against the imitation -----------------
 
 
 def _initialize_and_spend_a_try(fake: FakeVpcd) -> None:
