@@ -8,6 +8,8 @@ Three parts, each usable alone:
 * `diagnose` turns the reading into the model's extended state, names the abstract state and
   asks the model's oracle what each owner action would do from there (admitted or refused, the
   consequences, the rules, the cost class), including the way down the SO-PIN counter to 0.
+* `diagnose` also asks `model.dangers` what would make the state worse: the shortest routes of
+  owner mistakes or actions to each loss, and which of them are one mistake away (said first).
 * `check_so_pin_text` explains the SO-PIN format and the ASCII-hex trap, locally.
 
 Nothing about the lifecycle is restated here: admitted/refused, next states and costs all come
@@ -40,6 +42,7 @@ from hsm_lifecycle.protocol import (
 )
 from hsm_lifecycle.model import oracle
 from hsm_lifecycle.model.catalog import RULES
+from hsm_lifecycle.model.dangers import KEYS_ERASED, LAST_UPDATE_SPENT, LOSSES, Danger, Dangers, Route, find_dangers
 from hsm_lifecycle.model.commands import INITIALIZE, RIGHT, WRONG, Command
 from hsm_lifecycle.model.outputs import LOGIN_OK, OK, UPDATE_OK
 from hsm_lifecycle.model.profiles import SMARTCARD_HSM, Profile, UnresolvedBehaviour
@@ -455,6 +458,24 @@ class Diagnosis:
     so_budget: SoBudget | None
     no_factory_reset: str  # R01, from the catalog
     warnings: tuple[str, ...]
+    dangers: Dangers  # for the first candidate state
+    danger_caveats: tuple[str, ...] = ()  # where another candidate state has other dangers
+    # One line on whether the keys can be backed up (DKEK) before a re-initialization; None
+    # until the model can tell.
+    key_backup: str | None = None
+
+    @property
+    def danger_groups(self) -> tuple[DangerGroup, ...]:
+        return group_dangers(self.dangers)
+
+    @property
+    def first_lines(self) -> tuple[str, ...]:
+        """The warnings said before anything else: losses one mistake away."""
+        return tuple(warning_line(g, self.dangers) for g in self.danger_groups if g.imminent)
+
+    @property
+    def one_mistake_away(self) -> bool:
+        return bool(self.dangers.imminent)
 
     @property
     def can(self) -> tuple[ActionVerdict, ...]:
@@ -472,6 +493,7 @@ def diagnose(reading: TokenReading, profile: Profile = SMARTCARD_HSM) -> Diagnos
     primary = cands[0]
     states = tuple(dict.fromkeys(c.state.abstract for c in cands))
     actions = tuple(_judge(a, cands, profile) for a in ACTIONS)
+    ahead = find_dangers(primary.state, profile)
     r01 = RULES["R01"]
     return Diagnosis(
         reading=reading,
@@ -481,6 +503,8 @@ def diagnose(reading: TokenReading, profile: Profile = SMARTCARD_HSM) -> Diagnos
         so_budget=_so_budget(primary.state, profile) if primary.state.so_tries else None,
         no_factory_reset=f"{r01.id} {r01.title}: {r01.statement}",
         warnings=_warnings(reading, primary.state),
+        dangers=ahead,
+        danger_caveats=tuple(filter(None, (_danger_caveat(ahead, c, profile) for c in cands[1:]))),
     )
 
 
@@ -522,6 +546,126 @@ def _so_budget(state: ExtState, profile: Profile) -> SoBudget:
         blocked_state=blocked.abstract,
         after_block=tuple(at_zero),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# What would make it worse, worded (the routes themselves come from model.dangers)
+
+
+@dataclass(frozen=True)
+class DangerGroup:
+    """Dangers that share one route: one line for the owner, several losses at its end."""
+
+    route: Route
+    dangers: tuple[Danger, ...]
+
+    @property
+    def imminent(self) -> bool:
+        return any(d.imminent for d in self.dangers)
+
+    @property
+    def by_mistakes_alone(self) -> bool:
+        return self.dangers[0].by_mistakes_alone
+
+    @property
+    def stuck(self) -> bool:
+        """The route leaves the token blocked: what is still admitted there is worth saying."""
+        return any(d.loss.stuck for d in self.dangers)
+
+    @property
+    def how(self) -> str:
+        actions = self.route.actions
+        if not actions:
+            return "mistakes alone"
+        return f"takes {actions} deliberate step{'s' if actions > 1 else ''}"
+
+
+def group_dangers(ahead: Dangers) -> tuple[DangerGroup, ...]:
+    groups: dict[tuple[Command, ...], list[Danger]] = {}
+    for danger in ahead.dangers:
+        groups.setdefault(danger.route.steps, []).append(danger)
+    return tuple(DangerGroup(found[0].route, tuple(found)) for found in groups.values())
+
+
+def losses_text(group: DangerGroup, keys: int, form: str) -> str:
+    words = [d.loss.words(form, keys) for d in group.dangers]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def ways_out_text(group: DangerGroup, keys: int) -> str:
+    """What is left once the route has been taken: the owner actions the model refuses there,
+    and those it admits with what they cost in turn."""
+    ways = group.dangers[0].ways_out
+    refused = [w for w in ways if not w.admitted and w.key in ("reset-user-pin", "re-initialize")]
+    parts = []
+    by_rules: dict[tuple[str, ...], list[str]] = {}
+    for way in refused:
+        by_rules.setdefault(way.rules, []).append(way.label)
+    for rules, labels in by_rules.items():
+        verb = "is" if len(labels) == 1 else "are"
+        parts.append(f"{' and '.join(labels)} {verb} then refused ({rule_words(rules)})")
+    admitted = [w for w in ways if w.admitted and w.key in ("re-initialize", "firmware-update")]
+    login = next((w for w in ways if w.key == "portal-login"), None)
+    outs: list[tuple[str, str]] = []
+    for way in admitted:
+        costs = [LOSSES[loss].words("does", keys) for loss in way.losses if loss in LOSSES]
+        if way.counted_update and LAST_UPDATE_SPENT not in way.losses:
+            costs.append(f"uses one of the {FIRMWARE_UPDATES_WHILE_SO_BLOCKED} updates a blocked SO-PIN admits")
+        if way.key == "firmware-update" and login is not None and not login.admitted:
+            costs.append(f"needs another working HSM to log into the portal ({rule_words(login.rules)})")
+        outs.append((way.label, _join(costs) if costs else ""))
+    outs_text = [f"{label}, {cost}" if cost else label for label, cost in outs]
+    if len(outs) == 1:
+        parts.append(f"the only way out, {outs_text[0]}")
+    elif outs:
+        parts.append(f"the ways out: {'; '.join(f'{label} ({cost})' if cost else label for label, cost in outs)}")
+    else:
+        parts.append("nothing gets the token out of that state")
+    return "; ".join(parts)
+
+
+def warning_line(group: DangerGroup, ahead: Dangers) -> str:
+    """One line, said first: how near the loss is, what it takes away, and what is left after."""
+    keys = ahead.state.keys
+    line = f"DANGER: you are {group.route.summary} away from {losses_text(group, keys, 'doing')}"
+    line += f": {ways_out_text(group, keys)}." if group.stuck else "."
+    # The way out may already erase the keys today: say so, it is what the owner would try.
+    outs = {w.command.name for w in group.dangers[0].ways_out if w.admitted}
+    erasing = next(
+        (
+            d for d in ahead.dangers
+            if d.loss.id == KEYS_ERASED and len(d.route.steps) == 1 and d.route.actions == 1
+            and d.route.steps[0].name in outs
+        ),
+        None,
+    )  # fmt: skip
+    if erasing is not None:
+        line += f" Even now, {erasing.route.summary} {erasing.loss.words('does', keys)}."
+    return line
+
+
+def _danger_caveat(ahead: Dangers, other: Candidate, profile: Profile) -> str:
+    """How the dangers differ if the token is in another candidate state."""
+    alt = find_dangers(other.state, profile)
+    mine = {(d.loss.id, d.by_mistakes_alone): d.route.summary for d in ahead.dangers}
+    theirs = {(d.loss.id, d.by_mistakes_alone): d.route.summary for d in alt.dangers}
+    gone, already, moved = [], [], []
+    for key in dict.fromkeys([*mine, *theirs]):
+        title = LOSSES[key[0]].title
+        if key not in theirs:
+            (already if key[0] in alt.suffered else gone).append(title)
+        elif mine.get(key) != theirs[key]:
+            moved.append(f"{title} after {theirs[key]}")
+    parts = [*([f"out of reach: {', '.join(gone)}"] if gone else []), *([f"already: {', '.join(already)}"] if already else []), *moved]
+    return f"{other.assumption}: {'; '.join(parts)}" if parts else ""
+
+
+def _join(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def rule_words(ids: tuple[str, ...]) -> str:
+    return ", ".join(f"{r} {RULES[r].title}" if r in RULES else r for r in ids)
 
 
 def _warnings(reading: TokenReading, state: ExtState) -> tuple[str, ...]:
@@ -619,6 +763,11 @@ def reader_atrs(readers: list[str]) -> dict[str, bytes | None]:
         scard.SCardReleaseContext(context)
 
 
+def holds_smartcard_hsm(atr: bytes | None) -> bool:
+    """Whether a card's ATR is a SmartCard-HSM's (its historical bytes carry "THSM1")."""
+    return atr is not None and SMARTCARD_HSM_ATR_MARK in atr
+
+
 def choose_hsm_reader(readers: list[str], atrs: dict[str, bytes | None], wanted: str | None) -> str:
     """The reader named by `wanted` (a substring), else the first whose card has a SmartCard-HSM
     ATR. TransportError (one sentence) when there is none."""
@@ -629,8 +778,7 @@ def choose_hsm_reader(readers: list[str], atrs: dict[str, bytes | None], wanted:
     if not readers:
         raise TransportError("no smart-card reader is connected: plug in the Nitrokey HSM 2 / SmartCard-HSM and retry")
     for reader in readers:
-        atr = atrs.get(reader)
-        if atr is not None and SMARTCARD_HSM_ATR_MARK in atr:
+        if holds_smartcard_hsm(atrs.get(reader)):
             return reader
     listed = ", ".join(f"'{r}'" for r in readers)
     raise TransportError(

@@ -72,7 +72,8 @@ LIMIT = FIRMWARE_UPDATES_WHILE_SO_BLOCKED
 class Loss:
     """One kind of loss: its id, a title, what it means for the owner, the rules behind it, and
     two word forms for sentences ("away from losing the key for good", "erases the key"), where
-    `{keys}` stands for the keys on the token ("the key", "the 2 keys")."""
+    `{keys}` stands for the keys on the token ("the key", "the 2 keys"). `stuck`: the loss
+    leaves the token blocked, so what is still admitted afterwards (the ways out) matters."""
 
     id: str
     title: str
@@ -80,6 +81,7 @@ class Loss:
     rules: tuple[str, ...]
     doing: str
     does: str
+    stuck: bool
 
     def words(self, form: str, keys: int) -> str:
         text = self.doing if form == "doing" else self.does
@@ -93,36 +95,36 @@ LOSSES: dict[str, Loss] = {
             KEYS_ERASED, "keys erased",
             "every private key on the token is gone: nothing encrypted to them can be decrypted again "
             "and no signature can be made with them",
-            ("R07", "R14"), "losing {keys} (erased)", "erases {keys}",
+            ("R07", "R14"), "losing {keys} (erased)", "erases {keys}", False,
         ),
         Loss(
             KEYS_UNUSABLE, "keys unusable for good",
             "the keys stay on the token but can never be used again: no PIN that could unlock them is left",
-            ("R05", "R03", "R06"), "losing {keys} for good", "leaves {keys} unusable for good",
+            ("R05", "R03", "R06"), "losing {keys} for good", "leaves {keys} unusable for good", True,
         ),
         Loss(
             SO_PIN_BLOCKED, "SO-PIN blocked",
             "the SO-PIN is blocked for good: the token can never be re-initialized, nor its user PIN reset "
             "with the SO-PIN",
-            ("R02", "R03"), "blocking the SO-PIN for good", "blocks the SO-PIN for good",
+            ("R02", "R03"), "blocking the SO-PIN for good", "blocks the SO-PIN for good", True,
         ),
         Loss(
             BOTH_PINS_BLOCKED, "both PINs blocked",
             "neither PIN works any more: nothing on the token itself helps, only a firmware update in the portal",
-            ("R03", "R05"), "blocking both PINs", "blocks both PINs",
+            ("R03", "R05"), "blocking both PINs", "blocks both PINs", True,
         ),
         Loss(
             LAST_UPDATE_SPENT, f"last of the {LIMIT} firmware updates spent",
             f"the last of the {LIMIT} firmware updates a blocked SO-PIN admits is used: once the SO-PIN is "
             "blocked again with keys on the token, no update is ever admitted",
             ("R13",), f"spending the last of the {LIMIT} firmware updates",
-            f"spends the last of the {LIMIT} firmware updates a blocked SO-PIN admits",
+            f"spends the last of the {LIMIT} firmware updates a blocked SO-PIN admits", False,
         ),
         Loss(
             IDENTITY_CHANGED, "device identity changed",
             "the token gets a new device key and certificate: it must be registered in the portal again, and "
             "whatever trusted the old identity will not recognize it",
-            ("R14",), "changing the device identity", "gives the token a new device identity",
+            ("R14",), "changing the device identity", "gives the token a new device identity", False,
         ),
     )
 }  # fmt: skip
@@ -328,6 +330,7 @@ class WayOut:
 
     key: str  # reset-user-pin | re-initialize | firmware-update | portal-login
     label: str
+    command: Command
     admitted: bool
     rules: tuple[str, ...]
     losses: tuple[str, ...]  # what taking it loses in turn
@@ -351,7 +354,7 @@ def ways_out(state: ExtState, profile: Profile) -> tuple[WayOut, ...]:
         admitted = outcome.accepts(success)
         lost = losses_of(state, outcome.next, profile) if admitted else ()
         counted = admitted and outcome.next.so_blocked_updates > state.so_blocked_updates
-        out.append(WayOut(key, label, admitted, outcome.rules, lost, counted))
+        out.append(WayOut(key, label, command, admitted, outcome.rules, lost, counted))
     return tuple(out)
 
 
