@@ -18,14 +18,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from hsm_lifecycle.conformance.doctor import (
-    OPTION_NAMES,
-    ActionVerdict,
-    DangerGroup,
-    Diagnosis,
-    losses_text,
-    ways_out_text,
-)
+from hsm_lifecycle.conformance.danger_words import DangerGroup, losses_text, ways_out_text
+from hsm_lifecycle.conformance.doctor import OPTION_NAMES, ActionVerdict, Diagnosis
 from hsm_lifecycle.model.dangers import Danger
 
 SCHEMA = "hsm-lifecycle/doctor/1"

@@ -28,22 +28,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import groupby
+from typing import Literal
 
 from hsm_lifecycle.protocol import FIRMWARE_UPDATES_WHILE_SO_BLOCKED, USER_PIN_TRIES_DEFAULT
 from hsm_lifecycle.model import oracle
-from hsm_lifecycle.model.commands import (
-    CHANGE_SO_PIN,
-    CHANGE_USER_PIN,
-    DEFAULT_OPTIONS,
-    FIRMWARE_UPDATE,
-    INITIALIZE,
-    PORTAL_LOGIN,
-    RESET_RETRY_COUNTER,
-    RIGHT,
-    VERIFY_USER,
-    WRONG,
-    Command,
-)
+from hsm_lifecycle.model.commands import DEFAULT_OPTIONS, FIRMWARE_UPDATE, INITIALIZE, RIGHT, WRONG, Command
 from hsm_lifecycle.model.explorer import Bounds, explore
 from hsm_lifecycle.model.outputs import LOGIN_OK, OK, UPDATE_OK
 from hsm_lifecycle.model.profiles import (
@@ -67,6 +56,8 @@ IDENTITY_CHANGED = "identity-changed"
 
 LIMIT = FIRMWARE_UPDATES_WHILE_SO_BLOCKED
 
+WordForm = Literal["doing", "does"]
+
 
 @dataclass(frozen=True, slots=True)
 class Loss:
@@ -83,7 +74,7 @@ class Loss:
     does: str
     stuck: bool
 
-    def words(self, form: str, keys: int) -> str:
+    def words(self, form: WordForm, keys: int) -> str:
         text = self.doing if form == "doing" else self.does
         return text.format(keys="the key" if keys == 1 else f"the {keys} keys")
 

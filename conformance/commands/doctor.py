@@ -31,12 +31,10 @@ from hsm_lifecycle.conformance.doctor import (
     choose_hsm_reader,
     diagnose,
     holds_smartcard_hsm,
-    losses_text,
     read_token,
     reader_atrs,
-    rule_words,
-    ways_out_text,
 )
+from hsm_lifecycle.conformance.danger_words import losses_text, rule_words, ways_out_text
 from hsm_lifecycle.conformance.doctor_report import SCHEMA, Checked, exit_code, report
 from hsm_lifecycle.conformance.transport.base import Transport, TransportError
 from hsm_lifecycle.model.dangers import LOSSES
