@@ -39,8 +39,8 @@ class DangerGroup:
     def how(self) -> str:
         actions = self.route.actions
         if not actions:
-            return "mistakes alone"
-        return f"takes {actions} deliberate step{'s' if actions > 1 else ''}"
+            return "by mistakes alone"
+        return f"with {actions} deliberate step{'s' if actions > 1 else ''}"
 
 
 def group_dangers(ahead: Dangers) -> tuple[DangerGroup, ...]:

@@ -349,11 +349,11 @@ def _print_dangers(console: Console, diag: Diagnosis) -> None:
         console.print(f"  Key backup: {escape(diag.key_backup)}")
     for group in diag.danger_groups:
         mark = "[bold red]![/]" if group.imminent else "[yellow]✘[/]"
-        console.print(f"  {mark} {escape(group.route.summary)} ({escape(group.how)}) → {escape(losses_text(group, keys, 'doing'))}")
+        console.print(f"  {mark} {escape(group.route.summary)}, {escape(group.how)} → {escape(losses_text(group, keys, 'doing'))}")
         for danger in group.dangers:
-            console.print(f"      {escape(danger.loss.title)}: {escape(danger.loss.meaning)}")
+            console.print(f"      {escape(danger.loss.title)} — {escape(danger.loss.meaning)}")
         if group.stuck:
-            console.print(f"      then: {escape(ways_out_text(group, keys))}")
+            console.print(f"      what is left: {escape(ways_out_text(group, keys))}")
         if group.route.depends:
             console.print(
                 f"      (assumes the worse where the device's behaviour is not public: {escape(', '.join(group.route.depends))})"

@@ -37,7 +37,7 @@ def test_the_issue_token_first_line_warns_that_three_wrong_user_pins_lose_the_ke
     # ...and the lists follow, the dangers among them (wrapped at 100 columns, the first line not).
     flat = " ".join(out.split())
     assert "What would make it worse" in flat and "Already lost: SO-PIN blocked" in flat
-    assert "a firmware update (takes 1 deliberate step) → losing the key (erased) and changing the device identity" in flat
+    assert "a firmware update, with 1 deliberate step → losing the key (erased) and changing the device identity" in flat
 
 
 def test_the_forum_threads_token_is_not_one_mistake_away(tmp_path, capsys, monkeypatch):
@@ -47,12 +47,12 @@ def test_the_forum_threads_token_is_not_one_mistake_away(tmp_path, capsys, monke
     code, out, _ = _doctor(capsys, path)
     assert code == 0
     assert out.startswith("Token in ") and "DANGER" not in out
-    assert "7 wrong SO-PINs (7 tries left) (mistakes alone) → blocking the SO-PIN for good" in out
+    assert "7 wrong SO-PINs (7 tries left), by mistakes alone → blocking the SO-PIN for good" in out
     assert (
-        "2 wrong user PINs (2 tries left), then 7 wrong SO-PINs (7 tries left) (mistakes alone) → "
+        "2 wrong user PINs (2 tries left), then 7 wrong SO-PINs (7 tries left), by mistakes alone → "
         "losing the 2 keys for good and blocking both PINs"
     ) in out
-    assert "a re-initialization with the SO-PIN (takes 1 deliberate step) → losing the 2 keys (erased)" in out
+    assert "a re-initialization with the SO-PIN, with 1 deliberate step → losing the 2 keys (erased)" in out
 
 
 @pytest.mark.parametrize(
