@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,16 +85,20 @@ class Target:
 def main(args: argparse.Namespace) -> int:
     advice = _check_so_pin(args.so_pin)
     checked = [_check(target) for target in open_targets(args)]
-    if args.json:
-        print(json.dumps(report(checked, SMARTCARD_HSM.name), indent=2))
-    else:
-        console = Console(highlight=False)
-        for n, c in enumerate(checked):
-            if n:
-                console.print()
-                console.rule()
-            if c.diagnosis is not None:
-                print_diagnosis(console, c.diagnosis, advice)
+    try:
+        if args.json:
+            print(json.dumps(report(checked, SMARTCARD_HSM.name), indent=2), flush=True)
+        else:
+            console = Console(highlight=False)
+            for n, c in enumerate(checked):
+                if n:
+                    console.print()
+                    console.rule()
+                if c.diagnosis is not None:
+                    print_diagnosis(console, c.diagnosis, advice)
+            sys.stdout.flush()
+    except BrokenPipeError:  # `doctor --json | head`: the reader left; the exit code still tells
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     for c in checked:
         if c.diagnosis is None:
             print(f"hsm-lifecycle doctor: {c.error}", file=sys.stderr)
