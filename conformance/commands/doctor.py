@@ -89,7 +89,7 @@ def main(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(report(checked, SMARTCARD_HSM.name), indent=2), flush=True)
         else:
-            console = Console(highlight=False)
+            console = _QuietOnClosedPipe(highlight=False)
             for n, c in enumerate(checked):
                 if n:
                     console.print()
@@ -103,6 +103,15 @@ def main(args: argparse.Namespace) -> int:
         if c.diagnosis is None:
             print(f"hsm-lifecycle doctor: {c.error}", file=sys.stderr)
     return exit_code(checked)
+
+
+class _QuietOnClosedPipe(Console):
+    """rich exits 1 when stdout closes (`doctor | head`); for doctor 1 means a danger, so go
+    quiet instead and let the exit code say what it found."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _check(target: Target) -> Checked:
