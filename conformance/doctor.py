@@ -19,7 +19,6 @@ from `model.oracle`; this module only words them and adds the tool command lines
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from hsm_lifecycle.conformance.danger_words import DangerGroup, group_dangers, warning_line
 from hsm_lifecycle.conformance.interlocks import Apdu, Cost, apdu_cost
 from hsm_lifecycle.conformance.mapper import IdentityUnreadable, Mapper, apdu
 from hsm_lifecycle.conformance.transport.base import Response, Transport, TransportError, TransportWrapper
@@ -44,6 +43,7 @@ from hsm_lifecycle.protocol import (
 from hsm_lifecycle.model import oracle
 from hsm_lifecycle.model.catalog import RULES
 from hsm_lifecycle.model.dangers import LOSSES, Dangers, find_dangers
+from hsm_lifecycle.conformance.danger_words import DangerGroup, group_dangers, warning_line
 from hsm_lifecycle.model.commands import INITIALIZE, RIGHT, WRONG, Command
 from hsm_lifecycle.model.outputs import LOGIN_OK, OK, UPDATE_OK
 from hsm_lifecycle.model.profiles import SMARTCARD_HSM, Profile, UnresolvedBehaviour
