@@ -179,13 +179,15 @@ def suffered(state: ExtState, profile: Profile) -> tuple[str, ...]:
 
 # Each unknown resolved so that routes to a loss are no longer than on the device: a wrong
 # SO-PIN in a disabled RESET RETRY COUNTER spends a try, a correct SO-PIN gives none back, no
-# command leaves the user logged in, and every retry count is accepted.
+# command leaves the user logged in (a wrong user PIN ends a session), every retry count is
+# accepted. Every state-affecting behaviour needs an entry (tests/model checks it).
 WORST_CASE: dict[str, bool] = {
     RRC_DISABLED: True,
     SO_SUCCESS_RESTORES: False,
     AUTH_AFTER_INIT: False,
     AUTH_AFTER_CHANGE: False,
     RETRIES_BY_PIN_LENGTH: False,
+    "wrong-pin-ends-session": True,
 }
 
 
@@ -194,6 +196,9 @@ def worst_case(profile: Profile) -> Profile:
     """`profile` with every unknown state-affecting behaviour resolved as `WORST_CASE` says."""
     if profile.is_resolved:
         return profile
+    missing = [b for b in profile.unresolved if b not in WORST_CASE]
+    if missing:
+        raise ValueError(f"model.dangers: no worst case for open behaviour(s) {', '.join(missing)}: add it to WORST_CASE")
     return profile.resolve({b: WORST_CASE[b] for b in profile.unresolved}, name=f"{profile.name} (worst case)")
 
 

@@ -29,7 +29,8 @@ from hsm_lifecycle.model.dangers import (
     keys_usable,
     worst_case,
 )
-from hsm_lifecycle.model.profiles import EMULATOR_DEFAULTS, SMARTCARD_HSM
+from hsm_lifecycle.model.dangers import WORST_CASE
+from hsm_lifecycle.model.profiles import EMULATOR_DEFAULTS, SMARTCARD_HSM, STATE_AFFECTING
 from hsm_lifecycle.model.states import ExtState
 
 E = ExtState.initialized
@@ -267,3 +268,7 @@ def test_unknown_behaviours_are_resolved_towards_the_worse_and_a_resolved_profil
     assert "so-success-restores" in erase.route.depends
     same = find_dangers(E(so_tries=7, user_tries=2, keys=2), EMULATOR_DEFAULTS)
     assert {(d.loss.id, d.steps_away) for d in same.dangers} >= {(SO, 7), (UNUSABLE, 9), (ERASED, 1)}
+
+
+def test_every_state_affecting_open_behaviour_has_a_worst_case():
+    assert set(STATE_AFFECTING) <= set(WORST_CASE)
