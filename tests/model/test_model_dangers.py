@@ -25,11 +25,11 @@ from hsm_lifecycle.model.dangers import (
     KEYS_UNUSABLE as UNUSABLE,
     LAST_UPDATE_SPENT as LAST,
     SO_PIN_BLOCKED as SO,
+    WORST_CASE,
     find_dangers,
     keys_usable,
     worst_case,
 )
-from hsm_lifecycle.model.dangers import WORST_CASE
 from hsm_lifecycle.model.profiles import EMULATOR_DEFAULTS, SMARTCARD_HSM, STATE_AFFECTING
 from hsm_lifecycle.model.states import ExtState
 
