@@ -8,6 +8,8 @@ Three parts, each usable alone:
 * `diagnose` turns the reading into the model's extended state, names the abstract state and
   asks the model's oracle what each owner action would do from there (admitted or refused, the
   consequences, the rules, the cost class), including the way down the SO-PIN counter to 0.
+* `diagnose` also asks `model.dangers` what would make the state worse: the shortest routes of
+  owner mistakes or actions to each loss, and which of them are one mistake away (said first).
 * `check_so_pin_text` explains the SO-PIN format and the ASCII-hex trap, locally.
 
 Nothing about the lifecycle is restated here: admitted/refused, next states and costs all come
@@ -42,6 +44,8 @@ from hsm_lifecycle.protocol import (
 )
 from hsm_lifecycle.model import oracle
 from hsm_lifecycle.model.catalog import RULES
+from hsm_lifecycle.model.dangers import LOSSES, Dangers, find_dangers
+from hsm_lifecycle.conformance.danger_words import DangerGroup, group_dangers, warning_line
 from hsm_lifecycle.model.commands import INITIALIZE, RIGHT, WRONG, Command
 from hsm_lifecycle.model.outputs import LOGIN_OK, OK, UPDATE_OK
 from hsm_lifecycle.model.profiles import SMARTCARD_HSM, Profile, UnresolvedBehaviour
@@ -457,6 +461,24 @@ class Diagnosis:
     so_budget: SoBudget | None
     no_factory_reset: str  # R01, from the catalog
     warnings: tuple[str, ...]
+    dangers: Dangers  # for the first candidate state
+    danger_caveats: tuple[str, ...] = ()  # where another candidate state has other dangers
+    # One line on whether the keys can be backed up (DKEK) before a re-initialization; None
+    # until the model can tell.
+    key_backup: str | None = None
+
+    @property
+    def danger_groups(self) -> tuple[DangerGroup, ...]:
+        return group_dangers(self.dangers)
+
+    @property
+    def first_lines(self) -> tuple[str, ...]:
+        """The warnings said before anything else: losses one mistake away."""
+        return tuple(warning_line(g, self.dangers) for g in self.danger_groups if g.imminent)
+
+    @property
+    def one_mistake_away(self) -> bool:
+        return bool(self.dangers.imminent)
 
     @property
     def can(self) -> tuple[ActionVerdict, ...]:
@@ -474,6 +496,7 @@ def diagnose(reading: TokenReading, profile: Profile = SMARTCARD_HSM) -> Diagnos
     primary = cands[0]
     states = tuple(dict.fromkeys(c.state.abstract for c in cands))
     actions = tuple(_judge(a, cands, profile) for a in ACTIONS)
+    ahead = find_dangers(primary.state, profile)
     r01 = RULES["R01"]
     return Diagnosis(
         reading=reading,
@@ -483,6 +506,8 @@ def diagnose(reading: TokenReading, profile: Profile = SMARTCARD_HSM) -> Diagnos
         so_budget=_so_budget(primary.state, profile) if primary.state.so_tries else None,
         no_factory_reset=f"{r01.id} {r01.title}: {r01.statement}",
         warnings=_warnings(reading, primary.state),
+        dangers=ahead,
+        danger_caveats=tuple(filter(None, (_danger_caveat(ahead, c, profile) for c in cands[1:]))),
     )
 
 
@@ -524,6 +549,22 @@ def _so_budget(state: ExtState, profile: Profile) -> SoBudget:
         blocked_state=blocked.abstract,
         after_block=tuple(at_zero),
     )
+
+
+def _danger_caveat(ahead: Dangers, other: Candidate, profile: Profile) -> str:
+    """How the dangers differ if the token is in another candidate state."""
+    alt = find_dangers(other.state, profile)
+    mine = {(d.loss.id, d.by_mistakes_alone): d.route.summary for d in ahead.dangers}
+    theirs = {(d.loss.id, d.by_mistakes_alone): d.route.summary for d in alt.dangers}
+    gone, already, moved = [], [], []
+    for key in dict.fromkeys([*mine, *theirs]):
+        title = LOSSES[key[0]].title
+        if key not in theirs:
+            (already if key[0] in alt.suffered else gone).append(title)
+        elif mine.get(key) != theirs[key]:
+            moved.append(f"{title} after {theirs[key]}")
+    parts = [*([f"out of reach: {', '.join(gone)}"] if gone else []), *([f"already: {', '.join(already)}"] if already else []), *moved]
+    return f"{other.assumption}: {'; '.join(parts)}" if parts else ""
 
 
 def _warnings(reading: TokenReading, state: ExtState) -> tuple[str, ...]:
@@ -621,6 +662,11 @@ def reader_atrs(readers: list[str]) -> dict[str, bytes | None]:
         scard.SCardReleaseContext(context)
 
 
+def holds_smartcard_hsm(atr: bytes | None) -> bool:
+    """Whether a card's ATR is a SmartCard-HSM's (its historical bytes carry "THSM1")."""
+    return atr is not None and SMARTCARD_HSM_ATR_MARK in atr
+
+
 def choose_hsm_reader(readers: list[str], atrs: dict[str, bytes | None], wanted: str | None) -> str:
     """The reader named by `wanted` (a substring), else the first whose card has a SmartCard-HSM
     ATR. TransportError (one sentence) when there is none."""
@@ -631,8 +677,7 @@ def choose_hsm_reader(readers: list[str], atrs: dict[str, bytes | None], wanted:
     if not readers:
         raise TransportError("no smart-card reader is connected: plug in the Nitrokey HSM 2 / SmartCard-HSM and retry")
     for reader in readers:
-        atr = atrs.get(reader)
-        if atr is not None and SMARTCARD_HSM_ATR_MARK in atr:
+        if holds_smartcard_hsm(atrs.get(reader)):
             return reader
     listed = ", ".join(f"'{r}'" for r in readers)
     raise TransportError(

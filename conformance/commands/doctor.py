@@ -1,13 +1,20 @@
 """`hsm-lifecycle doctor`: a token owner's non-destructive check-up.
 
 Reads the token (never a PIN, never a write), names its lifecycle state and lists what the
-owner can still do and what is impossible, as the model says, with the command lines to do it.
-The diagnosis itself is `conformance.doctor`; this module picks the token and prints.
+owner can still do, what is impossible and what would make it worse, as the model says, with
+the command lines to do it. A loss one mistake away is said first. With several readers
+(`--reader` repeated, or `--all`) each token is checked in turn; `--json` prints the same
+reading as data (`conformance.doctor_report`). The diagnosis itself is `conformance.doctor`;
+this module picks the tokens and prints.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -24,19 +31,30 @@ from hsm_lifecycle.conformance.doctor import (
     check_so_pin_text,
     choose_hsm_reader,
     diagnose,
+    holds_smartcard_hsm,
     read_token,
     reader_atrs,
 )
+from hsm_lifecycle.conformance.danger_words import losses_text, rule_words, ways_out_text
+from hsm_lifecycle.conformance.doctor_report import SCHEMA, Checked, exit_code, report
 from hsm_lifecycle.conformance.transport.base import Transport, TransportError
-from hsm_lifecycle.model.catalog import RULES
-from hsm_lifecycle.model.profiles import OPEN_MEANINGS
+from hsm_lifecycle.model.dangers import LOSSES
+from hsm_lifecycle.model.profiles import OPEN_MEANINGS, SMARTCARD_HSM
 from hsm_lifecycle.protocol import describe_sw
 
 HELP = "non-destructive check-up of a token: its lifecycle state and what you can still do (never sends a PIN)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--reader", metavar="R", help="PC/SC reader name substring (default: the first reader holding a SmartCard-HSM)")
+    parser.add_argument(
+        "--reader",
+        metavar="R",
+        action="append",
+        default=[],
+        help="PC/SC reader name substring; repeat it to check several tokens (default: the first reader holding a SmartCard-HSM)",
+    )
+    parser.add_argument("--all", action="store_true", help="check every reader that holds a SmartCard-HSM / Nitrokey HSM 2")
+    parser.add_argument("--json", action="store_true", help=f"print the reading as one JSON object (schema {SCHEMA}) instead of text")
     parser.add_argument(
         "--target",
         metavar="T",
@@ -51,28 +69,70 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.epilog = (
         "doctor sends only SELECT, the status queries VERIFY 81/88 without a PIN, ENUMERATE OBJECTS and "
-        "READ BINARY of EF.C_DevAut: it costs the token nothing."
+        "READ BINARY of EF.C_DevAut: it costs the token nothing. Exit status: 0 healthy, 1 a token is one "
+        "mistake away from a loss, 2 usage, 3 no token."
     )
 
 
+@dataclass(frozen=True)
+class Target:
+    """A reader to check: a transport to read through, or why there is no token in it."""
+
+    reader: str | None
+    transport: Transport | None = None
+    error: str = ""
+
+
 def main(args: argparse.Namespace) -> int:
-    console = Console(highlight=False)
     advice = _check_so_pin(args.so_pin)
-    transport = open_transport(args)
+    checked = [_check(target) for target in open_targets(args)]
+    try:
+        if args.json:
+            print(json.dumps(report(checked, SMARTCARD_HSM.name), indent=2), flush=True)
+        else:
+            console = _QuietOnClosedPipe(highlight=False)
+            for n, c in enumerate(checked):
+                if n:
+                    console.print()
+                    console.rule()
+                if c.diagnosis is not None:
+                    print_diagnosis(console, c.diagnosis, advice)
+            sys.stdout.flush()
+    except BrokenPipeError:  # `doctor --json | head`: the reader left; the exit code still tells
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    for c in checked:
+        if c.diagnosis is None:
+            print(f"hsm-lifecycle doctor: {c.error}", file=sys.stderr)
+    return exit_code(checked)
+
+
+class _QuietOnClosedPipe(Console):
+    """rich exits 1 when stdout closes (`doctor | head`); for doctor 1 means a danger, so go
+    quiet instead and let the exit code say what it found."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _check(target: Target) -> Checked:
+    """Read one token and diagnose it; a token that cannot be read is reported, not raised."""
+    if target.transport is None:
+        return Checked(target.reader, error=target.error)
     try:
         try:
-            reading = read_token(transport)
+            reading = read_token(target.transport)
         except TransportError as exc:
-            raise UsageError(str(exc)) from None
+            return Checked(target.reader, error=str(exc))
     finally:
-        transport.close()
+        target.transport.close()
     if not reading.applet_present:
-        raise UsageError(
-            f"the card in '{reading.reader}' has no SmartCard-HSM applet (SELECT answered {describe_sw(reading.select_sw)}): "
-            "is it a Nitrokey HSM 2 / SmartCard-HSM?"
+        return Checked(
+            reading.reader or target.reader,
+            error=f"the card in '{reading.reader}' has no SmartCard-HSM applet (SELECT answered {describe_sw(reading.select_sw)}): "
+            "is it a Nitrokey HSM 2 / SmartCard-HSM?",
         )
-    print_diagnosis(console, diagnose(reading), advice)
-    return 0
+    return Checked(reading.reader, diagnose(reading))
 
 
 def _check_so_pin(text: str | None) -> SoPinAdvice | None:
@@ -84,14 +144,15 @@ def _check_so_pin(text: str | None) -> SoPinAdvice | None:
     return advice
 
 
-def open_transport(args: argparse.Namespace) -> Transport:
-    """The transport doctor reads through: a PC/SC reader, an emulator state file, or a fresh emulator."""
+def open_targets(args: argparse.Namespace) -> list[Target]:
+    """The readers doctor reads: PC/SC readers, an emulator state file, or a fresh emulator."""
     from hsm_lifecycle.conformance.transport.inprocess import InProcessTransport
 
     target: str = args.target
+    wanted: list[str] = list(args.reader)
     if args.state is not None:
-        if target != "pcsc" or args.reader:
-            raise UsageError("--state names an emulated token; leave out --target and --reader with it.")
+        if target != "pcsc" or wanted or args.all:
+            raise UsageError("--state names an emulated token; leave out --target, --reader and --all with it.")
         from hsm_lifecycle.emulator import StateFileError, VirtualToken
 
         if not args.state.is_file():
@@ -100,23 +161,27 @@ def open_transport(args: argparse.Namespace) -> Transport:
             token = VirtualToken.open(args.state)
         except StateFileError as exc:
             raise UsageError(f"{args.state} is not a usable emulator state file: {exc}") from None
-        return InProcessTransport(token, reader=f"emulator state {args.state}")
+        return [Target(str(args.state), InProcessTransport(token, reader=f"emulator state {args.state}"))]
     if target == "emulator":
-        if args.reader:
-            raise UsageError("--reader applies to a PC/SC token, not to --target emulator.")
+        if wanted or args.all:
+            raise UsageError(f"{'--reader' if wanted else '--all'} applies to a PC/SC token, not to --target emulator.")
         from hsm_lifecycle.emulator import VirtualToken
 
-        return InProcessTransport(VirtualToken.manufacture(), reader="a freshly manufactured emulated token (demo)")
+        return [Target("emulator", InProcessTransport(VirtualToken.manufacture(), reader="a freshly manufactured emulated token (demo)"))]
     if target in ("pcsc", "emulator:vpcd") or target.startswith("pcsc:"):
         named = target.removeprefix("pcsc:") if target.startswith("pcsc:") else None
-        if named and args.reader and named != args.reader:
-            raise UsageError(f"--target names reader {named!r} but --reader names {args.reader!r}; give one.")
-        return _pcsc_transport(named or args.reader, only_vpcd=target == "emulator:vpcd")
+        if named:
+            if wanted and wanted != [named]:
+                raise UsageError(f"--target names reader {named!r} but --reader names {', '.join(map(repr, wanted))}; give one.")
+            wanted = [named]
+        if args.all and wanted:
+            raise UsageError("--all checks every reader holding a SmartCard-HSM: leave out --reader with it.")
+        return _pcsc_targets(wanted, every=args.all, only_vpcd=target == "emulator:vpcd")
     raise UsageError(f"unknown --target {target!r}: use pcsc, pcsc:READER, emulator or emulator:vpcd.")
 
 
-def _pcsc_transport(wanted: str | None, *, only_vpcd: bool = False) -> Transport:
-    from hsm_lifecycle.conformance.transport.pcsc import PcscTransport, list_readers
+def _pcsc_targets(wanted: list[str], *, every: bool, only_vpcd: bool = False) -> list[Target]:
+    from hsm_lifecycle.conformance.transport.pcsc import PcscTransport, list_readers, select_reader
     from hsm_lifecycle.emulator.vpcd import vpcd_readers
 
     try:
@@ -124,11 +189,39 @@ def _pcsc_transport(wanted: str | None, *, only_vpcd: bool = False) -> Transport
         if only_vpcd:  # never pick a real token when the emulator was asked for
             served = set(vpcd_readers().values())
             readers = [r for r in readers if r in served or r.startswith("Virtual PCD")]
-        reader = choose_hsm_reader(readers, reader_atrs(readers), wanted)
-    except TransportError as exc:
+        atrs = reader_atrs(readers)
+    except TransportError as exc:  # pcscd itself is missing: a set-up mistake, not a token's absence
         raise UsageError(str(exc)) from None
-    # The exact reader name: a substring that matches this reader only.
-    return PcscTransport(reader)
+    if every:
+        held = [r for r in readers if holds_smartcard_hsm(atrs.get(r))]
+        if not held:
+            return [Target(None, error=_none_held(readers))]
+        return [Target(r, PcscTransport(r)) for r in held]
+    if not wanted:
+        try:
+            reader = choose_hsm_reader(readers, atrs, None)
+        except TransportError as exc:
+            return [Target(None, error=str(exc))]
+        return [Target(reader, PcscTransport(reader))]
+    out = []
+    for substring in dict.fromkeys(wanted):
+        try:
+            reader = select_reader(readers, substring)
+        except TransportError as exc:
+            out.append(Target(substring, error=str(exc)))
+            continue
+        if atrs.get(reader) is None:
+            out.append(Target(reader, error=f"the reader '{reader}' holds no card: insert the token and retry"))
+        else:
+            out.append(Target(reader, PcscTransport(reader)))
+    return out
+
+
+def _none_held(readers: list[str]) -> str:
+    if not readers:
+        return "no smart-card reader is connected: plug in the Nitrokey HSM 2 / SmartCard-HSM and retry"
+    listed = ", ".join(f"'{r}'" for r in readers)
+    return f"no reader holds a SmartCard-HSM / Nitrokey HSM 2 (the readers are {listed}): insert the token and retry"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,6 +229,8 @@ def _pcsc_transport(wanted: str | None, *, only_vpcd: bool = False) -> Transport
 
 
 def print_diagnosis(console: Console, diag: Diagnosis, advice: SoPinAdvice | None) -> None:
+    for line in diag.first_lines:  # a loss one mistake away: said before anything else
+        console.print(f"[bold red]{escape(line)}[/]", soft_wrap=True)
     _print_token(console, diag.reading)
     console.print()
     states = " or ".join(diag.states)
@@ -151,6 +246,7 @@ def print_diagnosis(console: Console, diag: Diagnosis, advice: SoPinAdvice | Non
     console.print(f"  [red]✘[/] Factory reset: there is none. {escape(diag.no_factory_reset)}")
     for verdict in diag.cannot:
         _print_refusal(console, verdict)
+    _print_dangers(console, diag)
     if diag.so_budget is not None:
         budget = diag.so_budget
         console.print()
@@ -229,7 +325,7 @@ def _user_status(reading: TokenReading) -> str:
 
 def _print_action(console: Console, verdict: ActionVerdict) -> None:
     action, pred = verdict.action, verdict.prediction
-    rules = _rules(pred.rules)
+    rules = rule_words(pred.rules)
     console.print(f"  [green]✔[/] [bold]{escape(action.label)}[/]")
     console.print(f"      needs {escape(action.needs)}; cost class {escape(pred.cost)}; {escape(rules)}")
     console.print(f"      → {escape(_consequences(pred))}")
@@ -257,8 +353,29 @@ def _consequences(pred: Prediction) -> str:
 def _refusal_reason(pred: Prediction) -> str:
     spent = f"; and it still costs: {'; '.join(pred.changes)}" if pred.changes else ""
     answer = "refused" if pred.output == "refused" else f"refused ({pred.output})"
-    return f"{answer} — {_rules(pred.rules)}{spent}"
+    return f"{answer} — {rule_words(pred.rules)}{spent}"
 
 
-def _rules(ids: tuple[str, ...]) -> str:
-    return ", ".join(f"{r} {RULES[r].title}" if r in RULES else r for r in ids)
+def _print_dangers(console: Console, diag: Diagnosis) -> None:
+    console.print()
+    console.print("[bold]What would make it worse[/] (the shortest ways to a loss, from the lifecycle model)")
+    keys = diag.dangers.state.keys
+    if diag.key_backup is not None:
+        console.print(f"  Key backup: {escape(diag.key_backup)}")
+    for group in diag.danger_groups:
+        mark = "[bold red]![/]" if group.imminent else "[yellow]✘[/]"
+        console.print(f"  {mark} {escape(group.route.summary)}, {escape(group.how)} → {escape(losses_text(group, keys, 'doing'))}")
+        for danger in group.dangers:
+            console.print(f"      {escape(danger.loss.title)} — {escape(danger.loss.meaning)}")
+        if group.stuck:
+            console.print(f"      what is left: {escape(ways_out_text(group, keys))}")
+        if group.route.depends:
+            console.print(
+                f"      (assumes the worse where the device's behaviour is not public: {escape(', '.join(group.route.depends))})"
+            )
+    if not diag.danger_groups:
+        console.print("  nothing the owner can do makes it worse")
+    if diag.dangers.suffered:
+        console.print(f"  Already lost: {escape(', '.join(LOSSES[x].title for x in diag.dangers.suffered))}")
+    for caveat in diag.danger_caveats:
+        console.print(f"  note: {escape(caveat)}")

@@ -93,3 +93,36 @@ def test_doctor_reads_the_threads_token_through_pcscd(tmp_path, capsys, monkeypa
     after = VirtualToken.open(state).status()
     for name in ("so_tries", "user_tries", "keys", "options", "serial", "identity_generation"):
         assert getattr(after, name) == getattr(before, name), name
+
+
+def test_doctor_reads_two_tokens_through_pcscd_as_json(tmp_path, capsys):
+    """Several readers at once over PC/SC: the issue's token (one mistake from losing its key)
+    and the forum thread's, each in its own vpcd reader; both state files stay byte-identical."""
+    import json
+
+    import jsonschema
+
+    from hsm_lifecycle.conformance.doctor_report import load_schema
+
+    issue, forum = tmp_path / "issue.state", tmp_path / "forum.state"
+    build_token(so_wrong=15, keys=1, state_path=issue)
+    build_token(so_wrong=8, user_wrong=1, keys=2, state_path=forum)
+    before = {p: p.read_bytes() for p in (issue, forum)}
+    from hsm_lifecycle.emulator.vpcd import lease_ports
+
+    readers = vpcd_readers()
+    empty = lambda port: reader_atrs([readers[port]])[readers[port]] is None  # noqa: E731
+    with lease_ports(2, wait=60, usable=empty) as (port_a, port_b):
+        reader_a, reader_b = readers[port_a], readers[port_b]
+        with serve_emulator(port_a, issue), serve_emulator(port_b, forum):
+            assert _wait_for_card(reader_a) == ATR and _wait_for_card(reader_b) == ATR
+            code = cli.main(["doctor", "--json", "--reader", reader_b, "--reader", reader_a])
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    jsonschema.validate(doc, load_schema())
+    assert [t["reader"] for t in doc["tokens"]] == [reader_b, reader_a]
+    assert [t["exit_code"] for t in doc["tokens"]] == [0, 1]
+    assert code == doc["exit_code"] == 1, err
+    assert doc["tokens"][1]["first_warnings"][0].startswith("DANGER: you are 3 wrong user PINs (3 tries left)")
+    assert doc["tokens"][0]["counters"]["so_tries"] == 7 and doc["tokens"][0]["counters"]["keys"] == 2
+    assert {p: p.read_bytes() for p in (issue, forum)} == before
