@@ -93,7 +93,7 @@ def sign(applet: Applet, cmd: Command) -> tuple[bytes, int]:
 
 
 def decipher(applet: Applet, cmd: Command) -> tuple[bytes, int]:
-    """`80 62 <key id> <algorithm>` + cryptogram (RSA 21 / 20)."""
+    """`80 62 <key id> <algorithm>` + cryptogram (RSA 21/22/23) or peer point (EC 80)."""
     key = _key_for_use(applet, cmd)
     try:
         return keys.decipher(key, cmd.p2, cmd.data), SW.OK

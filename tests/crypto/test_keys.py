@@ -7,7 +7,7 @@ import hashlib
 import json
 
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -280,7 +280,9 @@ def test_decipher(rsa_generated: keys.GeneratedKey) -> None:
     n = public.public_numbers().n
     m = int.from_bytes(secret, "big")
     cryptogram = pow(m, 65537, n).to_bytes(256, "big")
-    assert keys.decipher(rsa_generated.key, p.ALGO_RSA_RAW, cryptogram) == m.to_bytes(256, "big")
+    assert keys.decipher(rsa_generated.key, p.ALGO_RSA_DECRYPT_RAW, cryptogram) == m.to_bytes(256, "big")
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    assert keys.decipher(rsa_generated.key, p.ALGO_RSA_DECRYPT_OAEP, public.encrypt(secret, oaep)) == secret
     # No PKCS#1 padding: OpenSSL >= 3.2 answers a pseudo-random message (implicit rejection,
     # against Bleichenbacher/Marvin) where older versions fail; neither may leak the block.
     try:
@@ -299,6 +301,7 @@ def test_decipher(rsa_generated: keys.GeneratedKey) -> None:
         ("ec", 0x70, bytes(31), keys.WrongInputError, 0x6A80),
         ("rsa", 0x73, MESSAGE, keys.AlgorithmNotSupportedError, 0x6A81),
         ("rsa", 0x21, MESSAGE, keys.AlgorithmNotSupportedError, 0x6A81),  # decipher algo to SIGN
+        ("rsa", 0x22, MESSAGE, keys.AlgorithmNotSupportedError, 0x6A81),
         ("rsa", 0x20, bytes(255), keys.WrongInputError, 0x6A80),
         ("rsa", 0x20, b"\xff" * 256, keys.WrongInputError, 0x6A80),  # not below the modulus
         ("rsa", 0x30, bytes(246), keys.WrongInputError, 0x6A80),  # > k - 11
@@ -320,11 +323,28 @@ def test_sign_refusals(
     assert caught.value.sw == sw
 
 
+def test_ecdh_agrees_with_the_peer(ec_generated: keys.GeneratedKey) -> None:
+    own = cvc.request_public_key(ec_generated.request)
+    assert isinstance(own, ec.EllipticCurvePublicKey)
+    peer = ec.generate_private_key(own.curve)
+    point = peer.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    answer = keys.decipher(ec_generated.key, p.ALGO_ECDH, point)
+    assert answer == b"\x04" + peer.exchange(ec.ECDH(), own)
+
+
 def test_decipher_refusals(
     ec_generated: keys.GeneratedKey, rsa_generated: keys.GeneratedKey
 ) -> None:
     with pytest.raises(keys.AlgorithmNotSupportedError):
         keys.decipher(ec_generated.key, p.ALGO_RSA_DECRYPT_PKCS1, bytes(32))
+    with pytest.raises(keys.AlgorithmNotSupportedError):  # 20 is SIGN's raw RSA, not DECIPHER's
+        keys.decipher(rsa_generated.key, p.ALGO_RSA_RAW, bytes(256))
+    with pytest.raises(keys.AlgorithmNotSupportedError):
+        keys.decipher(rsa_generated.key, p.ALGO_ECDH, bytes(256))
+    with pytest.raises(keys.WrongInputError):  # compressed point
+        keys.decipher(ec_generated.key, p.ALGO_ECDH, b"\x02" + bytes(32))
+    with pytest.raises(keys.WrongInputError):  # not on the curve
+        keys.decipher(ec_generated.key, p.ALGO_ECDH, b"\x04" + bytes(64))
     with pytest.raises(keys.AlgorithmNotSupportedError):
         keys.decipher(rsa_generated.key, p.ALGO_RSA_PKCS1_SHA256, bytes(256))
     with pytest.raises(keys.WrongInputError):
