@@ -11,7 +11,7 @@ Every refusal is a `KeyOperationError` whose `sw` is the status word the applet 
 * `MalformedKeyDataError` → 6A80: GAKP data not well-formed (TLV, missing, duplicate or
   unknown tags, bad values).
 * `UnsupportedKeyError` → 6A81: well-formed, but a curve, RSA size or exponent, or algorithm
-  OID the card does not offer (curves: P-256, brainpoolP256r1, P-384; RSA 2048/3072, e 65537).
+  OID the card does not offer (curves: SUPPORTED_CURVES; RSA: SUPPORTED_RSA_BITS, e 65537).
 * `AlgorithmNotSupportedError` → 6A81: SIGN/DECIPHER algorithm byte unknown, or one for the
   other key type (DECIPHER: RSA 21/22/23, EC 80).
 * `WrongInputError` → 6A80: input of the wrong length or size for the algorithm, or a
@@ -36,8 +36,20 @@ from hsm_lifecycle import tlv
 PrivateKey = Union[ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey]
 KeyKind = Literal["ec", "rsa"]
 
-SUPPORTED_CURVES = ("secp256r1", "brainpoolP256r1", "secp384r1")
-SUPPORTED_RSA_BITS = (2048, 3072)
+# The device's key set as OpenSC offers it for the SmartCard-HSM (card-sc-hsm.c `sc_hsm_init`
+# RSA sizes; pkcs15-sc-hsm.c `curves[]`), minus the curves `cryptography` cannot compute
+# (brainpoolP192r1/P224r1/P320r1, secp192k1: refused 6A81, see docs/emulator.md).
+SUPPORTED_CURVES = (
+    "secp192r1",
+    "secp256r1",
+    "secp384r1",
+    "secp521r1",
+    "brainpoolP256r1",
+    "brainpoolP384r1",
+    "brainpoolP512r1",
+    "secp256k1",
+)
+SUPPORTED_RSA_BITS = (1024, 1536, 2048, 3072, 4096)
 RSA_EXPONENT = 65537
 TAG_KEY_SIZE = 0x02  # RSA modulus bits inside GAKP's 7F49
 _PICO_EXTRAS = {0x90, 0x91, 0x92}  # use counter, allowed algorithms, key domain

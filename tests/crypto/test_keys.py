@@ -25,14 +25,15 @@ def ec_body(
     outer_car: str | None = None,
     drop: int | None = None,
     extra: bytes = b"",
+    b_xor: int = 0,
 ) -> bytes:
-    """GAKP data as OpenSC builds it for an EC key."""
+    """GAKP data as OpenSC builds it for an EC key (`b_xor` makes it a curve nobody knows)."""
     d = cvc.CURVES[curve]
     size = d.field_bytes
     params = [
         (0x81, d.p.to_bytes(size, "big")),
         (0x82, d.a.to_bytes(size, "big")),
-        (0x83, d.b.to_bytes(size, "big")),
+        (0x83, (d.b ^ b_xor).to_bytes(size, "big")),
         (0x84, d.generator),
         (0x85, d.n.to_bytes(d.order_bytes, "big")),
         (0x87, b"\x01"),
@@ -161,9 +162,10 @@ def test_rsa_3072_and_pss_oid() -> None:
         (ec_body("secp256r1") + tlv.encode(0x99, b""), keys.MalformedKeyDataError, 0x6A80),
         (ec_body("secp256r1", chr_="DÉ"), keys.MalformedKeyDataError, 0x6A80),
         (rsa_body(2048, exponent=b""), keys.MalformedKeyDataError, 0x6A80),
-        (ec_body("secp256k1"), keys.UnsupportedKeyError, 0x6A81),
-        (rsa_body(1024), keys.UnsupportedKeyError, 0x6A81),
-        (rsa_body(4096), keys.UnsupportedKeyError, 0x6A81),
+        (ec_body("secp256r1", b_xor=1), keys.UnsupportedKeyError, 0x6A81),  # unknown curve
+        (rsa_body(512), keys.UnsupportedKeyError, 0x6A81),
+        (rsa_body(2040), keys.UnsupportedKeyError, 0x6A81),  # not one of OpenSC's sizes
+        (rsa_body(8192), keys.UnsupportedKeyError, 0x6A81),
         (rsa_body(2048, exponent=b"\x03"), keys.UnsupportedKeyError, 0x6A81),
         (rsa_body(2048, oid="1.2.3.4"), keys.UnsupportedKeyError, 0x6A81),
     ],
@@ -377,7 +379,7 @@ def test_corrupt_stored_key(ec_generated: keys.GeneratedKey) -> None:
             keys.StoredKey.from_dict(broken)
     with pytest.raises(keys.KeyStateError):
         keys.StoredKey.from_bytes(b"\x30\x00")
-    k1 = ec.generate_private_key(ec.SECP256K1())
+    k1 = ec.generate_private_key(ec.SECP224R1())  # not a SmartCard-HSM curve
     with pytest.raises(keys.KeyStateError, match="unsupported curve"):
         keys.StoredKey.from_bytes(keys.StoredKey.from_private_key(k1).pkcs8)
 
@@ -389,6 +391,9 @@ def test_eeprom_estimates(rsa_key: rsa.RSAPrivateKey) -> None:
         ).eeprom_bytes()
         for c in keys.SUPPORTED_CURVES
     }
-    assert sizes == {"secp256r1": 113, "brainpoolP256r1": 113, "secp384r1": 161}
+    assert sizes == {
+        "secp192r1": 89, "secp256r1": 113, "brainpoolP256r1": 113, "secp256k1": 113,
+        "secp384r1": 161, "brainpoolP384r1": 161, "brainpoolP512r1": 209, "secp521r1": 215,
+    }  # fmt: skip
     assert keys.StoredKey.from_private_key(rsa_key).eeprom_bytes() == 916
     assert p.EEPROM_BYTES // sizes["secp256r1"] > 600  # hundreds of EC keys fit the 76 KB budget

@@ -122,8 +122,8 @@ def test_gakp_replaces_an_existing_key_id() -> None:
         (gakp(1, b"\x7f\x49\x05\x06\x03\x00"), "6A80"),  # malformed TLV
         (gakp(1, ec_body()[:-3]), "6A80"),  # truncated
         (gakp(1, tlv(0x5F29, b"\x00")), "6A80"),  # no 7F49
-        (gakp(1, ec_body("secp256k1")), "6A81"),  # curve not offered
-        (gakp(1, rsa_body(1024)), "6A81"),
+        (gakp(1, ec_body("secp256r1").replace(b"\x5a\xc6\x35\xd8", b"\x5a\xc6\x35\xd9")), "6A81"),  # unknown curve
+        (gakp(1, rsa_body(2040)), "6A81"),  # not one of the sizes OpenSC offers
         (gakp(0, ec_body()), "6A86"),  # the device key cannot be replaced
         (bytes.fromhex("00460101") + b"\x00" + len(ec_body()).to_bytes(2, "big") + ec_body() + b"\x00\x00", "6A86"),
         (bytes.fromhex("00460100000000"), "6700"),  # no body
