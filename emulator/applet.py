@@ -74,6 +74,8 @@ class Applet:
             (iso, Ins.GENERATE_ASYMMETRIC_KEY_PAIR): keyops.generate_key_pair,
             (proprietary, Ins.SIGN): keyops.sign,
             (proprietary, Ins.DECIPHER): keyops.decipher,
+            (proprietary, Ins.WRAP_KEY): keyops.wrap_key,
+            (proprietary, Ins.UNWRAP_KEY): keyops.unwrap_key,
         }
 
     @property

@@ -123,6 +123,9 @@ class Fault(Enum):
     QUERY_SPENDS_TRY = "query-spends-try"  # R19: a status query costs a try
     UNINITIALIZED_ACCEPTS_PIN = "uninitialized-accepts-pin"  # R20: VERIFY 81 works uninit
     FIRST_INIT_SETS_WRONG_TRIES = "first-init-sets-wrong-tries"  # R21: SO tries 10, not 15
+    INCOMPLETE_DKEK_USED = "incomplete-dkek-used"  # R23: wrap/unwrap with shares missing
+    WRAP_UNDER_FIXED_KEY = "wrap-under-fixed-key"  # R23: blobs open on any token, any DKEK
+    DKEK_SURVIVES_INIT = "dkek-survives-init"  # R23: INITIALIZE keeps the old DKEK
 
 
 def parse_faults(names: object) -> frozenset[Fault]:
