@@ -13,7 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from cryptography.hazmat.primitives import serialization
 
-from test_pcsc_opensc import PIN, Tools, _sign, initialized, tools  # noqa: F401  (fixtures)
+from pcsc_support import Emulators
+from test_pcsc_opensc import PIN, PKCS11_READERS, SO_PIN, Tools, _sign, initialized, tools  # noqa: F401
+from hsm_lifecycle.emulator.vpcd import vpcd_readers
+from hsm_lifecycle.protocol import VPCD_PORT
 
 pytestmark = [pytest.mark.pcscd, pytest.mark.opensc]
 
@@ -72,3 +75,74 @@ def test_pkcs11_rsa_keygen_sign_verify_decrypt_for_every_size(initialized: Tools
     initialized.pkcs11("--login", "--pin", PIN, "--decrypt", "--id", "12", "--mechanism", "RSA-PKCS",
                        "--input-file", str(cryptogram), "--output-file", str(plain))
     assert plain.read_bytes() == secret
+
+
+# --- DKEK key backup with sc-hsm-tool ---------------------------------------------------------
+
+SHARE_PASSWORD = "a share password"
+
+
+def _second_token(emulators: Emulators, tmp_path: Path) -> Tools:
+    ports = [p for p in sorted(vpcd_readers()) if p < VPCD_PORT + PKCS11_READERS]
+    served = emulators.start(ports=ports)
+    home = tmp_path / "home-b"
+    home.mkdir()
+    with served.transport():
+        pass
+    return Tools(served, home)
+
+
+def _init_with_share(tools: Tools, share: Path) -> None:
+    out = tools.sc_hsm_tool("--initialize", "--so-pin", SO_PIN, "--pin", PIN, "--dkek-shares", "1")
+    assert "failed" not in out, out
+    assert "DKEK import pending, 1 share(s) still missing" in tools.sc_hsm_tool()
+    out = tools.sc_hsm_tool("--import-dkek-share", str(share), "--password", SHARE_PASSWORD)
+    assert "DKEK shares" in out and "DKEK key check value" in out, out
+
+
+def _signature_verifies(tools: Tools, key_id: str, public: ec.EllipticCurvePublicKey, tmp_path: Path) -> None:
+    message = tmp_path / "restored.txt"
+    message.write_bytes(b"signed by a key restored from its DKEK blob")
+    signature = _sign(tools, key_id, "ECDSA-SHA256", message, tmp_path, "--signature-format", "openssl")
+    public.verify(signature, message.read_bytes(), ec.ECDSA(hashes.SHA256()))
+
+
+def test_sc_hsm_tool_backs_a_key_up_across_reinitialization_and_into_a_second_token(
+    tools: Tools, emulators: Emulators, tmp_path: Path
+) -> None:
+    share = tmp_path / "dkek-share.pbe"
+    out = tools.sc_hsm_tool("--create-dkek-share", str(share), "--password", SHARE_PASSWORD)
+    assert share.stat().st_size > 0, out
+    _init_with_share(tools, share)
+    kcv = tools.status()["DKEK key check value"]
+    tools.pkcs11("--login", "--pin", PIN, "--keypairgen", "--key-type", "EC:prime256v1", "--id", "01",
+                 "--label", "backed-up")
+    assert "Key ref        : 1 (0x01)" in tools.run("pkcs15-tool", "--reader", tools.reader, "--dump").stdout
+    public = _public_key(tools, "01")
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    wrapped = tmp_path / "key-01.wrapped"
+    out = tools.sc_hsm_tool("--wrap-key", str(wrapped), "--key-reference", "1", "--pin", PIN)
+    assert "failed" not in out and wrapped.stat().st_size > 100, out
+
+    # Re-initialization wipes key and DKEK; the share brings the DKEK back, the blob the key.
+    _init_with_share(tools, share)
+    assert tools.status()["DKEK key check value"] == kcv
+    assert "backed-up" not in tools.pkcs11("--login", "--pin", PIN, "--list-objects").stdout
+    out = tools.sc_hsm_tool("--unwrap-key", str(wrapped), "--key-reference", "1", "--pin", PIN)
+    assert "Key successfully imported" in out, out
+    assert "backed-up" in tools.pkcs11("--login", "--pin", PIN, "--list-objects").stdout
+    _signature_verifies(tools, "01", public, tmp_path)
+
+    # A second token holding the same DKEK takes the key; one with another DKEK refuses it.
+    other = _second_token(emulators, tmp_path)
+    _init_with_share(other, share)
+    out = other.sc_hsm_tool("--unwrap-key", str(wrapped), "--key-reference", "7", "--pin", PIN)
+    assert "Key successfully imported" in out, out
+    _signature_verifies(other, "01", public, tmp_path)
+    # A random DKEK (tag 92 = 0) is another DKEK: the blob does not open. (No second share
+    # file: sc-hsm-tool spends 10 million MD5 rounds on each one it creates or imports.)
+    assert "failed" not in other.sc_hsm_tool("--initialize", "--so-pin", SO_PIN, "--pin", PIN, "--dkek-shares", "0")
+    assert other.status()["DKEK key check value"] != kcv
+    refused = other.run("sc-hsm-tool", "-r", other.reader, "--unwrap-key", str(wrapped), "--key-reference", "1",
+                        "--pin", PIN, check=False)
+    assert refused.returncode != 0 and "Wrapped key does not match DKEK" in refused.stderr, refused
