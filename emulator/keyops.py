@@ -142,13 +142,11 @@ def dkek(card: CardContext, cmd: Command) -> tuple[bytes, int]:
 def _wrapping_key(card: CardContext) -> bytes:
     """The complete DKEK (R23): no DKEK 6A88, like the DKEK status; shares outstanding 6985."""
     current = card.state.dkek
-    if Fault.WRAP_UNDER_FIXED_KEY in card.faults:
-        return FIXED_WRAP_KEY
     if current is None:
         raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "no DKEK: keys cannot leave the device")
     if current.outstanding and Fault.INCOMPLETE_DKEK_USED not in card.faults:
         raise ApduError(SW.CONDITIONS_NOT_SATISFIED, "DKEK shares outstanding")
-    return current.key
+    return FIXED_WRAP_KEY if Fault.WRAP_UNDER_FIXED_KEY in card.faults else current.key
 
 
 def _key_id(cmd: Command, p2: int) -> int:
