@@ -140,10 +140,11 @@ def dkek(card: CardContext, cmd: Command) -> tuple[bytes, int]:
 
 
 def _wrapping_key(card: CardContext) -> bytes:
-    """The complete DKEK (R23): no DKEK 6A88, like the DKEK status; shares outstanding 6985."""
+    """The complete DKEK (R23). No DKEK: 6D00, which sc-hsm-tool reads as "not initialized for
+    key wrap" (CardContact's own comment there); shares outstanding: 6985, like GAKP."""
     current = card.state.dkek
     if current is None:
-        raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "no DKEK: keys cannot leave the device")
+        raise ApduError(SW.INS_NOT_SUPPORTED, "no DKEK: keys cannot leave the device")
     if current.outstanding and Fault.INCOMPLETE_DKEK_USED not in card.faults:
         raise ApduError(SW.CONDITIONS_NOT_SATISFIED, "DKEK shares outstanding")
     return FIXED_WRAP_KEY if Fault.WRAP_UNDER_FIXED_KEY in card.faults else current.key

@@ -114,7 +114,7 @@ def test_wrap_needs_a_complete_dkek_the_user_pin_and_a_key() -> None:
     plain = fresh_card()
     assert plain.sw(initialize()) == "9000" and plain.sw(verify_user(PIN)) == "9000"
     assert plain.sw(gakp(1, ec_body())) == "9000"
-    assert plain.sw(wrap(1)) == "6A88"  # no DKEK at all: the key cannot leave
+    assert plain.sw(wrap(1)) == "6D00"  # no DKEK at all: "not initialized for key wrap"
     pending = dkek_card((SHARE_A,), announce=2)
     assert pending.sw(wrap(1)) == "6985"  # a share is outstanding
     card = dkek_card()
