@@ -19,6 +19,7 @@ APPLET_TYPE_SMARTCARD_HSM = 0xFF  # tag 85 type byte: anything but 00/01 is "Sma
 
 # §1 FCP tags.
 TAG_FCP = 0x62
+TAG_FCI = 0x6F  # the FCI template a v1.x applet answers to SELECT (OpenSC#2432)
 TAG_FCP_PROPRIETARY = 0x85
 
 
