@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,13 @@ from hsm_lifecycle.conformance.trace import TraceLine
 from hsm_lifecycle.conformance.transport.base import Response
 from hsm_lifecycle.conformance.transport.inprocess import InProcessTransport
 from hsm_lifecycle.emulator import Profile, VirtualToken
+from hsm_lifecycle.emulator.models import DEFAULT_MODEL
 from hsm_lifecycle.model.commands import Command
 
 CORPUS = Path(__file__).resolve().parents[1] / "traces" / "public"
 REQUIRED = ("id", "source", "device", "session", "cmd", "sw", "compare", "kind", "reconstructed")
 SETUP_RECIPES = ("shipped", "initialized")
+ATR = "ATR"  # an entry's `cmd` when what was published is the answer to reset (in `rsp`)
 
 
 class CorpusError(ValueError):
@@ -124,14 +126,17 @@ class _Recording(ReplayLink):
         return rsp
 
 
-def _prepare(first: Entry) -> tuple[InProcessTransport, str | None]:
-    """A fresh emulated token in the session's described state; or a reason it cannot be made."""
+def _prepare(first: Entry) -> tuple[InProcessTransport, bytes, str | None]:
+    """A fresh emulated token in the session's described state, and the ATR it answered at
+    the tool's connect; or a reason it cannot be made."""
     setup = first.data.get("setup") or {}
     recipe = setup.get("recipe", "shipped")
     if recipe not in SETUP_RECIPES:
-        return InProcessTransport(VirtualToken.manufacture()), f"unknown setup recipe {recipe!r}"
+        return InProcessTransport(VirtualToken.manufacture()), b"", f"unknown setup recipe {recipe!r}"
     version = _version(first.data.get("firmware"))
-    profile = Profile(version=version) if version else Profile()
+    profile = Profile.for_model(setup.get("model", DEFAULT_MODEL))
+    if version:
+        profile = replace(profile, version=version)
     transport = InProcessTransport(VirtualToken.manufacture(profile=profile))
     if recipe == "initialized":
         pins = PinBook.create(user_pin=setup.get("user_pin", "648219").encode(),
@@ -146,18 +151,18 @@ def _prepare(first: Entry) -> tuple[InProcessTransport, str | None]:
         for step in steps:
             sw = mapper.run(step, uninitialized=step.name == "initialize")
             if sw != "9000":
-                return transport, f"setup step {step} answered {sw}"
+                return transport, b"", f"setup step {step} answered {sw}"
     # Every published exchange begins with a tool connecting: a fresh power-up, and the applet
     # SELECT that OpenSC's sc-hsm driver (and CardContact's scripts) send on connect, unless the
     # setup says the tool sent none ("connect": "none", e.g. opensc-tool -c default).
-    transport.power_cycle()
+    atr = transport.power_cycle()
     if setup.get("connect", "select") == "select":
         Mapper(transport).select()
     if setup.get("login"):  # the user PIN verified in the session the exchange ran in
         user = setup.get("user_pin", "648219").encode()
         if Mapper(transport, pins=PinBook.create(user_pin=user)).run(Command.verify_user("right"), uninitialized=False) != "9000":
-            return transport, "setup: the user PIN was refused"
-    return transport, None
+            return transport, atr, "setup: the user PIN was refused"
+    return transport, atr, None
 
 
 def _compare(entry: Entry, rsp: Response) -> str | None:
@@ -178,10 +183,14 @@ def run(folder: Path = CORPUS) -> CorpusResult:
     result = CorpusResult(entries=len(entries), sources={e.source_key for e in entries},
                           reconstructed=sum(1 for e in entries if e.data["reconstructed"]))
     for session in sessions(entries):
-        transport, problem = _prepare(session[0])
+        transport, atr, problem = _prepare(session[0])
         if problem:
             result.mismatches.append(Mismatch(session[0], problem))
             continue
+        if session[0].data["cmd"] == ATR:  # the answer to reset the tool saw when it connected
+            if atr.hex().upper() != session[0].data["rsp"].upper():
+                result.mismatches.append(Mismatch(session[0], f"ATR {atr.hex().upper()}, published {session[0].data['rsp']}"))
+            session = session[1:]
         link = _Recording(transport)
         lines = [TraceLine(i, 0.0, e.data["cmd"].upper(), e.data.get("rsp", ""), e.data["sw"].upper(), e.id, "", ())
                  for i, e in enumerate(session)]

@@ -66,6 +66,9 @@ def generate_key_pair(card: CardContext, cmd: Command) -> tuple[bytes, int]:
         raise ApduError(SW.CONDITIONS_NOT_SATISFIED, "device key is not an EC key")
     chr_fallback = f"{card.serial}{cmd.p1:05d}"
     try:
+        bits = keys.parse_key_template(cmd.data).rsa_bits
+        if bits is not None and bits not in card.profile.device.rsa_bits:
+            raise keys.UnsupportedKeyError(f"RSA-{bits} not offered by a {card.profile.model}")
         generated = keys.generate_from_cv_body(
             cmd.data, chr_fallback, keys.OuterSigner(signer, state.device_chr)
         )

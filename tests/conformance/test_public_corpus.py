@@ -14,7 +14,7 @@ from hsm_lifecycle.conformance import corpus
 def test_every_entry_names_its_source_and_replays_without_a_mismatch() -> None:
     result = corpus.run()
     assert result.mismatches == [], [m.describe() for m in result.mismatches]
-    assert result.entries >= 15 and len(result.sources) >= 5
+    assert result.entries >= 17 and len(result.sources) >= 6
     for entry in corpus.load():
         src = entry.data["source"]
         assert src["repo"] and ("issue" in src or len(src["commit"]) == 40)
@@ -51,3 +51,11 @@ def test_a_malformed_line_is_refused_with_its_place(tmp_path: Path) -> None:
     (tmp_path / "bad.jsonl").write_text('{"id": "x"}\n')
     with pytest.raises(corpus.CorpusError, match="bad.jsonl:1: missing"):
         corpus.load(tmp_path)
+
+
+def test_the_device_model_decides_the_atr(tmp_path: Path) -> None:
+    def as_card(lines: list[dict]) -> None:  # type: ignore[type-arg]
+        lines[0]["setup"]["model"] = "smartcard-hsm"
+
+    result = corpus.run(_copy(tmp_path, "opensc-1861.jsonl", as_card))
+    assert [m.entry.id for m in result.mismatches] == ["osc1861-atr"] and "ATR 3BFE" in result.mismatches[0].what

@@ -146,3 +146,21 @@ def test_sc_hsm_tool_backs_a_key_up_across_reinitialization_and_into_a_second_to
     refused = other.run("sc-hsm-tool", "-r", other.reader, "--unwrap-key", str(wrapped), "--key-reference", "1",
                         "--pin", PIN, check=False)
     assert refused.returncode != 0 and "Wrapped key does not match DKEK" in refused.stderr, refused
+
+
+# --- device models ------------------------------------------------------------------------------
+
+
+def test_opensc_sees_a_nitrokey_hsm2_with_its_atr_and_version(emulators: Emulators, tmp_path: Path) -> None:
+    from hsm_lifecycle.emulator import Profile
+
+    ports = [p for p in sorted(vpcd_readers()) if p < VPCD_PORT + PKCS11_READERS]
+    served = emulators.start(ports=ports, profile=Profile.for_model("nitrokey-hsm2"))
+    home = tmp_path / "home-nk"
+    home.mkdir()
+    with served.transport():
+        pass
+    nk = Tools(served, home)
+    assert nk.run("opensc-tool", "-r", nk.reader, "-a").stdout.strip() == \
+        "3b:de:18:ff:81:91:fe:1f:c3:80:31:81:54:48:53:4d:31:73:80:21:40:81:07:1c"
+    assert nk.run("opensc-tool", "-r", nk.reader, "-n").stdout.strip() == "SmartCard-HSM version 3.4"
