@@ -22,13 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from hsm_lifecycle.conformance.commands.replay import ReplayLink, replay
-from hsm_lifecycle.conformance.mapper import Mapper, PinBook
+from hsm_lifecycle import tlv
+from hsm_lifecycle.conformance.mapper import Mapper, PinBook, apdu
 from hsm_lifecycle.conformance.trace import TraceLine
 from hsm_lifecycle.conformance.transport.base import Response
 from hsm_lifecycle.conformance.transport.inprocess import InProcessTransport
 from hsm_lifecycle.emulator import Profile, VirtualToken
 from hsm_lifecycle.emulator.models import DEFAULT_MODEL
 from hsm_lifecycle.model.commands import Command
+from hsm_lifecycle.protocol import CLA_ISO, TAG_DISCRETIONARY_DATA, TAG_OFFSET, Ins
 
 CORPUS = Path(__file__).resolve().parents[1] / "traces" / "public"
 REQUIRED = ("id", "source", "device", "session", "cmd", "sw", "compare", "kind", "reconstructed")
@@ -152,6 +154,9 @@ def _prepare(first: Entry) -> tuple[InProcessTransport, bytes, str | None]:
             sw = mapper.run(step, uninitialized=step.name == "initialize")
             if sw != "9000":
                 return transport, b"", f"setup step {step} answered {sw}"
+        problem = _make_objects(mapper, setup.get("objects", ()))
+        if problem:
+            return transport, b"", problem
     # Every published exchange begins with a tool connecting: a fresh power-up, and the applet
     # SELECT that OpenSC's sc-hsm driver (and CardContact's scripts) send on connect, unless the
     # setup says the tool sent none ("connect": "none", e.g. opensc-tool -c default).
@@ -163,6 +168,25 @@ def _prepare(first: Entry) -> tuple[InProcessTransport, bytes, str | None]:
         if Mapper(transport, pins=PinBook.create(user_pin=user)).run(Command.verify_user("right"), uninitialized=False) != "9000":
             return transport, atr, "setup: the user PIN was refused"
     return transport, atr, None
+
+
+def _make_objects(mapper: Mapper, actions: list[str] | tuple[str, ...]) -> str | None:
+    """Objects made in the published order: "file:C401" writes a one-byte EF, "key" generates
+    the next key (GAKP also writes its CExx)."""
+    if actions and mapper.run(Command.verify_user("right"), uninitialized=False) != "9000":
+        return "setup: the user PIN was refused"
+    for action in actions:
+        kind, _, fid = action.partition(":")
+        if kind == "file":
+            data = tlv.encode(TAG_OFFSET, b"\x00\x00") + tlv.encode(TAG_DISCRETIONARY_DATA, b"\x00")
+            sw = mapper.send(apdu(CLA_ISO, Ins.UPDATE_BINARY_ODD, int(fid[:2], 16), int(fid[2:], 16), data)).sw_hex
+        elif kind == "key":
+            sw = mapper.run(Command.generate_key(), uninitialized=False)
+        else:
+            return f"setup: unknown object action {action!r}"
+        if sw != "9000":
+            return f"setup: {action} answered {sw}"
+    return None
 
 
 def _compare(entry: Entry, rsp: Response) -> str | None:

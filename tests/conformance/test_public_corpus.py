@@ -14,7 +14,7 @@ from hsm_lifecycle.conformance import corpus
 def test_every_entry_names_its_source_and_replays_without_a_mismatch() -> None:
     result = corpus.run()
     assert result.mismatches == [], [m.describe() for m in result.mismatches]
-    assert result.entries >= 17 and len(result.sources) >= 6
+    assert result.entries >= 18 and len(result.sources) >= 7
     for entry in corpus.load():
         src = entry.data["source"]
         assert src["repo"] and ("issue" in src or len(src["commit"]) == 40)
