@@ -59,3 +59,18 @@ def test_the_device_model_decides_the_atr(tmp_path: Path) -> None:
 
     result = corpus.run(_copy(tmp_path, "opensc-1861.jsonl", as_card))
     assert [m.entry.id for m in result.mismatches] == ["osc1861-atr"] and "ATR 3BFE" in result.mismatches[0].what
+
+
+def test_hsm_lifecycle_replay_takes_the_corpus_folder() -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("hsm-lifecycle", path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.skip("the hsm-lifecycle console script is not installed (pip install -e .)")
+    done = subprocess.run([exe, "replay", str(corpus.CORPUS)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 mismatch(es)" in done.stdout
+    refused = subprocess.run([exe, "replay", str(corpus.CORPUS), "--target", "pcsc:x"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "in-process emulator only" in refused.stderr
