@@ -43,6 +43,7 @@ from hsm_lifecycle.protocol import (
     tries_from_sw,
 )
 from hsm_lifecycle.model import oracle
+from hsm_lifecycle.conformance.dkek import BackupAdvice, backup_advice
 from hsm_lifecycle.model.catalog import RULES
 from hsm_lifecycle.model.dangers import LOSSES, Dangers, find_dangers
 from hsm_lifecycle.conformance.danger_words import DangerGroup, group_dangers, warning_line
@@ -116,6 +117,7 @@ class TokenReading:
     key_ids: tuple[int, ...] | None  # private keys besides CC00; None if ENUMERATE refused
     identity: Identity | None
     exchanges: tuple[tuple[bytes, int], ...]
+    backup: BackupAdvice | None = None  # R23: can the keys be saved before a re-initialization?
 
     @property
     def applet_present(self) -> bool:
@@ -155,6 +157,7 @@ def read_token(transport: Transport) -> TokenReading:
     user = guard.transmit(apdu(CLA_ISO, Ins.VERIFY, 0, PIN_USER)).sw
     keys = mapper.key_ids() if select.sw == SW.OK else None
     identity = _read_identity(mapper) if select.sw == SW.OK else None
+    backup = backup_advice(mapper, list(keys)) if keys else None  # DKEK status: a free read
     return TokenReading(
         atr=atr,
         reader=guard.describe().get("reader", ""),
@@ -166,6 +169,7 @@ def read_token(transport: Transport) -> TokenReading:
         key_ids=tuple(sorted(keys)) if keys is not None else None,
         identity=identity,
         exchanges=tuple(guard.sent),
+        backup=backup,
     )
 
 
@@ -576,6 +580,10 @@ def _warnings(reading: TokenReading, state: ExtState) -> tuple[str, ...]:
             "A transport PIN is active: change it first (pkcs11-tool ... --login --pin <TRANSPORT PIN> "
             "--change-pin --new-pin <NEW PIN>); until then no key can be used."
         )
+    if reading.backup is not None:
+        how = "; ".join(reading.backup.commands)
+        verdict = "can be backed up" if reading.backup.possible else "cannot be backed up now"
+        out.append(f"Before a re-initialization: the keys {verdict}: {reading.backup.reason}." + (f" Run: {how}" if how else ""))
     out.append(
         "OpenSC's PKCS#11 module accepts user PINs of 6..15 characters; a 16-character PIN set with "
         "sc-hsm-tool cannot log in through it."

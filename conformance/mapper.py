@@ -28,6 +28,7 @@ from hsm_lifecycle.protocol import (
     RRC_NEW_PIN,
     SW,
     TAG_FCP_PROPRIETARY,
+    TAG_INIT_DKEK_SHARES,
     TAG_INIT_OPTIONS,
     TAG_INIT_SO_PIN,
     TAG_INIT_USER_PIN,
@@ -170,6 +171,7 @@ class Mapper:
     pins: PinBook = field(default_factory=PinBook.create)
     keys: list[int] = field(default_factory=list)  # key ids present, oldest first, as believed
     portal: PortalLink | None = None  # set by the target (conformance.operator), else None
+    dkek_shares: int | None = None  # INITIALIZE sends tag 92 with this many DKEK shares (R23)
     _gakp: bytes = field(default_factory=_gakp_body, repr=False)
 
     # -- the abstract alphabet -----------------------------------------------------------------
@@ -223,6 +225,8 @@ class Mapper:
                 tlv.encode(TAG_INIT_USER_PIN_RETRY, bytes([cmd.retries or 0])),
             ]
         )
+        if self.dkek_shares is not None:
+            data += tlv.encode(TAG_INIT_DKEK_SHARES, bytes([self.dkek_shares]))
         rsp = self.send(apdu(CLA_PROPRIETARY, Ins.INITIALIZE_DEVICE, 0, 0, data))
         if rsp.sw == SW.OK:
             self.pins.user_idx = 0

@@ -343,6 +343,8 @@ def emulator_profile(overrides: tuple[tuple[str, str], ...]) -> EmulatorProfile:
             raise ValueError(f"--hsm-emulator-profile: emulator.Profile has no field {name!r}.")
         fields[name] = {"true": True, "false": False}.get(value.lower(), value)
     try:
+        if "model" in fields and "version" not in fields:
+            return Profile.for_model(str(fields.pop("model")), **fields)  # at the model's applet version
         return Profile(**fields)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"--hsm-emulator-profile: {exc}.") from None

@@ -28,6 +28,8 @@ Handler = Callable[["Applet", Command], tuple[bytes, int]]
 Reidentify = Callable[[CardState], CardState]
 
 SUPPORTED_CLA = frozenset({protocol.CLA_ISO, protocol.CLA_PROPRIETARY})
+V2 = 2  # applet major version from which tag 85 carries options and type (§1)
+V1_DESCRIPTOR = 0x78  # the v1.2 card's tag 82 (OpenSC#2432)
 APPLET_SELECT_P2 = frozenset(
     {protocol.SELECT_P2_FCI, protocol.SELECT_P2_FCP, protocol.SELECT_P2_NO_RESPONSE}
 )
@@ -66,6 +68,8 @@ class Applet:
             (iso, Ins.GENERATE_ASYMMETRIC_KEY_PAIR): keyops.generate_key_pair,
             (proprietary, Ins.SIGN): keyops.sign,
             (proprietary, Ins.DECIPHER): keyops.decipher,
+            (proprietary, Ins.WRAP_KEY): keyops.wrap_key,
+            (proprietary, Ins.UNWRAP_KEY): keyops.unwrap_key,
         }
 
     @property
@@ -191,8 +195,15 @@ class Applet:
     # --- answers shared by several commands ------------------------------------------------------
 
     def applet_fcp(self) -> bytes:
-        """FCP of the applet: tag 85 = options, type FF, version (§1)."""
+        """FCP of the applet: tag 85 = options, type FF, version (§1). Applet versions before
+        2.0 answer the FCI a v1.2 card sent in OpenSC#2432: 6F {82 01 78, 85 02 major minor}."""
         major, minor = self.profile.version
+        if major < V2:
+            return tlv.encode(
+                protocol.TAG_FCI,
+                tlv.encode(protocol.TAG_FCP_DESCRIPTOR, bytes([V1_DESCRIPTOR]))
+                + tlv.encode(protocol.TAG_FCP_PROPRIETARY, bytes([major, minor])),
+            )
         proprietary = self.state.options.to_bytes(2, "big") + bytes(
             [protocol.APPLET_TYPE_SMARTCARD_HSM, major, minor]
         )

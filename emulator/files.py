@@ -167,10 +167,11 @@ def delete_file(card: CardContext, cmd: Command) -> tuple[bytes, int]:
 
 
 def enumerate_objects(card: CardContext, cmd: Command) -> tuple[bytes, int]:
-    """ENUMERATE OBJECTS `80 58 00 00` + Le: every FID, keys and files, in ascending order."""
+    """ENUMERATE OBJECTS `80 58 00 00` + Le: every FID, the files in the order they were
+    created, then the keys in that order: how a real card listed its objects (OpenSC#528)."""
     if cmd.p1p2 != 0x0000:
         raise ApduError(SW.INCORRECT_P1P2, "ENUMERATE OBJECTS wants P1P2 0000")
     if cmd.data:
         raise ApduError(SW.WRONG_LENGTH, "ENUMERATE OBJECTS carries no data")
-    fids = sorted({*card.state.files, *card.state.keys})
+    fids = [*card.state.files, *card.state.keys]
     return b"".join(fid.to_bytes(2, "big") for fid in fids), SW.OK

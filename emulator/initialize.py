@@ -7,12 +7,12 @@ except the device identity (R07, R08) and sets the new user PIN, counter and opt
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from hsm_lifecycle.emulator.apdu import ApduError, Command, sw_hex
+from hsm_lifecycle.emulator.dkek import kcv as dkek_kcv
 from hsm_lifecycle.emulator.objects import PROTECTED_FIDS
 from hsm_lifecycle.emulator.pins import (
     MAX_SO_TRIES,
@@ -135,11 +135,6 @@ def new_dkek(shares: int | None) -> Dkek | None:
     return Dkek(shares, shares, bytes(8), bytes(32))
 
 
-def dkek_kcv(key: bytes) -> bytes:
-    """Key check value: the first 8 bytes of SHA-256 over the DKEK."""
-    return hashlib.sha256(key).digest()[:8]
-
-
 def identity_objects(state: CardState) -> tuple[dict[int, bytes], dict[int, bytes]]:
     """The files and keys that make up the device identity (2F02, CC00): INITIALIZE keeps them."""
     files = {fid: blob for fid, blob in state.files.items() if fid in PROTECTED_FIDS}
@@ -160,7 +155,9 @@ def apply_request(card: CardContext, state: CardState, request: InitRequest) -> 
         user_max=request.user_tries,
         options=request.options,
         transport_pin=bool(request.options & protocol.OPTION_TRANSPORT_PIN),
-        dkek=new_dkek(request.dkek_shares),
+        dkek=state.dkek
+        if Fault.DKEK_SURVIVES_INIT in card.faults and state.dkek is not None
+        else new_dkek(request.dkek_shares),
         public_key_auth=request.public_key_auth,
         bio_aids=request.bio_aids,
         key_domains=request.key_domains,

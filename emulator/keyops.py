@@ -1,4 +1,5 @@
-"""Key commands (§4): GENERATE ASYMMETRIC KEY PAIR, SIGN, DECIPHER, GET CHALLENGE, DKEK.
+"""Key commands (§4): GENERATE ASYMMETRIC KEY PAIR, SIGN, DECIPHER, GET CHALLENGE, DKEK,
+WRAP KEY and UNWRAP KEY.
 
 Key use needs the user PIN verified in the current card session (R10), never the SO-PIN (R09):
 `CardContext.require_user` is the one gate. The cryptography is `emulator.keys`; its refusals carry
@@ -13,9 +14,11 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from hsm_lifecycle.emulator import dkek as backup
 from hsm_lifecycle.emulator import keys
 from hsm_lifecycle.emulator.apdu import ApduError, Command
 from hsm_lifecycle.emulator.initialize import dkek_kcv
+from hsm_lifecycle.emulator.profile import Fault
 from hsm_lifecycle.emulator.state import Dkek
 from hsm_lifecycle.emulator.store import PersistencePoint
 from hsm_lifecycle import protocol
@@ -27,6 +30,11 @@ if TYPE_CHECKING:
 CHALLENGE_MAX = protocol.CHALLENGE_MAX  # OpenSC caps GET CHALLENGE there
 DKEK_SHARE_BYTES = protocol.DKEK_SHARE_LENGTH
 DEVICE_KEY_ID = protocol.FID_DEVICE_KEY & 0xFF
+WRAP_P2 = 0x92  # OpenSC sends 80 72 <id> 92 and 80 74 <id> 93 (card-sc-hsm.c)
+UNWRAP_P2 = 0x93
+FID_WRAPPED_KEY = 0x2F10  # OpenSC writes the blob here before UNWRAP KEY without data
+# What Fault.WRAP_UNDER_FIXED_KEY wraps under instead of the DKEK: the same on every token.
+FIXED_WRAP_KEY = bytes(DKEK_SHARE_BYTES)
 
 
 def key_fid(key_id: int) -> int:
@@ -58,6 +66,9 @@ def generate_key_pair(card: CardContext, cmd: Command) -> tuple[bytes, int]:
         raise ApduError(SW.CONDITIONS_NOT_SATISFIED, "device key is not an EC key")
     chr_fallback = f"{card.serial}{cmd.p1:05d}"
     try:
+        bits = keys.parse_key_template(cmd.data).rsa_bits
+        if bits is not None and bits not in card.profile.device.rsa_bits:
+            raise keys.UnsupportedKeyError(f"RSA-{bits} not offered by a {card.profile.model}")
         generated = keys.generate_from_cv_body(
             cmd.data, chr_fallback, keys.OuterSigner(signer, state.device_chr)
         )
@@ -93,7 +104,7 @@ def sign(card: CardContext, cmd: Command) -> tuple[bytes, int]:
 
 
 def decipher(card: CardContext, cmd: Command) -> tuple[bytes, int]:
-    """`80 62 <key id> <algorithm>` + cryptogram (RSA 21 / 20)."""
+    """`80 62 <key id> <algorithm>` + cryptogram (RSA 21/22/23) or peer point (EC 80)."""
     key = _key_for_use(card, cmd)
     try:
         return keys.decipher(key, cmd.p2, cmd.data), SW.OK
@@ -129,3 +140,57 @@ def dkek(card: CardContext, cmd: Command) -> tuple[bytes, int]:
         current = Dkek(current.shares, left, dkek_kcv(key) if left == 0 else bytes(8), key)
         card.commit(replace(state, dkek=current), PersistencePoint.DKEK_SHARE_IMPORTED)
     return bytes([current.shares, current.outstanding]) + current.kcv, SW.OK
+
+
+def _wrapping_key(card: CardContext) -> bytes:
+    """The complete DKEK (R23). No DKEK: 6D00, which sc-hsm-tool reads as "not initialized for
+    key wrap" (CardContact's own comment there); shares outstanding: 6985, like GAKP."""
+    current = card.state.dkek
+    if current is None:
+        raise ApduError(SW.INS_NOT_SUPPORTED, "no DKEK: keys cannot leave the device")
+    if current.outstanding and Fault.INCOMPLETE_DKEK_USED not in card.faults:
+        raise ApduError(SW.CONDITIONS_NOT_SATISFIED, "DKEK shares outstanding")
+    return FIXED_WRAP_KEY if Fault.WRAP_UNDER_FIXED_KEY in card.faults else current.key
+
+
+def _key_id(cmd: Command, p2: int) -> int:
+    if cmd.p2 != p2:
+        raise ApduError(SW.INCORRECT_P1P2, f"P2 must be {p2:02X}")
+    if cmd.p1 == DEVICE_KEY_ID:
+        raise ApduError(SW.INCORRECT_P1P2, "the device key never leaves the device")
+    return cmd.p1
+
+
+def wrap_key(card: CardContext, cmd: Command) -> tuple[bytes, int]:
+    """`80 72 <key id> 92`: the key as a blob under the DKEK (emulator.dkek)."""
+    key_id = _key_id(cmd, WRAP_P2)
+    card.require_user()
+    if cmd.data:
+        raise ApduError(SW.WRONG_LENGTH, "WRAP KEY carries no data")
+    wrapping = _wrapping_key(card)
+    key = card.stored_key(key_fid(key_id))
+    if key is None:
+        raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, f"no key {key_id:02X}")
+    return backup.wrap(wrapping, key), SW.OK
+
+
+def unwrap_key(card: CardContext, cmd: Command) -> tuple[bytes, int]:
+    """`80 74 <key id> 93` [+ blob]: the blob (from EF 2F10 without data) becomes key CCxx."""
+    key_id = _key_id(cmd, UNWRAP_P2)
+    card.require_user()
+    wrapping = _wrapping_key(card)
+    state = card.state
+    blob = cmd.data or state.files.get(FID_WRAPPED_KEY)
+    if not blob:
+        raise ApduError(SW.FILE_NOT_FOUND, "no key blob: none sent and EF 2F10 is empty")
+    try:
+        key = backup.unwrap(wrapping, blob)
+    except backup.BlobError as refused:
+        # sc-hsm-tool reads 6A80 (SC_ERROR_INCORRECT_PARAMETERS) as "does not match DKEK".
+        raise ApduError(SW.WRONG_DATA, str(refused)) from refused
+    fid = key_fid(key_id)
+    card.keys.put(fid, key)
+    updated = state.with_key(fid, key.to_bytes())
+    card.require_room(updated)
+    card.commit(updated, PersistencePoint.KEY_UNWRAPPED)
+    return b"", SW.OK

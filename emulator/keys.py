@@ -11,9 +11,9 @@ Every refusal is a `KeyOperationError` whose `sw` is the status word the applet 
 * `MalformedKeyDataError` → 6A80: GAKP data not well-formed (TLV, missing, duplicate or
   unknown tags, bad values).
 * `UnsupportedKeyError` → 6A81: well-formed, but a curve, RSA size or exponent, or algorithm
-  OID the card does not offer (curves: P-256, brainpoolP256r1, P-384; RSA 2048/3072, e 65537).
+  OID the card does not offer (curves: SUPPORTED_CURVES; RSA: SUPPORTED_RSA_BITS, e 65537).
 * `AlgorithmNotSupportedError` → 6A81: SIGN/DECIPHER algorithm byte unknown, or one for the
-  other key type.
+  other key type (DECIPHER: RSA 21/22/23, EC 80).
 * `WrongInputError` → 6A80: input of the wrong length or size for the algorithm, or a
   decryption that fails.
 
@@ -36,8 +36,20 @@ from hsm_lifecycle import tlv
 PrivateKey = Union[ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey]
 KeyKind = Literal["ec", "rsa"]
 
-SUPPORTED_CURVES = ("secp256r1", "brainpoolP256r1", "secp384r1")
-SUPPORTED_RSA_BITS = (2048, 3072)
+# The device's key set as OpenSC offers it for the SmartCard-HSM (card-sc-hsm.c `sc_hsm_init`
+# RSA sizes; pkcs15-sc-hsm.c `curves[]`), minus the curves `cryptography` cannot compute
+# (brainpoolP192r1/P224r1/P320r1, secp192k1: refused 6A81, see docs/emulator.md).
+SUPPORTED_CURVES = (
+    "secp192r1",
+    "secp256r1",
+    "secp384r1",
+    "secp521r1",
+    "brainpoolP256r1",
+    "brainpoolP384r1",
+    "brainpoolP512r1",
+    "secp256k1",
+)
+SUPPORTED_RSA_BITS = (1024, 1536, 2048, 3072, 4096)
 RSA_EXPONENT = 65537
 TAG_KEY_SIZE = 0x02  # RSA modulus bits inside GAKP's 7F49
 _PICO_EXTRAS = {0x90, 0x91, 0x92}  # use counter, allowed algorithms, key domain
@@ -356,7 +368,10 @@ EC_SIGN_ALGORITHMS = frozenset({p.ALGO_ECDSA_RAW, *_ECDSA_HASHES})
 RSA_SIGN_ALGORITHMS = frozenset(
     {p.ALGO_RSA_RAW, p.ALGO_RSA_PKCS1_DIGESTINFO, p.ALGO_RSA_PSS, *_PKCS1_HASHES, *_PSS_HASHES}
 )
-RSA_DECIPHER_ALGORITHMS = frozenset({p.ALGO_RSA_RAW, p.ALGO_RSA_DECRYPT_PKCS1})
+RSA_DECIPHER_ALGORITHMS = frozenset(
+    {p.ALGO_RSA_DECRYPT_RAW, p.ALGO_RSA_DECRYPT_PKCS1, p.ALGO_RSA_DECRYPT_OAEP}
+)
+EC_DECIPHER_ALGORITHMS = frozenset({p.ALGO_ECDH})
 
 
 def _hash_for(data: bytes) -> hashes.HashAlgorithm:
@@ -397,20 +412,41 @@ def sign(key: StoredKey, algo: int, data: bytes) -> bytes:
 
 
 def decipher(key: StoredKey, algo: int, data: bytes) -> bytes:
-    """DECIPHER (80 62): RSA 21 (PKCS#1 v1.5, answers the message) and 20 (raw, k bytes)."""
+    """DECIPHER (80 62). RSA: 21 raw (answers the k-byte block), 22 PKCS#1 v1.5 and 23 OAEP
+    with SHA-256 (answer the message). EC: 80 ECDH with an uncompressed point (answers 04 ||
+    the shared x coordinate)."""
     private = key.private_key
-    if not isinstance(private, rsa.RSAPrivateKey) or algo not in RSA_DECIPHER_ALGORITHMS:
-        raise AlgorithmNotSupportedError(f"decipher algorithm {algo:02X} not for this key")
-    if algo == p.ALGO_RSA_RAW:
+    if isinstance(private, ec.EllipticCurvePrivateKey):
+        if algo not in EC_DECIPHER_ALGORITHMS:
+            raise AlgorithmNotSupportedError(f"decipher algorithm {algo:02X} not for an EC key")
+        return _ecdh(private, data)
+    if algo not in RSA_DECIPHER_ALGORITHMS:
+        raise AlgorithmNotSupportedError(f"decipher algorithm {algo:02X} not for an RSA key")
+    if algo == p.ALGO_RSA_DECRYPT_RAW:
         return _rsa_raw(private, data)
     if len(data) != _modulus_bytes(private):
         raise WrongInputError("cryptogram length differs from the modulus length")
+    scheme: padding.AsymmetricPadding = (
+        padding.PKCS1v15()
+        if algo == p.ALGO_RSA_DECRYPT_PKCS1
+        else padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    )
     try:
-        # OpenSSL >= 3.2 does implicit rejection: bad padding yields a pseudo-random message
-        # rather than an error, so no padding oracle; older versions raise (-> 6A80).
-        return private.decrypt(data, padding.PKCS1v15())
+        # OpenSSL >= 3.2 does implicit rejection for PKCS#1 v1.5: bad padding yields a
+        # pseudo-random message rather than an error, so no padding oracle; else 6A80.
+        return private.decrypt(data, scheme)
     except ValueError:
         raise WrongInputError("decryption failed") from None
+
+
+def _ecdh(private: ec.EllipticCurvePrivateKey, point: bytes) -> bytes:
+    if point[:1] != b"\x04":
+        raise WrongInputError("ECDH input must be an uncompressed point (04 || x || y)")
+    try:
+        peer = ec.EllipticCurvePublicKey.from_encoded_point(private.curve, point)
+    except ValueError:
+        raise WrongInputError("ECDH input is not a point on the key's curve") from None
+    return b"\x04" + private.exchange(ec.ECDH(), peer)
 
 
 def _modulus_bytes(key: rsa.RSAPrivateKey) -> int:

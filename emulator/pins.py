@@ -161,6 +161,9 @@ def _verify_user(card: CardContext, pin: bytes) -> int:
         if pin and Fault.UNINITIALIZED_ACCEPTS_PIN in card.faults:
             card.login()
             return SW.OK
+        if card.profile.version[0] < 2:
+            # "V1.2: Not initialized" is 6984 (CardContact scsh-scripts smartcardhsm.js isInitialized).
+            raise ApduError(SW.REFERENCE_DATA_NOT_USABLE, "not initialized (v1.x)")
         raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "not initialized")
     if transport_active(card):
         raise ApduError(SW.REFERENCE_DATA_NOT_USABLE, "transport PIN must be changed first")

@@ -13,6 +13,7 @@ from enum import Enum
 from typing import Any
 
 from hsm_lifecycle import protocol
+from hsm_lifecycle.emulator.models import DEFAULT_MODEL, DeviceModel, model_named
 
 # Spellings of the open-behaviour values, as docs/design.md writes them ("63Cx" = tries left).
 TRIES_SW = "63Cx"
@@ -50,6 +51,9 @@ class Profile:
     # Applet version in the FCP (tag 85), and the object storage budget in bytes.
     version: tuple[int, int] = protocol.DEFAULT_VERSION
     storage_bytes: int = protocol.EEPROM_BYTES
+    # The device the token poses as (emulator.models): its ATR and RSA sizes. `for_model` also
+    # takes the model's applet version.
+    model: str = DEFAULT_MODEL
 
     def __post_init__(self) -> None:
         _check("init_wrong_so_sw", self.init_wrong_so_sw, INIT_WRONG_SO_SWS)
@@ -61,6 +65,16 @@ class Profile:
             raise ValueError(f"version {self.version} does not fit two bytes")
         if self.storage_bytes <= 0:
             raise ValueError("storage_bytes must be positive")
+        model_named(self.model)
+
+    @classmethod
+    def for_model(cls, name: str, **settings: Any) -> Profile:
+        """A profile posing as device model `name`, at that model's applet version."""
+        return cls(**{"version": model_named(name).version, **settings, "model": name})
+
+    @property
+    def device(self) -> DeviceModel:
+        return model_named(self.model)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,6 +89,7 @@ class Profile:
             "auth_after_change": self.auth_after_change,
             "version": list(self.version),
             "storage_bytes": self.storage_bytes,
+            "model": self.model,
         }
 
     @classmethod
@@ -123,6 +138,9 @@ class Fault(Enum):
     QUERY_SPENDS_TRY = "query-spends-try"  # R19: a status query costs a try
     UNINITIALIZED_ACCEPTS_PIN = "uninitialized-accepts-pin"  # R20: VERIFY 81 works uninit
     FIRST_INIT_SETS_WRONG_TRIES = "first-init-sets-wrong-tries"  # R21: SO tries 10, not 15
+    INCOMPLETE_DKEK_USED = "incomplete-dkek-used"  # R23: wrap/unwrap with shares missing
+    WRAP_UNDER_FIXED_KEY = "wrap-under-fixed-key"  # R23: blobs open on any token, any DKEK
+    DKEK_SURVIVES_INIT = "dkek-survives-init"  # R23: INITIALIZE keeps the old DKEK
 
 
 def parse_faults(names: object) -> frozenset[Fault]:

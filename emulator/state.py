@@ -81,7 +81,8 @@ def _unhex(value: str | None) -> bytes | None:
 
 
 def _objects(mapping: Mapping[int, bytes]) -> dict[str, str]:
-    return {f"{fid:04X}": blob.hex() for fid, blob in sorted(mapping.items())}
+    # In creation order, not sorted: ENUMERATE OBJECTS answers in that order after a power cycle too.
+    return {f"{fid:04X}": blob.hex() for fid, blob in mapping.items()}
 
 
 def _unobjects(data: Mapping[str, str]) -> dict[int, bytes]:

@@ -47,6 +47,7 @@ class PersistencePoint(Enum):
     OBJECT_DELETED = "object-deleted"  # DELETE FILE
     KEY_GENERATED = "key-generated"  # GENERATE ASYMMETRIC KEY PAIR: key and CV request
     DKEK_SHARE_IMPORTED = "dkek-share-imported"  # IMPORT DKEK SHARE
+    KEY_UNWRAPPED = "key-unwrapped"  # UNWRAP KEY: the key from a DKEK blob
     FIRMWARE_INSTALLED = "firmware-installed"  # a firmware update: new identity, uninitialized
 
 

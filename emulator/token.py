@@ -111,7 +111,7 @@ class VirtualToken:
             self._applet.reload()
         self._applet.end_session()
         self._powered = True
-        return protocol.ATR
+        return self.atr
 
     def power_off(self) -> None:
         self._applet.end_session()
@@ -122,7 +122,12 @@ class VirtualToken:
         if not self._powered:
             return self.power_on()
         self._applet.end_session()
-        return protocol.ATR
+        return self.atr
+
+    @property
+    def atr(self) -> bytes:
+        """The ATR of the device model the token poses as (emulator.models)."""
+        return self._applet.profile.device.atr
 
     @property
     def powered(self) -> bool:

@@ -31,10 +31,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Protocol, TypeVar
 
+from hsm_lifecycle.emulator.models import MODELS
 from hsm_lifecycle.emulator.profile import Fault, Profile, parse_faults
 from hsm_lifecycle.emulator.state import StateFileError
 from hsm_lifecycle.emulator.token import VirtualToken
@@ -355,6 +356,8 @@ def parse_profile(settings: Sequence[str]) -> Profile | None:
                 values[key] = [int(part) for part in text.split(".", 1)]
             elif isinstance(default, int):
                 values[key] = int(text)
+            elif key == "model":  # a name, not a status word
+                values[key] = text.lower()
             else:
                 values[key] = text.upper().replace("63CX", "63Cx")
         except ValueError as exc:
@@ -417,7 +420,7 @@ def run(address: VpcdAddress, state_path: Path, *, profile: Profile | None = Non
                         "known host name") from None
     with _state_lock(state_path):
         token, created = open_or_manufacture(state_path, profile, faults)
-        bridge = VpcdBridge(token, address)
+        bridge = VpcdBridge(token, address, atr=token.atr)
         stop_on_signals(bridge)
         origin = "new token" if created else "token"
         # The one line a caller waits for (serve_emulator parses it): serial and address.
@@ -435,6 +438,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="token state file; a new token is manufactured into it if absent")
     parser.add_argument("--profile", action="append", default=[], metavar="NAME=VALUE",
                         help="open behaviour of a new token, e.g. last-wrong-try-sw=6983 (repeatable)")
+    parser.add_argument("--model", choices=sorted(MODELS), default=None,
+                        help="device a new token poses as: its ATR, applet version and key sizes (default smartcard-hsm)")
     parser.add_argument("--fault", action="append", default=[], metavar="FAULT",
                         help="break one rule on purpose, for testing the suite (repeatable; not persisted)")
 
@@ -442,8 +447,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_from_args(args: argparse.Namespace, *, log_prefix: str) -> int:
     """Run with parsed `add_arguments` options; VpcdError for a user mistake."""
     logging.basicConfig(level=logging.INFO, format=f"{log_prefix}: %(message)s")
-    return run(VpcdAddress.parse(args.vpcd), args.state, profile=parse_profile(args.profile),
+    return run(VpcdAddress.parse(args.vpcd), args.state, profile=profile_from_args(args),
                faults=_parse_faults(args.fault))
+
+
+def profile_from_args(args: argparse.Namespace) -> Profile | None:
+    """--profile settings, posing as --model (at the model's applet version unless --profile
+    sets one); None when neither is given (an existing token keeps its own)."""
+    profile = parse_profile(args.profile)
+    if not getattr(args, "model", None):
+        return profile
+    base = profile or Profile()
+    version = base.version if _sets_version(args.profile) else MODELS[args.model].version
+    return replace(base, model=args.model, version=version)
+
+
+def _sets_version(settings: Sequence[str]) -> bool:
+    return any(s.partition("=")[0].strip() == "version" for s in settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

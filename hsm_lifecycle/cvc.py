@@ -236,7 +236,85 @@ _CURVES = (
         h=1,
         curve_factory=ec.SECP384R1,
     ),
-    # Not a SmartCard-HSM curve: pico-hsm device keys use it, and the doctor may meet one.
+    # The rest of the SmartCard-HSM's curves that `cryptography` implements (OpenSC
+    # pkcs15-sc-hsm.c `curves[]`, the domain parameters OpenSC sends in GAKP).
+    EcDomain(
+        "secp192r1",
+        p=0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFFFFFFFFFFFF,
+        a=0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFFFFFFFFFFFC,
+        b=0x64210519E59C80E70FA7E9AB72243049FEB8DEECC146B9B1,
+        n=0xFFFFFFFFFFFFFFFFFFFFFFFF99DEF836146BC9B1B4D22831,
+        h=1,
+        curve_factory=ec.SECP192R1,
+    ),
+    EcDomain(
+        "secp521r1",
+        p=2**521 - 1,
+        a=2**521 - 4,
+        b=int(
+            "0051953EB9618E1C9A1F929A21A0B68540EEA2DA725B99B315F3B8B489918EF1"
+            "09E156193951EC7E937B1652C0BD3BB1BF073573DF883D2C34F1EF451FD46B503F00",
+            16,
+        ),
+        n=int(
+            "01FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
+            "FA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409",
+            16,
+        ),
+        h=1,
+        curve_factory=ec.SECP521R1,
+    ),
+    EcDomain(
+        "brainpoolP384r1",
+        p=int(
+            "8CB91E82A3386D280F5D6F7E50E641DF152F7109ED5456B412B1DA197FB71123"
+            "ACD3A729901D1A71874700133107EC53",
+            16,
+        ),
+        a=int(
+            "7BC382C63D8C150C3C72080ACE05AFA0C2BEA28E4FB22787139165EFBA91F90F"
+            "8AA5814A503AD4EB04A8C7DD22CE2826",
+            16,
+        ),
+        b=int(
+            "04A8C7DD22CE28268B39B55416F0447C2FB77DE107DCD2A62E880EA53EEB62D5"
+            "7CB4390295DBC9943AB78696FA504C11",
+            16,
+        ),
+        n=int(
+            "8CB91E82A3386D280F5D6F7E50E641DF152F7109ED5456B31F166E6CAC0425A7"
+            "CF3AB6AF6B7FC3103B883202E9046565",
+            16,
+        ),
+        h=1,
+        curve_factory=ec.BrainpoolP384R1,
+    ),
+    EcDomain(
+        "brainpoolP512r1",
+        p=int(
+            "AADD9DB8DBE9C48B3FD4E6AE33C9FC07CB308DB3B3C9D20ED6639CCA70330871"
+            "7D4D9B009BC66842AECDA12AE6A380E62881FF2F2D82C68528AA6056583A48F3",
+            16,
+        ),
+        a=int(
+            "7830A3318B603B89E2327145AC234CC594CBDD8D3DF91610A83441CAEA9863BC"
+            "2DED5D5AA8253AA10A2EF1C98B9AC8B57F1117A72BF2C7B9E7C1AC4D77FC94CA",
+            16,
+        ),
+        b=int(
+            "3DF91610A83441CAEA9863BC2DED5D5AA8253AA10A2EF1C98B9AC8B57F1117A7"
+            "2BF2C7B9E7C1AC4D77FC94CADC083E67984050B75EBAE5DD2809BD638016F723",
+            16,
+        ),
+        n=int(
+            "AADD9DB8DBE9C48B3FD4E6AE33C9FC07CB308DB3B3C9D20ED6639CCA70330870"
+            "553E5C414CA92619418661197FAC10471DB1D381085DDADDB58796829CA90069",
+            16,
+        ),
+        h=1,
+        curve_factory=ec.BrainpoolP512R1,
+    ),
+    # secp256k1: a SmartCard-HSM curve too (OpenSC lists it), and pico-hsm device keys use it.
     EcDomain(
         "secp256k1",
         p=0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFC2F,

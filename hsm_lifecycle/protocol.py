@@ -19,6 +19,7 @@ APPLET_TYPE_SMARTCARD_HSM = 0xFF  # tag 85 type byte: anything but 00/01 is "Sma
 
 # §1 FCP tags.
 TAG_FCP = 0x62
+TAG_FCI = 0x6F  # the FCI template a v1.x applet answers to SELECT (OpenSC#2432)
 TAG_FCP_PROPRIETARY = 0x85
 
 
@@ -143,8 +144,12 @@ TAG_OFFSET = 0x54
 TAG_DISCRETIONARY_DATA = 0x53
 
 # §4 SIGN / DECIPHER algorithm bytes.
-ALGO_RSA_RAW = 0x20
-ALGO_RSA_DECRYPT_PKCS1 = 0x21
+ALGO_RSA_RAW = 0x20  # SIGN only
+# DECIPHER: 21 answers the raw block m^d (OpenSC pads and strips itself), 22 strips PKCS#1
+# v1.5, 23 OAEP (OpenSC card-sc-hsm.h ALGO_RSA_DECRYPT; pico-hsm sc_hsm.h 21/22/23).
+ALGO_RSA_DECRYPT_RAW = 0x21
+ALGO_RSA_DECRYPT_PKCS1 = 0x22
+ALGO_RSA_DECRYPT_OAEP = 0x23
 ALGO_RSA_PKCS1_DIGESTINFO = 0x30
 ALGO_RSA_PKCS1_SHA1 = 0x31
 ALGO_RSA_PKCS1_SHA256 = 0x33
@@ -161,7 +166,7 @@ ALGO_ECDSA_SHA224 = 0x72
 ALGO_ECDSA_SHA256 = 0x73
 ALGO_ECDSA_SHA384 = 0x74
 ALGO_ECDSA_SHA512 = 0x75
-ALGO_ECDH = 0x80
+ALGO_ECDH = 0x80  # DECIPHER with an EC key: answers 04 || shared x (OpenSC strips the 04)
 
 # §4/§5 CV certificate tags (BSI TR-03110).
 TAG_CV_CERTIFICATE = 0x7F21

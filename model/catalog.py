@@ -1,4 +1,4 @@
-"""The rule catalog R01–R21 as data: the project's copy of shared docs/rules.md.
+"""The rule catalog (R01–R21, R23) as data: the project's copy of shared docs/rules.md.
 
 Statements are copied verbatim from rules.md. `source` says where each rule comes from
 (story = the forum thread, digest §n = protocol-digest.md). `cost` is the cost class of the
@@ -192,6 +192,15 @@ RULES: dict[str, Rule] = {
             OBSERVED, "digest §2 (`--so-pin` sets the code the first time; SO-PIN retry counter 15)",
             ("FMT_MTD.1",), WIPES,
         ),
+        Rule(
+            "R23", "key-backup-needs-dkek",
+            "A private key leaves the device only wrapped under the device key encryption key (DKEK), and only "
+            "once all DKEK shares announced at INITIALIZE have been imported; a wrapped key can be unwrapped only "
+            "on a device holding the same DKEK; INITIALIZE erases the DKEK with the keys.",
+            DOCUMENTED, "digest §2 (tag 92: the device waits for all shares), §4 (DKEK status, WRAP 80 72, UNWRAP 80 74); "
+            "OpenSC sc-hsm-tool --wrap-key/--unwrap-key ('Wrapped key does not match DKEK')",
+            ("FDP_ETC.2", "FCS_CKM.4"), WIPES,
+        ),
     )
 }  # fmt: skip
 
@@ -199,4 +208,6 @@ RULES: dict[str, Rule] = {
 # their catalog cost is below what a model path costs. Kept explicit so a test can hold the rest.
 CHECKED_OUTSIDE_ALPHABET: dict[str, str] = {
     "R18": "read EF.C_DevAut (2F02) and verify the CVC chain: a read, free on any token",
+    "R23": "the DKEK commands (IMPORT DKEK SHARE, WRAP, UNWRAP) are a sub-model (model.dkek); the alphabet "
+    "sees R23 only where INITIALIZE wipes",
 }

@@ -40,7 +40,7 @@ HELP = "replay a recorded APDU trace and report the first status word that diffe
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("trace", type=Path, metavar="TRACE", help="a JSON Lines trace (traces/*.jsonl, an evidence bundle's traces/)")
+    parser.add_argument("trace", type=Path, metavar="TRACE", help="a JSON Lines trace (traces/*.jsonl, an evidence bundle's traces/), or the public-record folder traces/public")
     parser.add_argument("--target", default="emulator", metavar="T", help="emulator (default, a fresh token) | emulator:vpcd | pcsc:READER")
     parser.add_argument("--serial", default=None, help="on a real token: its serial, to allow APDUs that could wipe it")
     parser.add_argument("--allow-irreversible", action="store_true", help="on a real token: also allow blocking the SO-PIN")
@@ -218,6 +218,13 @@ def main(args: argparse.Namespace) -> int:
     from hsm_lifecycle.conformance.options import parse_target
     from hsm_lifecycle.conformance.transport.base import TransportError
 
+    if args.trace.is_dir():
+        # The public record (traces/public): every session on a fresh in-process emulator.
+        if args.target != "emulator":
+            raise UsageError("a corpus folder replays on the in-process emulator only: drop --target")
+        from hsm_lifecycle.conformance import corpus
+
+        return corpus.main([str(args.trace)])
     if not args.trace.is_file():
         raise UsageError(f"{args.trace} is not a file")
     try:

@@ -33,4 +33,9 @@ INVISIBLE: dict[str, str] = {
     "abstract alphabet has no SO-PIN VERIFY command (only the SO status query)",
     "tear-refunds-try": "R17: needs a power loss in the middle of a PIN check; the alphabet's inputs are whole "
     "commands, and power_cycle happens between them",
+    "incomplete-dkek-used": "R23: the alphabet has no DKEK command (the DKEK sub-model, model.dkek, is checked "
+    "by the R23 conformance test)",
+    "wrap-under-fixed-key": "R23: WRAP and UNWRAP are not in the alphabet (model.dkek)",
+    "dkek-survives-init": "R23: INITIALIZE in the alphabet announces no DKEK shares, and the DKEK status is not an "
+    "abstract output (model.dkek)",
 }

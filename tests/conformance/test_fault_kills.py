@@ -31,6 +31,9 @@ BREAKS: dict[Fault, str] = {
     Fault.QUERY_SPENDS_TRY: "R19",
     Fault.UNINITIALIZED_ACCEPTS_PIN: "R20",
     Fault.FIRST_INIT_SETS_WRONG_TRIES: "R21",
+    Fault.INCOMPLETE_DKEK_USED: "R23",
+    Fault.WRAP_UNDER_FIXED_KEY: "R23",
+    Fault.DKEK_SURVIVES_INIT: "R23",
 }
 PER_RULE_TESTS = "test_r0 or test_r1 or test_r2"  # the per-rule checks (not the tour, not the stateful test)
 

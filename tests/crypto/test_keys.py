@@ -7,7 +7,7 @@ import hashlib
 import json
 
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,14 +25,15 @@ def ec_body(
     outer_car: str | None = None,
     drop: int | None = None,
     extra: bytes = b"",
+    b_xor: int = 0,
 ) -> bytes:
-    """GAKP data as OpenSC builds it for an EC key."""
+    """GAKP data as OpenSC builds it for an EC key (`b_xor` makes it a curve nobody knows)."""
     d = cvc.CURVES[curve]
     size = d.field_bytes
     params = [
         (0x81, d.p.to_bytes(size, "big")),
         (0x82, d.a.to_bytes(size, "big")),
-        (0x83, d.b.to_bytes(size, "big")),
+        (0x83, (d.b ^ b_xor).to_bytes(size, "big")),
         (0x84, d.generator),
         (0x85, d.n.to_bytes(d.order_bytes, "big")),
         (0x87, b"\x01"),
@@ -161,9 +162,10 @@ def test_rsa_3072_and_pss_oid() -> None:
         (ec_body("secp256r1") + tlv.encode(0x99, b""), keys.MalformedKeyDataError, 0x6A80),
         (ec_body("secp256r1", chr_="DÉ"), keys.MalformedKeyDataError, 0x6A80),
         (rsa_body(2048, exponent=b""), keys.MalformedKeyDataError, 0x6A80),
-        (ec_body("secp256k1"), keys.UnsupportedKeyError, 0x6A81),
-        (rsa_body(1024), keys.UnsupportedKeyError, 0x6A81),
-        (rsa_body(4096), keys.UnsupportedKeyError, 0x6A81),
+        (ec_body("secp256r1", b_xor=1), keys.UnsupportedKeyError, 0x6A81),  # unknown curve
+        (rsa_body(512), keys.UnsupportedKeyError, 0x6A81),
+        (rsa_body(2040), keys.UnsupportedKeyError, 0x6A81),  # not one of OpenSC's sizes
+        (rsa_body(8192), keys.UnsupportedKeyError, 0x6A81),
         (rsa_body(2048, exponent=b"\x03"), keys.UnsupportedKeyError, 0x6A81),
         (rsa_body(2048, oid="1.2.3.4"), keys.UnsupportedKeyError, 0x6A81),
     ],
@@ -280,7 +282,9 @@ def test_decipher(rsa_generated: keys.GeneratedKey) -> None:
     n = public.public_numbers().n
     m = int.from_bytes(secret, "big")
     cryptogram = pow(m, 65537, n).to_bytes(256, "big")
-    assert keys.decipher(rsa_generated.key, p.ALGO_RSA_RAW, cryptogram) == m.to_bytes(256, "big")
+    assert keys.decipher(rsa_generated.key, p.ALGO_RSA_DECRYPT_RAW, cryptogram) == m.to_bytes(256, "big")
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    assert keys.decipher(rsa_generated.key, p.ALGO_RSA_DECRYPT_OAEP, public.encrypt(secret, oaep)) == secret
     # No PKCS#1 padding: OpenSSL >= 3.2 answers a pseudo-random message (implicit rejection,
     # against Bleichenbacher/Marvin) where older versions fail; neither may leak the block.
     try:
@@ -299,6 +303,7 @@ def test_decipher(rsa_generated: keys.GeneratedKey) -> None:
         ("ec", 0x70, bytes(31), keys.WrongInputError, 0x6A80),
         ("rsa", 0x73, MESSAGE, keys.AlgorithmNotSupportedError, 0x6A81),
         ("rsa", 0x21, MESSAGE, keys.AlgorithmNotSupportedError, 0x6A81),  # decipher algo to SIGN
+        ("rsa", 0x22, MESSAGE, keys.AlgorithmNotSupportedError, 0x6A81),
         ("rsa", 0x20, bytes(255), keys.WrongInputError, 0x6A80),
         ("rsa", 0x20, b"\xff" * 256, keys.WrongInputError, 0x6A80),  # not below the modulus
         ("rsa", 0x30, bytes(246), keys.WrongInputError, 0x6A80),  # > k - 11
@@ -320,11 +325,28 @@ def test_sign_refusals(
     assert caught.value.sw == sw
 
 
+def test_ecdh_agrees_with_the_peer(ec_generated: keys.GeneratedKey) -> None:
+    own = cvc.request_public_key(ec_generated.request)
+    assert isinstance(own, ec.EllipticCurvePublicKey)
+    peer = ec.generate_private_key(own.curve)
+    point = peer.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    answer = keys.decipher(ec_generated.key, p.ALGO_ECDH, point)
+    assert answer == b"\x04" + peer.exchange(ec.ECDH(), own)
+
+
 def test_decipher_refusals(
     ec_generated: keys.GeneratedKey, rsa_generated: keys.GeneratedKey
 ) -> None:
     with pytest.raises(keys.AlgorithmNotSupportedError):
         keys.decipher(ec_generated.key, p.ALGO_RSA_DECRYPT_PKCS1, bytes(32))
+    with pytest.raises(keys.AlgorithmNotSupportedError):  # 20 is SIGN's raw RSA, not DECIPHER's
+        keys.decipher(rsa_generated.key, p.ALGO_RSA_RAW, bytes(256))
+    with pytest.raises(keys.AlgorithmNotSupportedError):
+        keys.decipher(rsa_generated.key, p.ALGO_ECDH, bytes(256))
+    with pytest.raises(keys.WrongInputError):  # compressed point
+        keys.decipher(ec_generated.key, p.ALGO_ECDH, b"\x02" + bytes(32))
+    with pytest.raises(keys.WrongInputError):  # not on the curve
+        keys.decipher(ec_generated.key, p.ALGO_ECDH, b"\x04" + bytes(64))
     with pytest.raises(keys.AlgorithmNotSupportedError):
         keys.decipher(rsa_generated.key, p.ALGO_RSA_PKCS1_SHA256, bytes(256))
     with pytest.raises(keys.WrongInputError):
@@ -357,7 +379,7 @@ def test_corrupt_stored_key(ec_generated: keys.GeneratedKey) -> None:
             keys.StoredKey.from_dict(broken)
     with pytest.raises(keys.KeyStateError):
         keys.StoredKey.from_bytes(b"\x30\x00")
-    k1 = ec.generate_private_key(ec.SECP256K1())
+    k1 = ec.generate_private_key(ec.SECP224R1())  # not a SmartCard-HSM curve
     with pytest.raises(keys.KeyStateError, match="unsupported curve"):
         keys.StoredKey.from_bytes(keys.StoredKey.from_private_key(k1).pkcs8)
 
@@ -369,6 +391,9 @@ def test_eeprom_estimates(rsa_key: rsa.RSAPrivateKey) -> None:
         ).eeprom_bytes()
         for c in keys.SUPPORTED_CURVES
     }
-    assert sizes == {"secp256r1": 113, "brainpoolP256r1": 113, "secp384r1": 161}
+    assert sizes == {
+        "secp192r1": 89, "secp256r1": 113, "brainpoolP256r1": 113, "secp256k1": 113,
+        "secp384r1": 161, "brainpoolP384r1": 161, "brainpoolP512r1": 209, "secp521r1": 215,
+    }  # fmt: skip
     assert keys.StoredKey.from_private_key(rsa_key).eeprom_bytes() == 916
     assert p.EEPROM_BYTES // sizes["secp256r1"] > 600  # hundreds of EC keys fit the 76 KB budget

@@ -17,6 +17,7 @@ ALLOWED_EXACT = {
     bytes.fromhex("00200081"),  # user-PIN status query, no data
     bytes.fromhex("00200088"),  # SO-PIN status query, no data
     bytes.fromhex("80580000000000"),  # ENUMERATE OBJECTS, extended Le
+    bytes.fromhex("8052000000"),  # DKEK status (R23 backup advice), no data
 }
 READ_2F02 = bytes.fromhex("00B12F02")
 

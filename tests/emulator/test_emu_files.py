@@ -62,7 +62,8 @@ def test_enumerate_lists_new_files_and_keys() -> None:
     assert card.sw(update_binary(0xC401, 0, b"prkd")) == "9000"
     assert card.sw(gakp(1, ec_body())) == "9000"
     card.sw(enumerate_objects())
-    assert list_fids(card.data) == [C_DEVAUT, 0xC401, DEVICE_KEY, 0xCC01, 0xCE01]
+    # Files in creation order, then keys (a real card's order, OpenSC#528).
+    assert list_fids(card.data) == [C_DEVAUT, 0xC401, 0xCE01, DEVICE_KEY, 0xCC01]
 
 
 # --- SELECT EF ------------------------------------------------------------------------------------
@@ -254,7 +255,7 @@ def test_delete_file_and_key() -> None:
     assert card.sw(delete(0xCC01)) == "9000"
     assert card.sw(delete(0xC401)) == "9000"
     card.sw(enumerate_objects())
-    assert list_fids(card.data) == [C_DEVAUT, DEVICE_KEY, 0xCE01]  # CExx may stay behind
+    assert list_fids(card.data) == [C_DEVAUT, 0xCE01, DEVICE_KEY]  # CExx may stay behind
     assert card.sw(delete(0xCC01)) == "6A82"
 
 

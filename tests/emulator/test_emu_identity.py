@@ -88,7 +88,7 @@ def test_wrong_so_reinit_keeps_objects() -> None:
     card = with_objects()
     assert card.sw(initialize(so=WRONG_SO)) == "63CE"
     card.sw(enumerate_objects())
-    assert list_fids(card.data) == [C_DEVAUT, 0xC401, DEVICE_KEY, 0xCC01, 0xCD01, 0xCE01]
+    assert list_fids(card.data) == [C_DEVAUT, 0xCE01, 0xC401, 0xCD01, DEVICE_KEY, 0xCC01]  # creation order
 
 
 def test_identity_survives_reopen(tmp_path: Path) -> None:

@@ -122,8 +122,8 @@ def test_gakp_replaces_an_existing_key_id() -> None:
         (gakp(1, b"\x7f\x49\x05\x06\x03\x00"), "6A80"),  # malformed TLV
         (gakp(1, ec_body()[:-3]), "6A80"),  # truncated
         (gakp(1, tlv(0x5F29, b"\x00")), "6A80"),  # no 7F49
-        (gakp(1, ec_body("secp256k1")), "6A81"),  # curve not offered
-        (gakp(1, rsa_body(1024)), "6A81"),
+        (gakp(1, ec_body("secp256r1").replace(b"\x5a\xc6\x35\xd8", b"\x5a\xc6\x35\xd9")), "6A81"),  # unknown curve
+        (gakp(1, rsa_body(2040)), "6A81"),  # not one of the sizes OpenSC offers
         (gakp(0, ec_body()), "6A86"),  # the device key cannot be replaced
         (bytes.fromhex("00460101") + b"\x00" + len(ec_body()).to_bytes(2, "big") + ec_body() + b"\x00\x00", "6A86"),
         (bytes.fromhex("00460100000000"), "6700"),  # no body
@@ -263,9 +263,17 @@ def test_rsa_pss_signatures_verify(rsa_card: Card) -> None:
 
 
 def test_rsa_decipher(rsa_card: Card) -> None:
-    cryptogram = rsa_public(rsa_card).encrypt(b"session key 1234", padding.PKCS1v15())
+    public = rsa_public(rsa_card)
+    cryptogram = public.encrypt(b"session key 1234", padding.PKCS1v15())
     plain, sw = rsa_card.send(decipher(2, protocol.ALGO_RSA_DECRYPT_PKCS1, cryptogram))
     assert (plain, sw) == (b"session key 1234", 0x9000)
+    # 21 answers the whole block, padding included: OpenSC strips it on the host.
+    block, sw = rsa_card.send(decipher(2, protocol.ALGO_RSA_DECRYPT_RAW, cryptogram))
+    assert sw == 0x9000 and len(block) == 256 and block[:2] == b"\x00\x02"
+    assert block.endswith(b"\x00session key 1234")
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    plain, sw = rsa_card.send(decipher(2, protocol.ALGO_RSA_DECRYPT_OAEP, public.encrypt(b"k" * 16, oaep)))
+    assert (plain, sw) == (b"k" * 16, 0x9000)
 
 
 @pytest.mark.parametrize(
@@ -273,7 +281,7 @@ def test_rsa_decipher(rsa_card: Card) -> None:
     [
         (1, 0x99, MESSAGE, "6A81"),  # unknown algorithm byte
         (1, protocol.ALGO_RSA_PKCS1_SHA256, MESSAGE, "6A81"),  # RSA algorithm, EC key
-        (1, protocol.ALGO_ECDH, MESSAGE, "6A81"),
+        (1, protocol.ALGO_ECDH, MESSAGE, "6A81"),  # ECDH is DECIPHER, not SIGN
         (1, protocol.ALGO_ECDSA_RAW, b"\x01" * 31, "6A80"),  # not a hash length
         (9, 0x73, MESSAGE, "6A88"),  # no such key
     ],
@@ -290,8 +298,11 @@ def test_sign_without_data_is_6700(ec_card: Card) -> None:
 
 def test_decipher_refusals(rsa_card: Card, ec_card: Card) -> None:
     assert rsa_card.sw(decipher(2, 0x21, b"\x01" * 10)) == "6A80"  # not k bytes
+    assert rsa_card.sw(decipher(2, 0x22, b"\x01" * 10)) == "6A80"
     assert rsa_card.sw(decipher(2, 0x99, bytes(256))) == "6A81"
+    assert rsa_card.sw(decipher(2, 0x20, bytes(256))) == "6A81"  # SIGN's raw RSA
     assert ec_card.sw(decipher(1, 0x21, bytes(32))) == "6A81"  # EC key
+    assert ec_card.sw(decipher(1, protocol.ALGO_ECDH, b"\x04" + bytes(64))) == "6A80"  # off the curve
     assert rsa_card.sw(decipher(8, 0x21, bytes(256))) == "6A88"
 
 

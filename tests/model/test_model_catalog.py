@@ -26,8 +26,9 @@ def _shared_rule_rows() -> dict[str, list[str]]:
     return rows
 
 
-def test_catalog_has_r01_to_r21() -> None:
-    assert list(RULES) == [f"R{n:02d}" for n in range(1, 22)]
+def test_catalog_has_r01_to_r21_and_r23() -> None:
+    assert list(RULES)[:21] == [f"R{n:02d}" for n in range(1, 22)] and "R23" in RULES
+    assert list(RULES) == sorted(RULES)
     for rid, rule in RULES.items():
         assert rule.id == rid
         assert rule.authority in AUTHORITIES and rule.authority != "open"

@@ -42,8 +42,16 @@ CASES: dict[Fault, tuple[str, tuple[bytes, ...], str]] = {
 }
 
 
+# Faults whose rule the fuzzer's invariants do not model, and where they are caught instead.
+NOT_FUZZED: dict[Fault, str] = {
+    fault: "R23: DKEK shares and key blobs are outside the fuzzer's invariants; the R23 conformance "
+    "check catches it (tests/conformance/test_fault_kills.py)"
+    for fault in (Fault.INCOMPLETE_DKEK_USED, Fault.WRAP_UNDER_FIXED_KEY, Fault.DKEK_SURVIVES_INIT)
+}
+
+
 def test_every_fault_has_a_case() -> None:
-    assert set(CASES) == set(Fault)
+    assert set(CASES) | set(NOT_FUZZED) == set(Fault) and not set(CASES) & set(NOT_FUZZED)
 
 
 def test_the_clean_emulator_passes_every_case(campaign: Campaign) -> None:
