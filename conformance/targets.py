@@ -19,18 +19,22 @@ import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from contextlib import AbstractContextManager
+from typing import Callable, NoReturn
 
 import pytest
 
 from hsm_lifecycle.conformance.interlocks import Consent, Cost, GuardedTransport, InterlockRefused, SerialMismatch
+from hsm_lifecycle.conformance.judging import CheckLog, checks_to_fail
 from hsm_lifecycle.conformance.mapper import IdentityUnreadable, Mapper, PinBook, PortalLink, PortalUnavailable
 from hsm_lifecycle.conformance.options import HsmOptions, TargetSpec
 from hsm_lifecycle.conformance.trace import EVENT_NEW_TOKEN, EVENT_POWER_CUT, TraceRecorder, TracingTransport
 from hsm_lifecycle.conformance.transport.base import DeadlineTransport, Transport, TransportError
 from hsm_lifecycle.conformance.transport.inprocess import InProcessTransport
 from hsm_lifecycle.protocol import OPTION_RESET_RETRY_COUNTER, OPTION_TRANSPORT_PIN, SO_PIN_TRIES, USER_PIN_TRIES_DEFAULT
+from hsm_lifecycle.model.checks import BY_ID
 from hsm_lifecycle.model.commands import Command
+from hsm_lifecycle.model.divergence import Blame, blame, blame_key_count
 from hsm_lifecycle.model.oracle import Outcome, expect
 from hsm_lifecycle.model.profiles import Profile, UnresolvedBehaviour
 from hsm_lifecycle.model.states import ExtState
@@ -57,13 +61,16 @@ class Ledger:
     observations: dict[str, str] = field(default_factory=dict)
     so_tries_left: int | None = None
     observed_note: str = ""  # set when the test reports an open behaviour instead of a verdict
-    rules: list[str] = field(default_factory=list)  # rules the accepted steps exercised
-    failed_rules: tuple[str, ...] = ()  # rules of the step or invariant that failed
+    rules: list[str] = field(default_factory=list)  # rules the accepted steps exercised (coverage only)
+    failed_rules: tuple[str, ...] = ()  # rules of the checks that failed
     failure_trace: TraceRecorder | None = None  # the trace of the last device that failed
+    checks: CheckLog = field(default_factory=CheckLog)  # the checks this test decided
 
     def record_rules(self, failed: bool) -> tuple[str, ...]:
-        """For a test without a rule marker (tour, stateful): what it checked, or what broke."""
-        return tuple(sorted(set(self.failed_rules if failed and self.failed_rules else self.rules)))
+        """For a test without a rule marker (tour, stateful): the rules of the checks it decided
+        (failed ones when it failed); a step merely tagged with a rule gives it no credit."""
+        decided = {BY_ID[c].rule for c, r in self.checks.results.items() if r.verdict == "fail" or not failed}
+        return tuple(sorted(decided))
 
     def note(self, outcome: Outcome, output: str | None) -> None:
         """A step the device took; `output` None: it never answered (power cut)."""
@@ -453,17 +460,29 @@ class Device:
     ledger: Ledger = field(default_factory=Ledger)
     setup: bool = False  # provisioning / restoring: checked against consent, not the marker
     on_step: Callable[[Outcome, str], None] | None = None
+    history: list[Outcome] = field(default_factory=list)  # accepted steps: what a divergence is blamed on
 
     def __repr__(self) -> str:
         return f"Device({self.target.spec}, {self.state})"
 
     # -- judged steps ------------------------------------------------------------------------
 
+    def checking(self, *ids: str) -> "AbstractContextManager[None]":
+        """`with hsm.checking("R02.x", ...):` the steps inside decide these checks (conformance.judging)."""
+        return self.ledger.checks.scope(ids)
+
     def expect(self, cmd: Command) -> Outcome:
         try:
             return expect(self.state, cmd, self.profile)
         except UnresolvedBehaviour as exc:
-            pytest.skip(f"cannot predict {cmd}: {exc}")
+            # Left unknown for lack of consent: the user's options say how to allow the probe.
+            # Left unknown although probed: the device answered something no profile explains.
+            why = self.target.unknown_behaviours.get(exc.behaviour)
+            if why and ("--" in why or "needs" in why):
+                pytest.skip(f"cannot predict {cmd}: open behaviour {exc.behaviour} was not observed ({why})")
+            self.fail(f"cannot predict {cmd}: the device's answers left open behaviour {exc.behaviour} undetermined"
+                      f"{f' ({why})' if why else ''}")
+            raise  # unreachable: fail() raises
 
     def step(self, cmd: Command) -> str:
         """Run one abstract command; fail unless the oracle accepts the device's answer."""
@@ -481,10 +500,12 @@ class Device:
         if self.on_step is not None:
             self.on_step(outcome, output)
         if not outcome.accepts(output):
-            self.fail(f"{outcome.describe()}, but the device answered {output}", outcome.rules)
+            found = blame(outcome, output, self.history)
+            self.fail(f"{outcome.describe()}, but the device answered {output}; {found.describe()}", blame=found)
         for rule in outcome.rules:
             if rule not in self.ledger.rules:
                 self.ledger.rules.append(rule)
+        self.history.append(outcome)
         self.state = outcome.next
         return output
 
@@ -536,14 +557,23 @@ class Device:
         if right_so and opts.so_pin is None:
             raise InterlockRefused(f"{cmd} presents the token's SO-PIN: pass it with --hsm-so-pin (16 hex digits)")
 
-    def fail(self, message: str, rules: tuple[str, ...] = ()) -> None:
-        self.ledger.failed_rules = tuple(rules)
+    def fail(self, message: str, checks: tuple[str, ...] = (), blame: Blame | None = None) -> NoReturn:
+        """The device broke `checks` (or, from a step, what `blame` and the open scopes decide)."""
+        log = self.ledger.checks
+        failed = checks_to_fail(log.known(tuple(checks)), blame, log.scoped())
+        why = message.strip().splitlines()[0] if message.strip() else message
+        for cid in failed:
+            log.failed(cid, why)
+        self.ledger.failed_rules = log.failed_rules
         self.ledger.failure_trace = self.recorder  # hypothesis runs the minimal failing example last
         raise ConformanceFailure(f"{message}\nmodel state: {self.state}\nAPDU trace (last 40 exchanges):\n{self.recorder.render(40)}")
 
-    def check(self, condition: bool, message: str, rules: tuple[str, ...] = ()) -> None:
+    def check(self, condition: bool, message: str, *checks: str) -> None:
+        """Decide `checks` on a condition read from the device: pass now, or fail them."""
         if not condition:
-            self.fail(message, rules)
+            self.fail(message, checks)
+        for cid in self.ledger.checks.known(checks):
+            self.ledger.checks.passed(cid)
 
     def observe(self, behaviour: str, value: str) -> None:
         """An open behaviour seen on the device: recorded, never judged."""
@@ -579,7 +609,7 @@ class Device:
         self.step(Command.query_so())  # judged: a right SO-PIN must not have spent a try (R02)
         return rsp.sw_hex
 
-    def issuer_root(self, ef_2f02: bytes, rules: tuple[str, ...] = ("R18",)) -> str:
+    def issuer_root(self, ef_2f02: bytes, checks: tuple[str, ...] = ("R18.issuer-is-root",)) -> str:
         """The root CHR the DICA certificate in EF.C_DevAut names as its issuer. Content that
         does not parse fails `rules` naming the file, not with a bare decoder error."""
         from hsm_lifecycle.cvc import CvcError, parse_cv_objects
@@ -588,11 +618,11 @@ class Device:
         try:
             objects = parse_cv_objects(ef_2f02)
         except (CvcError, TlvError) as exc:
-            self.fail(f"EF.C_DevAut (2F02) does not parse as CV certificates ({len(ef_2f02)} bytes): {exc}", rules)
+            self.fail(f"EF.C_DevAut (2F02) does not parse as CV certificates ({len(ef_2f02)} bytes): {exc}", checks)
         car = getattr(objects[1], "car", None) if len(objects) > 1 else None
         if not car:  # an empty issuer would read as "DICA names issuer ," further on
             self.fail(f"EF.C_DevAut (2F02) holds {len(objects)} CV object(s), not a device certificate followed by "
-                      "its DICA certificate naming an issuer", rules)
+                      "its DICA certificate naming an issuer", checks)
         return car  # type: ignore[return-value]
 
     def check_objects_wiped(self) -> None:
@@ -604,7 +634,7 @@ class Device:
             return
         fids = self.read("enumerate objects", self.mapper.enumerate_objects) or []
         left = [f"{fid:04X}" for fid in fids if 0xC4 <= fid >> 8 <= 0xCF and fid != FID_DEVICE_KEY]  # type: ignore[union-attr]
-        self.check(not left, f"objects left after INITIALIZE: {', '.join(left)}", ("R07",))
+        self.check(not left, f"objects left after INITIALIZE: {', '.join(left)}", "R07.keys-erased")
 
     # -- free reads the invariants use ------------------------------------------------------
 
@@ -623,10 +653,12 @@ class Device:
         """ENUMERATE must list exactly as many private keys as the model counts."""
         count = self.key_count()
         expected = self.state.keys
-        if count is None:
-            self.check(not self.state.is_initialized, f"ENUMERATE OBJECTS was refused on an initialized token (model: {expected} keys)", ("R01",))
+        if count is None and not self.state.is_initialized:
             return
-        self.check(count == expected, f"ENUMERATE OBJECTS lists {count} private keys, the model counts {expected}", ("R01", "R07"))
+        if count != expected:
+            found = blame_key_count(expected, -1 if count is None else count, self.history)
+            self.fail(f"ENUMERATE OBJECTS lists {'nothing (refused)' if count is None else count} private keys, "
+                      f"the model counts {expected}; {found.describe()}", blame=found)
 
     # -- provisioning -------------------------------------------------------------------------
 
