@@ -77,7 +77,7 @@ def checks_to_fail(explicit: tuple[str, ...], blame: Blame | None, scoped: tuple
         return explicit
     if blame is None:
         return scoped
-    if blame.variable == STATUS_WORD:
+    if blame.variable == STATUS_WORD or not blame.checks:
         return scoped or blame.checks
     rules = {BY_ID[c].rule for c in blame.checks}
     same_rule = tuple(c for c in scoped if BY_ID[c].rule in rules)

@@ -460,7 +460,7 @@ class Device:
     ledger: Ledger = field(default_factory=Ledger)
     setup: bool = False  # provisioning / restoring: checked against consent, not the marker
     on_step: Callable[[Outcome, str], None] | None = None
-    history: list[Outcome] = field(default_factory=list)  # accepted steps: what a divergence is blamed on
+    history: list[Outcome | None] = field(default_factory=list)  # accepted steps (None: outside the alphabet)
 
     def __repr__(self) -> str:
         return f"Device({self.target.spec}, {self.state})"
@@ -604,10 +604,34 @@ class Device:
         if self.target.consent.guarded and self.target.options.so_pin is None:
             raise InterlockRefused("VERIFY 88 presents the token's SO-PIN: pass it with --hsm-so-pin (16 hex digits)")
         self.recorder.context("verify_so(right) [outside the alphabet]", self.state.abstract, ("R09",))
+        self.history.append(None)
         rsp = self.mapper.send(bytes([CLA_ISO, Ins.VERIFY, 0x00, PIN_SO, 8]) + self.mapper.pins.so_pin)
         self.observe("verify-so-with-data", rsp.sw_hex)
         self.step(Command.query_so())  # judged: a right SO-PIN must not have spent a try (R02)
         return rsp.sw_hex
+
+    def warm_reset(self) -> None:
+        """A warm reset (outside the alphabet, which has only the power cycle) and a re-SELECT:
+        by R10 the session is over, so the model goes on unauthenticated and the next key
+        command's answer decides whether the device agrees."""
+        self.recorder.context("warm_reset [outside the alphabet]", self.state.abstract, ("R10",))
+        self.history.append(None)
+        self.mapper.transport.reset()
+        self.mapper.select()
+        if self.state.is_initialized:
+            self.state = self.state.but(authenticated=False)
+
+    def present_stale_user_pin(self, stale: bytes) -> str:
+        """VERIFY 81 with `stale`, a user PIN the token had before and must now refuse: judged
+        as the model's wrong VERIFY (one try spent, 63Cx)."""
+        book = self.mapper.pins
+        if stale == book.user_pin:
+            raise ValueError("a stale PIN must differ from the current one")
+        book.wrong_user_exact = stale
+        try:
+            return self.step(Command.verify_user("wrong"))
+        finally:
+            book.wrong_user_exact = None
 
     def issuer_root(self, ef_2f02: bytes, checks: tuple[str, ...] = ("R18.issuer-is-root",)) -> str:
         """The root CHR the DICA certificate in EF.C_DevAut names as its issuer. Content that

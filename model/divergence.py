@@ -35,6 +35,10 @@ NOT_INITIALIZED = "6A88"
 NO_SUCH_KEY = "6A82"
 
 
+# The culprit marker for a command outside the alphabet (its effect is not modelled).
+OFF_ALPHABET: Outcome = object()  # type: ignore[assignment]
+
+
 @dataclass(frozen=True, slots=True)
 class Blame:
     variable: str  # what diverged (one of the names above)
@@ -61,10 +65,13 @@ _MOVES = {
 }
 
 
-def culprit_of(history: Sequence[Outcome], query: str | None) -> Outcome | None:
+def culprit_of(history: Sequence[Outcome | None], query: str | None) -> Outcome | None:
     """The step that made the difference a command reveals: for a status query, the last step
-    that can move its counter since that query last answered; otherwise the last non-query step."""
+    that can move its counter since that query last answered; otherwise the last non-query step.
+    A None in `history` is a command outside the alphabet: what it did is unknown (OFF_ALPHABET)."""
     for past in reversed(history):
+        if past is None:
+            return OFF_ALPHABET
         name = past.command.name
         if query is not None and name == query:
             return None
@@ -75,12 +82,24 @@ def culprit_of(history: Sequence[Outcome], query: str | None) -> Outcome | None:
     return None
 
 
-def blame(outcome: Outcome, answer: str, history: Sequence[Outcome] = ()) -> Blame:
+def blame(outcome: Outcome, answer: str, history: Sequence[Outcome | None] = ()) -> Blame:
     """What diverged when the device answered `answer` where the model expected `outcome`;
-    `history` holds the steps the device took before, as the model accepted them."""
+    `history` holds the steps the device took before, as the model accepted them. When the
+    culprit is a command outside the alphabet, the variable is named but no check: the test
+    that sent it decides (conformance.judging)."""
+    found = _blame(outcome, answer, history)
+    culprit = culprit_of(history, outcome.command.name if outcome.command.name in QUERIES else None)
+    if culprit is OFF_ALPHABET and found.variable != STATUS_WORD:
+        return Blame(found.variable, found.detail + ", after a command outside the alphabet", ())
+    return found
+
+
+def _blame(outcome: Outcome, answer: str, history: Sequence[Outcome | None]) -> Blame:
     cmd, before, after = outcome.command, outcome.before, outcome.next
     culprit = culprit_of(history, cmd.name if cmd.name in QUERIES else None)
     last = culprit_of(history, None)
+    if culprit is OFF_ALPHABET or last is OFF_ALPHABET:
+        culprit = last = None
     answer = answer.upper()
     expected = sorted(outcome.outputs)
     got = count_of(answer)
@@ -106,9 +125,11 @@ def blame(outcome: Outcome, answer: str, history: Sequence[Outcome] = ()) -> Bla
     return Blame(STATUS_WORD, f"model {' | '.join(expected)}, device {answer}", checks)
 
 
-def blame_key_count(expected: int, listed: int, history: Sequence[Outcome] = ()) -> Blame:
+def blame_key_count(expected: int, listed: int, history: Sequence[Outcome | None] = ()) -> Blame:
     """ENUMERATE OBJECTS lists `listed` private keys where the model counts `expected`."""
-    culprit = next((h for h in reversed(history) if h.command.name not in (*QUERIES, C.SELECT, C.POWER_CYCLE, C.SIGN)), None)
+    culprit = next((h for h in reversed(history) if h is None or h.command.name not in (*QUERIES, C.SELECT, C.POWER_CYCLE, C.SIGN)), None)
+    if culprit is None and history and history[-1] is None:
+        return Blame(KEYS, f"model {expected}, device lists {listed}, after a command outside the alphabet", ())
     cmd = culprit.command if culprit else None
     if cmd is not None and cmd.name == C.INITIALIZE and cmd.so == C.RIGHT and culprit and culprit.before.is_initialized:
         checks: tuple[str, ...] = ("R07.keys-erased",)
