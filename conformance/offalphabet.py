@@ -112,6 +112,30 @@ def device_key_signs(hsm: "Device", public_key: ec.EllipticCurvePublicKey, check
     hsm.check(True, "", check)
 
 
+# -- an RSA key for DECIPHER ------------------------------------------------------------------------
+
+
+def rsa_gakp(key_id: int, bits: int = 2048) -> bytes:
+    """GENERATE ASYMMETRIC KEY PAIR for an RSA key (the alphabet's keys are EC: no DECIPHER)."""
+    from hsm_lifecycle.cvc import encode_oid
+    from hsm_lifecycle.protocol import OID_TA_RSA_V1_5_SHA256, TAG_CV_CAR, TAG_CV_CHR, TAG_CV_CPI, TAG_CV_PUBLIC_KEY, TAG_OID
+
+    key = tlv.encode_constructed(
+        TAG_CV_PUBLIC_KEY,
+        [tlv.encode(TAG_OID, encode_oid(OID_TA_RSA_V1_5_SHA256)), tlv.encode(0x82, (65537).to_bytes(3, "big")), tlv.encode(0x02, bits.to_bytes(2, "big"))],
+    )
+    body = b"".join([tlv.encode(TAG_CV_CPI, b"\x00"), tlv.encode(TAG_CV_CAR, b"UTCA00001"), key, tlv.encode(TAG_CV_CHR, b"UTCTSUITE00002")])
+    return apdu(CLA_ISO, Ins.GENERATE_ASYMMETRIC_KEY_PAIR, key_id, 0, body, le=0, extended=True)
+
+
+def decipher_raw(key_id: int, bits: int = 2048) -> bytes:
+    """DECIPHER, raw RSA (algorithm 20), over a cryptogram below any modulus of that size."""
+    from hsm_lifecycle.protocol import ALGO_RSA_RAW
+
+    cryptogram = b"\x00" + secrets.token_bytes(bits // 8 - 1)
+    return apdu(CLA_PROPRIETARY, Ins.DECIPHER, key_id, ALGO_RSA_RAW, cryptogram, le=0, extended=True)
+
+
 # -- malformed commands -------------------------------------------------------------------------
 
 

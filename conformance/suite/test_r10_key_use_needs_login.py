@@ -43,3 +43,23 @@ def test_r10_reselect_reset_and_power_off_end_the_session(hsm):
         hsm.steps(C.verify_user("right"), C.sign())
         hsm.warm_reset()
         hsm.steps(C.sign(), C.query_user())
+
+
+@pytest.mark.rule("R10")
+@pytest.mark.cost("tries")
+def test_r10_no_decipher_without_login(hsm):
+    hsm.provision()
+    check = "R10.decipher-needs-login"
+    hsm.step(C.verify_user("right"))
+    present = hsm.mapper.key_ids() or set()
+    key_id = next(i for i in range(1, 256) if i not in present)
+    raw.expect_sw(hsm, check, f"GENERATE an RSA-2048 key {key_id:02X}", raw.rsa_gakp(key_id), lambda sw: sw == raw.OK, "9000")
+    hsm.guard.note_generated(key_id)  # the suite's own key: deleted again below
+    hsm.mapper.keys.append(key_id)
+    hsm.state = hsm.state.but(keys=hsm.state.keys + 1)
+    hsm.check_keys()  # the device lists it: the model follows what the device answered
+    raw.expect_sw(hsm, check, "DECIPHER with the user PIN verified", raw.decipher_raw(key_id), lambda sw: sw == raw.OK, "9000")
+    hsm.step(C.select())
+    raw.expect_sw(hsm, check, "DECIPHER after re-SELECT (no login)", raw.decipher_raw(key_id), raw.NOT_LOGGED_IN, "6982")
+    hsm.check(True, "", check)
+    hsm.steps(C.verify_user("right"), C.delete_key())
