@@ -17,7 +17,8 @@ from `model.oracle`; this module only words them and adds the tool command lines
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from hsm_lifecycle.conformance.interlocks import Apdu, Cost, apdu_cost
+from hsm_lifecycle.conformance.interlocks import Apdu, apdu_cost
+from hsm_lifecycle.model.cost import CostClass
 from hsm_lifecycle.conformance.mapper import IdentityUnreadable, Mapper, apdu
 from hsm_lifecycle.conformance.transport.base import Response, Transport, TransportError, TransportWrapper
 from hsm_lifecycle import tlv
@@ -74,7 +75,7 @@ class ReadOnlyTransport(TransportWrapper):
 
     def transmit(self, capdu: bytes) -> Response:
         parsed = Apdu.parse(capdu)
-        if apdu_cost(parsed, set()) != Cost.FREE or (parsed.ins == Ins.VERIFY and parsed.data):
+        if apdu_cost(parsed, set()) != CostClass.FREE or (parsed.ins == Ins.VERIFY and parsed.data):
             raise DoctorRefusal(f"doctor refuses to send {capdu.hex().upper()}: it only reads")
         rsp = self.inner.transmit(capdu)
         self.sent.append((capdu, rsp.sw))

@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from hsm_lifecycle.conformance.interlocks import WHY_IRREVERSIBLE, Consent, Cost
+from hsm_lifecycle.conformance.interlocks import WHY_IRREVERSIBLE, Consent
+from hsm_lifecycle.model.cost import CostClass
 from hsm_lifecycle.conformance.options import HsmOptions, TargetSpec
 
 WORKER_PREFIX = "gw"
@@ -133,17 +134,17 @@ class TokenConsent(Consent):
     listed: tuple[str, ...] = ()
     seen: str | None = field(default=None)  # the token's serial once read ("" if unreadable)
 
-    def skip_reason(self, cost: Cost) -> str | None:
+    def skip_reason(self, cost: CostClass) -> str | None:
         pending = self.guarded and self.seen is None and self.listed
-        if pending and cost == Cost.WIPES:
+        if pending and cost == CostClass.WIPES:
             return None
-        if pending and cost == Cost.IRREVERSIBLE:
+        if pending and cost == CostClass.IRREVERSIBLE:
             return None if self.allow_irreversible else WHY_IRREVERSIBLE
         reason = super().skip_reason(cost)
         unlisted = self.listed and self.seen is not None and not self.serial_confirmed
-        if reason and unlisted and cost in (Cost.WIPES, Cost.IRREVERSIBLE):
+        if reason and unlisted and cost in (CostClass.WIPES, CostClass.IRREVERSIBLE):
             return (
-                f"cost class '{cost.label}' needs this token's serial ({self.seen or 'unreadable'}) among --hsm-serial "
+                f"cost class '{cost.value}' needs this token's serial ({self.seen or 'unreadable'}) among --hsm-serial "
                 f"({', '.join(self.listed)}); it is not, so this token runs only free and tries tests"
             )
         return reason

@@ -1,4 +1,4 @@
-"""Safety interlocks for real tokens (rules.md, "Cost classes").
+"""Safety interlocks for real tokens (rules.md, "Cost classes"; `hsm_lifecycle.model.cost.CostClass`).
 
 Two layers, so that a wrong test or a wrong model cannot hurt a token:
 
@@ -16,35 +16,14 @@ mismatch stops the whole run (`pytest.exit`), as hardware-in-the-loop suites do.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Callable
 
 import pytest
 
 from hsm_lifecycle.conformance.terminal import stdin_is_terminal
 from hsm_lifecycle.conformance.transport.base import Response, Transport, TransportWrapper
+from hsm_lifecycle.model.cost import CostClass
 from hsm_lifecycle.protocol import CLA_ISO, FID_PREFIX_PRIVATE_KEY, PIN_SO, SW, Ins, tries_from_sw
-
-
-class Cost(IntEnum):
-    """Cost classes in order of harm; `operator` is apart (it needs a person, not consent)."""
-
-    FREE = 0
-    TRIES = 1
-    WIPES = 2
-    IRREVERSIBLE = 3
-    OPERATOR = 4
-
-    @classmethod
-    def parse(cls, name: str) -> "Cost":
-        try:
-            return cls[name.upper()]
-        except KeyError:
-            raise ValueError(f"unknown cost class {name!r}: use free, tries, wipes, irreversible or operator") from None
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
 
 
 class InterlockRefused(pytest.skip.Exception):  # type: ignore[misc,name-defined]
@@ -84,30 +63,30 @@ class Consent:
     interactive: bool = field(default_factory=stdin_is_terminal)
     serial_confirmed: bool = False  # set once the token's own serial matched --hsm-serial
 
-    def skip_reason(self, cost: Cost) -> str | None:
+    def skip_reason(self, cost: CostClass) -> str | None:
         """Why a test of this cost class may not run on this target, or None."""
-        if cost == Cost.OPERATOR:
+        if cost == CostClass.OPERATOR:
             # Even the emulator needs the portal for these; the test itself says so if missing.
             if not self.guarded:
                 return None
             if not self.allow_operator:
                 return WHY_OPERATOR_FLAG
             return None if self.interactive else WHY_OPERATOR_TTY
-        if not self.guarded or cost <= Cost.TRIES:
+        if not self.guarded or cost <= CostClass.TRIES:
             return None
         if self.serial is None:
-            return WHY_IRREVERSIBLE if cost == Cost.IRREVERSIBLE else WHY_WIPES
-        if cost == Cost.IRREVERSIBLE and not self.allow_irreversible:
+            return WHY_IRREVERSIBLE if cost == CostClass.IRREVERSIBLE else WHY_WIPES
+        if cost == CostClass.IRREVERSIBLE and not self.allow_irreversible:
             return WHY_IRREVERSIBLE
         return None
 
-    def ceiling(self) -> Cost:
+    def ceiling(self) -> CostClass:
         """The most harmful APDU class that may reach this token."""
         if not self.guarded:
-            return Cost.IRREVERSIBLE
+            return CostClass.IRREVERSIBLE
         if not self.serial_confirmed:
-            return Cost.TRIES
-        return Cost.IRREVERSIBLE if self.allow_irreversible else Cost.WIPES
+            return CostClass.TRIES
+        return CostClass.IRREVERSIBLE if self.allow_irreversible else CostClass.WIPES
 
     def confirm_serial(self, device_serial: str) -> None:
         """Compares the token's serial with --hsm-serial; raises SerialMismatch if they differ."""
@@ -169,23 +148,23 @@ FREE_INS = {
 }
 
 
-def apdu_cost(apdu: Apdu, own_key_fids: set[int]) -> Cost:
+def apdu_cost(apdu: Apdu, own_key_fids: set[int]) -> CostClass:
     """What the APDU can do to a token, whatever the answer. Unknown commands count as wipes."""
     if apdu.ins in FREE_INS:
-        return Cost.FREE
+        return CostClass.FREE
     if apdu.ins == Ins.IMPORT_DKEK_SHARE and not apdu.data:
-        return Cost.FREE  # DKEK status query
+        return CostClass.FREE  # DKEK status query
     if apdu.ins == Ins.VERIFY:
-        return Cost.TRIES if apdu.data else Cost.FREE
+        return CostClass.TRIES if apdu.data else CostClass.FREE
     if apdu.ins in (Ins.CHANGE_REFERENCE_DATA, Ins.RESET_RETRY_COUNTER):
-        return Cost.TRIES  # a PIN presentation; the SO floor is checked separately
+        return CostClass.TRIES  # a PIN presentation; the SO floor is checked separately
     if apdu.ins == Ins.GENERATE_ASYMMETRIC_KEY_PAIR:
-        return Cost.TRIES  # a key the suite adds and deletes again: reversible
+        return CostClass.TRIES  # a key the suite adds and deletes again: reversible
     if apdu.ins == Ins.DELETE_FILE and len(apdu.data) == 2:
         fid = int.from_bytes(apdu.data, "big")
-        return Cost.TRIES if fid in own_key_fids else Cost.WIPES
+        return CostClass.TRIES if fid in own_key_fids else CostClass.WIPES
     # INITIALIZE (even with a wrong code: a faulty token could wipe), writes, unwraps, the rest.
-    return Cost.WIPES
+    return CostClass.WIPES
 
 
 class GuardedTransport(TransportWrapper):
@@ -195,7 +174,7 @@ class GuardedTransport(TransportWrapper):
         super().__init__(inner)
         self.consent = consent
         self.own_key_fids: set[int] = set()  # CCxx the suite generated (it may delete those)
-        self.test_cost = Cost.FREE  # the running test's marker: the SO floor binds below irreversible
+        self.test_cost = CostClass.FREE  # the running test's marker: the SO floor binds below irreversible
         self.right_so_pin = right_so_pin  # the SO-PIN the mapper believes current
         self.refusals: list[str] = []
 
@@ -221,7 +200,7 @@ class GuardedTransport(TransportWrapper):
                 self.refuse(WHY_INITIALIZE)
             if apdu.ins == Ins.DELETE_FILE:
                 self.refuse(WHY_DELETE)
-            self.refuse(WHY_IRREVERSIBLE if cost == Cost.IRREVERSIBLE else WHY_WIPES)
+            self.refuse(WHY_IRREVERSIBLE if cost == CostClass.IRREVERSIBLE else WHY_WIPES)
         if apdu.presents_so_pin:
             self.check_so_floor(apdu)
 
@@ -235,7 +214,7 @@ class GuardedTransport(TransportWrapper):
         left = 0 if rsp.sw == SW.AUTH_METHOD_BLOCKED else tries_from_sw(rsp.sw)
         if left is None:
             return  # not initialized (6A88): presenting a code spends nothing
-        may_block = self.consent.ceiling() == Cost.IRREVERSIBLE and self.test_cost >= Cost.IRREVERSIBLE
+        may_block = self.consent.ceiling() == CostClass.IRREVERSIBLE and self.test_cost >= CostClass.IRREVERSIBLE
         if may_block:
             return
         believed_right = self.right_so_pin is not None and apdu.data[:8] == self.right_so_pin()

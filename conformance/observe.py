@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hsm_lifecycle.conformance.interlocks import Cost, InterlockRefused
+from hsm_lifecycle.conformance.interlocks import InterlockRefused
+from hsm_lifecycle.model.cost import CostClass
 from hsm_lifecycle.conformance.mapper import Mapper, WRONG_LENGTH_USER_PIN
 from hsm_lifecycle.conformance.trace import TraceRecorder
 from hsm_lifecycle.protocol import (
@@ -311,5 +312,5 @@ def observe(
     return observer.out, state
 
 
-def probe_cost(may_wipe: bool) -> Cost:
-    return Cost.WIPES if may_wipe else Cost.TRIES
+def probe_cost(may_wipe: bool) -> CostClass:
+    return CostClass.WIPES if may_wipe else CostClass.TRIES

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hsm_lifecycle.protocol import SO_PIN_LENGTH, USER_PIN_MAX, USER_PIN_MIN
+
+if TYPE_CHECKING:
+    from hsm_lifecycle.emulator import Profile as EmulatorProfile
 
 DEFAULT_SO_FLOOR = 5
 DEFAULT_EXAMPLES = 200  # the in-process emulator
@@ -324,7 +327,7 @@ def parse_profile_overrides(items: list[str], target: TargetSpec) -> tuple[tuple
     return tuple(pairs)
 
 
-def emulator_profile(overrides: tuple[tuple[str, str], ...]) -> object:
+def emulator_profile(overrides: tuple[tuple[str, str], ...]) -> EmulatorProfile:
     """The emulator.Profile with the overrides applied (bools as true/false)."""
     from hsm_lifecycle.emulator import Profile
 

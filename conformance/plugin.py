@@ -24,16 +24,21 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, NoReturn
 
 import pytest
 
 from hsm_lifecycle.conformance import terminal
 from hsm_lifecycle.conformance.evidence.records import TestRecord, append_record, load_evidence_records, records_file
 from hsm_lifecycle.conformance.fleet import TOKEN_KEY, Fleet, FleetWatch, Slot, TokenConsent
-from hsm_lifecycle.conformance.interlocks import Consent, Cost, SerialMismatch
+from hsm_lifecycle.conformance.interlocks import Consent, SerialMismatch
+from hsm_lifecycle.model.cost import CostClass
 from hsm_lifecycle.conformance.options import HsmOptions, add_options, from_config
 from hsm_lifecycle.conformance.trace import TraceRecorder
+
+if TYPE_CHECKING:  # imported when first used: loading the plugin must stay cheap
+    from hsm_lifecycle.conformance.targets import Device, Ledger, Target
+    from hsm_lifecycle.model.commands import Command
 
 SUITE_KEY = pytest.StashKey["Suite"]()
 PAUSE_KEY = pytest.StashKey["terminal.CapturePause"]()
@@ -141,9 +146,9 @@ def marked_rules(item: pytest.Item) -> tuple[str, ...]:
     return tuple(dict.fromkeys(sorted(ids)))
 
 
-def marked_cost(item: pytest.Item) -> Cost | None:
+def marked_cost(item: pytest.Item) -> CostClass | None:
     mark = item.get_closest_marker("cost")
-    return Cost.parse(str(mark.args[0])) if mark and mark.args else None
+    return CostClass.parse(str(mark.args[0])) if mark and mark.args else None
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -172,8 +177,8 @@ class Suite:
     options: HsmOptions
     started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     t0: float = field(default_factory=time.perf_counter)
-    selected_costs: set[Cost] = field(default_factory=set)
-    _target: Any = None
+    selected_costs: set[CostClass] = field(default_factory=set)
+    _target: Target | None = None
     fleet: Fleet | None = None  # one token per xdist worker (conformance.fleet)
     slot: Slot | None = None  # this worker's token in the fleet
     watch: FleetWatch | None = None  # the controller's view of the fleet
@@ -232,7 +237,7 @@ class Suite:
 
     # -- the target ----------------------------------------------------------------------------
 
-    def target(self) -> Any:
+    def target(self) -> Target:
         """The session's target, opened (and on a real token checked) on first use."""
         if self._broken is not None:
             pytest.fail(self._broken, pytrace=False)
@@ -247,7 +252,7 @@ class Suite:
             target = None
             try:
                 target = make_target(self.options, self.consent)
-                wiping = any(c in (Cost.WIPES, Cost.IRREVERSIBLE) for c in self.selected_costs)
+                wiping = any(c in (CostClass.WIPES, CostClass.IRREVERSIBLE) for c in self.selected_costs)
                 prepare(target, recorder, wiping_test_selected=wiping)
             except (SerialMismatch, CredentialError) as exc:
                 if target is not None:
@@ -260,7 +265,7 @@ class Suite:
             self._target = target
         return self._target
 
-    def stop(self, message: str) -> None:
+    def stop(self, message: str) -> NoReturn:
         """The token cannot be used. Alone, it stops the run before anything else is sent
         (pytest.exit); in a fleet only this token's tests fail with the reason and the other
         tokens go on (xdist cannot take a worker that leaves before its tests are done)."""
@@ -323,12 +328,12 @@ class TestRun:
 
     suite: Suite
     item: pytest.Item
-    declared: Cost
-    ledger: Any = None
+    declared: CostClass
+    ledger: Ledger = field(init=False)
     recorder: TraceRecorder | None = None
     trace_rel: str | None = None
     apdus_before: int = 0  # APDUs of earlier traces this test replaced
-    devices: list[Any] = field(default_factory=list)
+    devices: list[Device] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         from hsm_lifecycle.conformance.targets import Ledger
@@ -338,7 +343,7 @@ class TestRun:
     def __repr__(self) -> str:
         return f"TestRun({self.item.nodeid}, {self.apdus} APDUs)"
 
-    def open_device(self, keep_trace: bool = False) -> Any:
+    def open_device(self, keep_trace: bool = False) -> Device:
         """A device for this test, or for its next example / tour segment. `keep_trace` appends
         to the same trace; otherwise the trace holds the last device only (for a hypothesis
         test: the minimal failing example, which hypothesis runs last)."""
@@ -351,6 +356,7 @@ class TestRun:
                 self.apdus_before += self.recorder.apdus
             path, self.trace_rel = self.suite.trace_path(self.item.nodeid)
             self.recorder = TraceRecorder(path, secrets=self.suite.trace_secrets())
+        assert target.profile is not None  # prepare() resolved it when the target opened
         device = open_device(target, self.recorder, target.profile, self.declared)
         device.ledger = self.ledger
         self.devices.append(device)
@@ -387,7 +393,7 @@ class TestRun:
         self.devices.clear()
 
 
-def _select() -> Any:
+def _select() -> Command:
     from hsm_lifecycle.model.commands import Command
 
     return Command.select()
@@ -395,7 +401,7 @@ def _select() -> Any:
 
 def _start_run(request: pytest.FixtureRequest) -> TestRun:
     suite: Suite = request.config.stash[SUITE_KEY]
-    run = TestRun(suite, request.node, marked_cost(request.node) or Cost.FREE)
+    run = TestRun(suite, request.node, marked_cost(request.node) or CostClass.FREE)
     request.node.stash[RUN_KEY] = run
     if suite.slot is not None:
         # A fleet token's share of --hsm-serial is known once its serial is read: a test its
@@ -413,7 +419,7 @@ def _call_failed(item: pytest.Item) -> bool:
 
 
 @pytest.fixture
-def hsm(request: pytest.FixtureRequest) -> Iterator[Any]:
+def hsm(request: pytest.FixtureRequest) -> Iterator[Device]:
     """The device under test, with its model twin (conformance.targets.Device)."""
     run = _start_run(request)
     device = run.open_device()
@@ -496,7 +502,7 @@ def build_record(item: pytest.Item, reports: dict, run: TestRun | None) -> TestR
     return TestRecord(
         nodeid=item.nodeid,
         rules=rules,
-        cost=(cost or Cost.FREE).label,
+        cost=(cost or CostClass.FREE).value,
         outcome=outcome,  # type: ignore[arg-type]
         why=why,
         trace=run.trace_rel if run is not None and run.recorder is not None else None,

@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from hsm_lifecycle.conformance.interlocks import Cost, InterlockRefused
+from hsm_lifecycle.conformance.interlocks import InterlockRefused
+from hsm_lifecycle.model.cost import CostClass
 from hsm_lifecycle.conformance.tour import PORTAL_COMMANDS
 from hsm_lifecycle.model.commands import Command
 from hsm_lifecycle.model.oracle import Outcome
@@ -38,7 +39,7 @@ def make_machine(run: Any, alphabet: tuple[Command, ...]) -> type[RuleBasedState
             self.device = run.open_device()
             if self.device.target.can_renew:
                 # Fresh tokens are free here: the emulator runs every cost class, every time.
-                self.device.declared = Cost.IRREVERSIBLE
+                self.device.declared = CostClass.IRREVERSIBLE
             if self.device.target.persistent:
                 self.device.provision()
             self.identity: bytes | None = None

@@ -20,12 +20,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from contextlib import AbstractContextManager
-from typing import Callable, NoReturn
+from typing import TYPE_CHECKING, Callable, NoReturn
 
 import pytest
 
-from hsm_lifecycle.conformance.interlocks import Consent, Cost, GuardedTransport, InterlockRefused, SerialMismatch
+from hsm_lifecycle.conformance.interlocks import Consent, GuardedTransport, InterlockRefused, SerialMismatch
 from hsm_lifecycle.conformance.judging import CheckLog, checks_to_fail
+from hsm_lifecycle.model.cost import CostClass
 from hsm_lifecycle.conformance.mapper import IdentityUnreadable, Mapper, PinBook, PortalLink, PortalUnavailable
 from hsm_lifecycle.conformance.options import HsmOptions, TargetSpec
 from hsm_lifecycle.conformance.trace import EVENT_NEW_TOKEN, EVENT_POWER_CUT, TraceRecorder, TracingTransport
@@ -38,6 +39,11 @@ from hsm_lifecycle.model.divergence import Blame, blame, blame_key_count
 from hsm_lifecycle.model.oracle import Outcome, expect
 from hsm_lifecycle.model.profiles import Profile, UnresolvedBehaviour
 from hsm_lifecycle.model.states import ExtState
+
+if TYPE_CHECKING:
+    from hsm_lifecycle.emulator import Fault, VirtualToken
+    from hsm_lifecycle.emulator import Profile as EmulatorProfile
+    from hsm_lifecycle.emulator.portal import PortalFault
 
 AS_REAL_READER = "emulator (presented as a real token)"
 
@@ -151,7 +157,7 @@ class Target:
         return DeadlineTransport(transport, self.options.apdu_timeout)
 
     @property
-    def emulator_profile(self) -> object:
+    def emulator_profile(self) -> EmulatorProfile:
         """The open behaviours an emulated token is manufactured with (project-only option)."""
         from hsm_lifecycle.conformance.options import emulator_profile
 
@@ -165,19 +171,19 @@ class Target:
         """Replace the device by a fresh, shipped one (emulators only)."""
         raise NotImplementedError
 
-    def emulated_token(self) -> object | None:
+    def emulated_token(self) -> VirtualToken | None:
         """The VirtualToken behind an in-process target (for tear injection), else None."""
         return None
 
     # -- the firmware-update portal (conformance.operator) --------------------------------------
 
-    def token_faults(self) -> frozenset:
+    def token_faults(self) -> frozenset[Fault]:
         """The --hsm-emulator-fault switches meant for the token (the rest are the portal's)."""
         from hsm_lifecycle.emulator.portal import split_faults
 
         return split_faults(self.options.faults)[0]
 
-    def portal_faults(self) -> frozenset:
+    def portal_faults(self) -> frozenset[PortalFault]:
         from hsm_lifecycle.emulator.portal import split_faults
 
         return split_faults(self.options.faults)[1]
@@ -188,7 +194,7 @@ class Target:
         tour or a random walk never asks anyone for a firmware update."""
         from hsm_lifecycle.conformance.operator import OperatorPortalLink
 
-        if device.declared != Cost.OPERATOR:
+        if device.declared != CostClass.OPERATOR:
             return None
         return OperatorPortalLink(
             session_expected=lambda: device.state.authenticated,
@@ -248,14 +254,14 @@ class InProcessTarget(Target):
     def renew(self) -> None:
         self.fresh_transport()
 
-    def emulated_token(self) -> object | None:
+    def emulated_token(self) -> VirtualToken | None:
         return self._transport.token if self._transport else None
 
     def portal_link(self, device: "Device") -> PortalLink | None:
         """The simulated portal (emulator.portal) on the token in the reader now."""
         from hsm_lifecycle.conformance.operator import SimulatedPortalLink
 
-        return SimulatedPortalLink(self.emulated_token, self.portal_faults(), recorder=device.recorder)  # type: ignore[arg-type]
+        return SimulatedPortalLink(self.emulated_token, self.portal_faults(), recorder=device.recorder)
 
 
 class AsRealTarget(Target):
@@ -280,10 +286,10 @@ class AsRealTarget(Target):
         self._transport = self.timed(InProcessTransport(self.token, kind="pcsc", reader=AS_REAL_READER))
 
     @staticmethod
-    def set_up_as_owner(token: object, pin: bytes | None = None, so_pin: bytes | None = None) -> None:
+    def set_up_as_owner(token: VirtualToken, pin: bytes | None = None, so_pin: bytes | None = None) -> None:
         """What the owner did before the suite ever saw the token: initialized it (option
         0x0001, 3 tries) and generated one key."""
-        owner = Mapper(InProcessTransport(token), pins=PinBook.create(pin, so_pin))  # type: ignore[arg-type]
+        owner = Mapper(InProcessTransport(token), pins=PinBook.create(pin, so_pin))
         owner.select()
         for cmd, uninit in (
             (Command.initialize("right", OPTION_RESET_RETRY_COUNTER, USER_PIN_TRIES_DEFAULT), True),
@@ -292,12 +298,12 @@ class AsRealTarget(Target):
             (Command.select(), False),
         ):
             owner.run(cmd, uninitialized=uninit)
-        token.power_off()  # type: ignore[attr-defined]
+        token.power_off()
 
     def raw_transport(self) -> Transport:
         return self._transport
 
-    def emulated_token(self) -> object | None:
+    def emulated_token(self) -> VirtualToken | None:
         return None  # a real token offers no tear hook
 
 
@@ -456,7 +462,7 @@ class Device:
     guard: GuardedTransport
     profile: Profile
     state: ExtState
-    declared: Cost
+    declared: CostClass
     ledger: Ledger = field(default_factory=Ledger)
     setup: bool = False  # provisioning / restoring: checked against consent, not the marker
     on_step: Callable[[Outcome, str], None] | None = None
@@ -514,35 +520,35 @@ class Device:
 
     def admit(self, outcome: Outcome) -> None:
         cost = self.effective_cost(outcome)
-        if not self.setup and cost > self.declared and cost != Cost.OPERATOR:
+        if not self.setup and cost > self.declared and cost != CostClass.OPERATOR:
             raise CostExceeded(
-                f"{outcome.command} in {outcome.before} costs '{cost.label}' ({outcome.transition}), "
-                f"more than this test's marker '{self.declared.label}'"
+                f"{outcome.command} in {outcome.before} costs '{cost.value}' ({outcome.transition}), "
+                f"more than this test's marker '{self.declared.value}'"
             )
         if not self.target.consent.guarded:
             return
-        if cost == Cost.OPERATOR:
-            reason = self.target.consent.skip_reason(Cost.OPERATOR)
+        if cost == CostClass.OPERATOR:
+            reason = self.target.consent.skip_reason(CostClass.OPERATOR)
             if reason:
                 raise InterlockRefused(reason)
         elif cost > self.target.consent.ceiling():
             raise InterlockRefused(
-                f"{outcome.command} would cost '{cost.label}' here ({outcome.transition}); "
+                f"{outcome.command} would cost '{cost.value}' here ({outcome.transition}); "
                 + self.target.consent.skip_reason(cost)  # type: ignore[operator]
             )
         before, after = outcome.before.so_tries, outcome.next.so_tries
         floor = self.target.consent.so_floor
-        if before is not None and after is not None and after < before and after < floor and self.guard.test_cost < Cost.IRREVERSIBLE:
+        if before is not None and after is not None and after < before and after < floor and self.guard.test_cost < CostClass.IRREVERSIBLE:
             raise InterlockRefused(
                 f"{outcome.command} would leave {after} SO tries, below the floor of {floor} (--hsm-so-floor)"
             )
 
-    def effective_cost(self, outcome: Outcome) -> Cost:
+    def effective_cost(self, outcome: Outcome) -> CostClass:
         """The model's cost class, except that deleting a key the suite generated itself loses
         nothing of the owner's (the model cannot tell whose key it is; the mapper can)."""
-        cost = Cost.parse(outcome.cost)
+        cost = CostClass.parse(outcome.cost)
         if outcome.command.name == "delete_key" and self.mapper.keys and self.guard.owns(self.mapper.newest_key):
-            return min(cost, Cost.TRIES)
+            return min(cost, CostClass.TRIES)
         return cost
 
     def check_credentials(self, cmd: Command) -> None:
@@ -585,7 +591,7 @@ class Device:
 
     def may_initialize(self) -> bool:
         """Whether an INITIALIZE APDU may reach this token (never on a real one without serial)."""
-        return not self.target.consent.guarded or self.target.consent.ceiling() >= Cost.WIPES
+        return not self.target.consent.guarded or self.target.consent.ceiling() >= CostClass.WIPES
 
     def require_portal(self) -> None:
         if self.mapper.portal is None:
@@ -768,7 +774,7 @@ class Device:
         outcome = self.expect(cmd)
         self.admit(outcome)
         self.recorder.context(f"{cmd} (power cut)", self.state.abstract, outcome.rules)
-        token.set_power_loss_hook(CutRecorder(hook, self.recorder))  # type: ignore[attr-defined]
+        token.set_power_loss_hook(CutRecorder(hook, self.recorder))
         try:
             self.mapper.run(cmd, uninitialized=not self.state.is_initialized)
         except PowerLoss:
@@ -776,7 +782,7 @@ class Device:
         else:
             self.fail(f"{cmd}: the power cut never happened (the hook did not fire)")
         finally:
-            token.set_power_loss_hook(None)  # type: ignore[attr-defined]
+            token.set_power_loss_hook(None)
         self.ledger.note(outcome, None)
         self.state = outcome.next.but(authenticated=False) if outcome.next.is_initialized else outcome.next
         return outcome
@@ -838,7 +844,7 @@ class Device:
         self.mapper.select()
 
 
-def open_device(target: Target, recorder: TraceRecorder, profile: Profile, declared: Cost) -> Device:
+def open_device(target: Target, recorder: TraceRecorder, profile: Profile, declared: CostClass) -> Device:
     """Wire a device for one test: mapper -> interlock guard -> trace recorder -> transport."""
     raw = target.fresh_transport()
     recorder.context("connect", (target.twin or ExtState.shipped()).abstract)
@@ -903,7 +909,7 @@ def prepare(target: Target, recorder: TraceRecorder, *, wiping_test_selected: bo
     tracing = TracingTransport(raw, recorder)
     guard = GuardedTransport(tracing, consent, right_so_pin=lambda: target.pins.so_pin)
     guard.own_key_fids = target.own_key_fids
-    guard.test_cost = Cost.WIPES  # probes never block the SO-PIN; the floor holds on a real token
+    guard.test_cost = CostClass.WIPES  # probes never block the SO-PIN; the floor holds on a real token
     mapper = Mapper(guard, pins=target.pins, keys=target.keys)
     probe = Probe(mapper, recorder)
     recorder.context("connect", "")

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hsm_lifecycle.protocol import FIRMWARE_UPDATES_WHILE_SO_BLOCKED
-from hsm_lifecycle.model.catalog import COST_CLASSES, cost_rank
+from hsm_lifecycle.model.cost import COST_CLASSES, cost_rank
 from hsm_lifecycle.model.commands import FIRMWARE_UPDATE, INITIALIZE, PORTAL_LOGIN, Command
 from hsm_lifecycle.model.explorer import Bounds, explore
 from hsm_lifecycle.model.lifecycle import TRANSITIONS
@@ -213,7 +213,7 @@ def limits_for(device: "Device") -> TourLimits:  # noqa: F821 - conformance.targ
     """What the tour may take on this device: everything on a renewable emulator; on a real
     token the consent's ceiling (never blocking the SO-PIN: nothing could renew the token),
     the SO floor, and only the PINs the owner gave."""
-    from hsm_lifecycle.conformance.interlocks import Cost
+    from hsm_lifecycle.model.cost import CostClass
 
     target = device.target
     consent = target.consent
@@ -224,20 +224,20 @@ def limits_for(device: "Device") -> TourLimits:  # noqa: F821 - conformance.targ
         # With the portal and fresh tokens, a last segment reaches R13's limit (O30, O31, B17, B18).
         counted = FIRMWARE_UPDATES_WHILE_SO_BLOCKED if portal and target.can_renew else 0
         return TourLimits(max_cost=top, portal=portal, renewable=target.can_renew, bounds=bounds, counted_updates=counted)
-    ceiling = min(consent.ceiling(), Cost.WIPES)
+    ceiling = min(consent.ceiling(), CostClass.WIPES)
     needs = {
         RIGHT_USER: target.options.pin is None,
         RIGHT_SO: target.options.so_pin is None,
     }
     excluded = {str(c) for c in Command.alphabet() if any(needs[k] and _presents(c, k) for k in needs)}
-    if ceiling < Cost.WIPES:
+    if ceiling < CostClass.WIPES:
         # DELETE reaches the owner's keys unless the suite made the newest key itself, which
         # the planner (model only) cannot know: the APDU guard would refuse it mid-tour.
         excluded.add(str(Command.delete_key()))
     return TourLimits(
-        max_cost=ceiling.label,
+        max_cost=ceiling.value,
         so_floor=consent.so_floor,
-        initialize=ceiling >= Cost.WIPES,
+        initialize=ceiling >= CostClass.WIPES,
         portal=False,
         renewable=False,
         bounds=bounds,

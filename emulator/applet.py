@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from hsm_lifecycle.emulator import apdu, files, keyops
 from hsm_lifecycle.emulator.apdu import ApduError, Command
+from hsm_lifecycle.emulator.card import Session
 from hsm_lifecycle.emulator.initialize import initialize_device
 from hsm_lifecycle.emulator.keys import StoredKey
 from hsm_lifecycle.emulator.objects import KeyCache, serial_of
@@ -33,18 +33,10 @@ APPLET_SELECT_P2 = frozenset(
 )
 
 
-@dataclass
-class Session:
-    """Volatile card-session state: lost at power-off, reset and (partly) re-SELECT."""
-
-    selected: bool = False
-    authenticated: bool = False
-    current_ef: int | None = None
-    pending: bytes = b""  # response bytes waiting for GET RESPONSE
-
-
 class Applet:
-    """One SmartCard-HSM applet instance working on a durable `CardState`."""
+    """One SmartCard-HSM applet instance working on a durable `CardState`.
+
+    It is the `CardContext` the command modules work on, and it alone holds the card session."""
 
     def __init__(
         self,
@@ -83,6 +75,25 @@ class Applet:
     @property
     def serial(self) -> str:
         return serial_of(self.state)
+
+    # --- the card session (R10): kept in `Session`, changed only through these ---------------------
+
+    @property
+    def authenticated(self) -> bool:
+        return self.session.authenticated
+
+    def login(self) -> None:
+        self.session.login()
+
+    def logout(self) -> None:
+        self.session.logout()
+
+    @property
+    def current_ef(self) -> int | None:
+        return self.session.current_ef
+
+    def set_current_ef(self, fid: int | None) -> None:
+        self.session.current_ef = fid
 
     # --- gates shared by the object and key commands ----------------------------------------------
 
@@ -125,7 +136,7 @@ class Applet:
     def reload(self) -> None:
         """Drop everything volatile and continue from what the store holds (power loss)."""
         self.state = self._load()
-        self.session = Session()
+        self.session.end()
 
     def _load(self) -> CardState:
         """The durable state with its identity and keys checked; a refusal names the file."""
@@ -138,7 +149,7 @@ class Applet:
 
     def end_session(self) -> None:
         """Reset / power-off: deselect, forget authentication and the current EF."""
-        self.session = Session()
+        self.session.end()
 
     # --- dispatch ------------------------------------------------------------------------------
 
@@ -206,8 +217,7 @@ def select(applet: Applet, cmd: Command) -> tuple[bytes, int]:
     if cmd.p2 not in APPLET_SELECT_P2:
         raise ApduError(SW.INCORRECT_P1P2, f"SELECT P2 {cmd.p2:02X}")
     keep_login = applet.session.selected and Fault.SESSION_SURVIVES_RESELECT in applet.faults
-    # Re-SELECT is CardContact's logout (§1): a new card session.
-    applet.session = Session(selected=True, authenticated=keep_login and applet.session.authenticated)
+    applet.session.reselect(keep_login)
     if cmd.p2 == protocol.SELECT_P2_NO_RESPONSE:
         return b"", SW.OK
     return applet.applet_fcp(), SW.OK

@@ -17,7 +17,7 @@ from hsm_lifecycle import protocol, tlv
 from hsm_lifecycle.protocol import SW
 
 if TYPE_CHECKING:
-    from hsm_lifecycle.emulator.applet import Applet
+    from hsm_lifecycle.emulator.card import CardContext
 
 CURRENT_EF = 0x0000
 INVALID_FIDS = frozenset({MF, 0xFFFF, 0x3FFF})
@@ -42,36 +42,36 @@ def ef_fcp(fid: int, size: int) -> bytes:
     )
 
 
-def select_ef(applet: Applet, cmd: Command) -> tuple[bytes, int]:
+def select_ef(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """SELECT with P1 00/02/08 and a 2-byte FID (3F00 or no data: the applet, as MF)."""
     if cmd.p1 not in SELECT_EF_P1 or cmd.p2 not in SELECT_P2_ANSWERS:
         raise ApduError(SW.INCORRECT_P1P2, f"SELECT P1P2 {cmd.p1p2:04X}")
     answer = SELECT_P2_ANSWERS[cmd.p2]
     if cmd.data in (b"", MF.to_bytes(2, "big")) and cmd.p1 == protocol.SELECT_P1_BY_FID:
-        return (applet.applet_fcp() if answer else b""), SW.OK
+        return (card.applet_fcp() if answer else b""), SW.OK
     if len(cmd.data) != 2:
         raise ApduError(SW.WRONG_LENGTH, "a FID is 2 bytes")
     fid = int.from_bytes(cmd.data, "big")
-    state = applet.state
+    state = card.state
     if fid in state.files:
         size = len(state.files[fid])
     elif fid in state.keys:
         size = 0  # a key object has no readable content
     else:
         raise ApduError(SW.FILE_NOT_FOUND, f"no file {fid:04X}")
-    applet.session.current_ef = fid
+    card.set_current_ef(fid)
     return (ef_fcp(fid, size) if answer else b""), SW.OK
 
 
-def _target(applet: Applet, cmd: Command) -> int:
+def _target(card: CardContext, cmd: Command) -> int:
     """P1P2 = FID, or 0000 = the current EF."""
     if cmd.p1p2 != CURRENT_EF:
         if cmd.p1p2 in INVALID_FIDS:
             raise ApduError(SW.INCORRECT_P1P2, f"{cmd.p1p2:04X} is not an EF")
         return cmd.p1p2
-    if applet.session.current_ef is None:
+    if card.current_ef is None:
         raise ApduError(SW.COMMAND_NOT_ALLOWED, "no current EF")
-    return applet.session.current_ef
+    return card.current_ef
 
 
 def _offset(item: tlv.Tlv | None) -> int:
@@ -90,23 +90,23 @@ def _decode(data: bytes, allowed: frozenset[int]) -> dict[int, tlv.Tlv]:
     return items
 
 
-def read_binary(applet: Applet, cmd: Command) -> tuple[bytes, int]:
+def read_binary(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """READ BINARY B1: `54 02 <offset>`; past the end: the rest and 6282."""
     if not cmd.data:
         raise ApduError(SW.WRONG_LENGTH, "READ BINARY (odd INS) needs an offset")
     items = _decode(cmd.data, frozenset({protocol.TAG_OFFSET}))
     offset = _offset(items.get(protocol.TAG_OFFSET))
-    fid = _target(applet, cmd)
-    if is_key_fid(fid) and fid in applet.state.keys:
+    fid = _target(card, cmd)
+    if is_key_fid(fid) and fid in card.state.keys:
         raise ApduError(SW.SECURITY_STATUS_NOT_SATISFIED, "private keys are never readable")
     if needs_pin_to_read(fid):
-        applet.require_user()  # before the look-up: no hint whether a CD file exists
-    content = applet.state.files.get(fid)
+        card.require_user()  # before the look-up: no hint whether a CD file exists
+    content = card.state.files.get(fid)
     if content is None:
         raise ApduError(SW.FILE_NOT_FOUND, f"no file {fid:04X}")
     if offset > len(content):
         raise ApduError(SW.WRONG_P1P2, "offset beyond the end of the file")
-    applet.session.current_ef = fid
+    card.set_current_ef(fid)
     rest = content[offset:]
     if cmd.ne is None:
         return rest, SW.OK
@@ -115,20 +115,20 @@ def read_binary(applet: Applet, cmd: Command) -> tuple[bytes, int]:
     return rest[: cmd.ne], SW.OK
 
 
-def update_binary(applet: Applet, cmd: Command) -> tuple[bytes, int]:
+def update_binary(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """UPDATE BINARY D7: `54 02 <offset> 53 <len> <data>`; a missing file is created."""
     if not cmd.data:
         raise ApduError(SW.WRONG_LENGTH, "UPDATE BINARY (odd INS) needs offset and data")
-    applet.require_user()
+    card.require_user()
     items = _decode(cmd.data, frozenset({protocol.TAG_OFFSET, protocol.TAG_DISCRETIONARY_DATA}))
     offset = _offset(items.get(protocol.TAG_OFFSET))
     chunk = items.get(protocol.TAG_DISCRETIONARY_DATA)
     if chunk is None:
         raise ApduError(SW.WRONG_DATA, "no 53 data object")
-    fid = _target(applet, cmd)
+    fid = _target(card, cmd)
     if fid in PROTECTED_FIDS or is_key_fid(fid):
         raise ApduError(SW.SECURITY_STATUS_NOT_SATISFIED, f"{fid:04X} cannot be written")
-    state = applet.state
+    state = card.state
     old = state.files.get(fid)
     if old is None and offset != 0:
         raise ApduError(SW.FILE_NOT_FOUND, "a file is created at offset 0 only")
@@ -138,39 +138,39 @@ def update_binary(applet: Applet, cmd: Command) -> tuple[bytes, int]:
     new = old[:offset] + chunk.value + old[offset + len(chunk.value) :]
     if new != old or fid not in state.files:
         updated = state.with_file(fid, new)
-        applet.require_room(updated)
-        applet.commit(updated, PersistencePoint.FILE_WRITTEN)
-    applet.session.current_ef = fid
+        card.require_room(updated)
+        card.commit(updated, PersistencePoint.FILE_WRITTEN)
+    card.set_current_ef(fid)
     return b"", SW.OK
 
 
-def delete_file(applet: Applet, cmd: Command) -> tuple[bytes, int]:
+def delete_file(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """DELETE FILE `00 E4 02 00 02 <FID>`: a file or a key; the identity is never deleted."""
     if cmd.p1p2 != protocol.DELETE_FILE_P1P2:
         raise ApduError(SW.INCORRECT_P1P2, "DELETE FILE wants P1P2 0200")
     if len(cmd.data) != 2:
         raise ApduError(SW.WRONG_LENGTH, "DELETE FILE data is one FID")
-    applet.require_user()
+    card.require_user()
     fid = int.from_bytes(cmd.data, "big")
     if fid in PROTECTED_FIDS:
         raise ApduError(SW.SECURITY_STATUS_NOT_SATISFIED, "the device identity stays")
-    state = applet.state
+    state = card.state
     if fid in state.keys:
-        applet.commit(state.without_key(fid), PersistencePoint.OBJECT_DELETED)
+        card.commit(state.without_key(fid), PersistencePoint.OBJECT_DELETED)
     elif fid in state.files:
-        applet.commit(state.without_file(fid), PersistencePoint.OBJECT_DELETED)
+        card.commit(state.without_file(fid), PersistencePoint.OBJECT_DELETED)
     else:
         raise ApduError(SW.FILE_NOT_FOUND, f"no object {fid:04X}")
-    if applet.session.current_ef == fid:
-        applet.session.current_ef = None
+    if card.current_ef == fid:
+        card.set_current_ef(None)
     return b"", SW.OK
 
 
-def enumerate_objects(applet: Applet, cmd: Command) -> tuple[bytes, int]:
+def enumerate_objects(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """ENUMERATE OBJECTS `80 58 00 00` + Le: every FID, keys and files, in ascending order."""
     if cmd.p1p2 != 0x0000:
         raise ApduError(SW.INCORRECT_P1P2, "ENUMERATE OBJECTS wants P1P2 0000")
     if cmd.data:
         raise ApduError(SW.WRONG_LENGTH, "ENUMERATE OBJECTS carries no data")
-    fids = sorted({*applet.state.files, *applet.state.keys})
+    fids = sorted({*card.state.files, *card.state.keys})
     return b"".join(fid.to_bytes(2, "big") for fid in fids), SW.OK

@@ -29,7 +29,7 @@ from hsm_lifecycle import protocol, tlv
 from hsm_lifecycle.protocol import SW
 
 if TYPE_CHECKING:
-    from hsm_lifecycle.emulator.applet import Applet
+    from hsm_lifecycle.emulator.card import CardContext
 
 KNOWN_TAGS = frozenset(
     {
@@ -147,9 +147,9 @@ def identity_objects(state: CardState) -> tuple[dict[int, bytes], dict[int, byte
     return files, keys
 
 
-def apply_request(applet: Applet, state: CardState, request: InitRequest) -> CardState:
+def apply_request(card: CardContext, state: CardState, request: InitRequest) -> CardState:
     """The state after an accepted INITIALIZE: new PINs and options, objects wiped (R07)."""
-    if Fault.REINIT_KEEPS_KEYS in applet.faults:
+    if Fault.REINIT_KEEPS_KEYS in card.faults:
         files, keys = dict(state.files), dict(state.keys)
     else:
         files, keys = identity_objects(state)
@@ -167,44 +167,47 @@ def apply_request(applet: Applet, state: CardState, request: InitRequest) -> Car
         files=files,
         keys=keys,
     )
-    if Fault.IDENTITY_CHANGES_ON_INIT in applet.faults:
-        fresh = applet.reidentify(fresh)
+    if Fault.IDENTITY_CHANGES_ON_INIT in card.faults:
+        fresh = card.reidentify(fresh)
     return fresh
 
 
-def initialize_device(applet: Applet, cmd: Command) -> tuple[bytes, int]:
+def initialize_device(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     if cmd.p1p2 != 0x0000:
         raise ApduError(SW.INCORRECT_P1P2, "P1P2 must be 0000")
     if not cmd.data:
         raise ApduError(SW.WRONG_LENGTH, "INITIALIZE DEVICE needs its TLVs")
-    request = parse_request(cmd.data, applet.profile.retries_by_pin_length)
-    state = applet.state
+    request = parse_request(cmd.data, card.profile.retries_by_pin_length)
+    state = card.state
     if not state.initialized:
         # R21: any well-formed code becomes the SO-PIN.
         so_tries = (
             FIRST_INIT_WRONG_SO_TRIES
-            if Fault.FIRST_INIT_SETS_WRONG_TRIES in applet.faults
+            if Fault.FIRST_INIT_SETS_WRONG_TRIES in card.faults
             else MAX_SO_TRIES
         )
         first = replace(state, so_pin=request.so_pin, so_tries=so_tries)
-        applet.commit(apply_request(applet, first, request), PersistencePoint.DEVICE_INITIALIZED)
-    elif Fault.INITIALIZE_IGNORES_SO_PIN in applet.faults:
-        applet.commit(apply_request(applet, state, request), PersistencePoint.DEVICE_INITIALIZED)
+        card.commit(apply_request(card, first, request), PersistencePoint.DEVICE_INITIALIZED)
+    elif Fault.INITIALIZE_IGNORES_SO_PIN in card.faults:
+        card.commit(apply_request(card, state, request), PersistencePoint.DEVICE_INITIALIZED)
     else:
-        if so_blocked(applet):
+        if so_blocked(card):
             return b"", SW.AUTH_METHOD_BLOCKED  # R03: not even the right code helps
         accepted = present_so_pin(
-            applet,
+            card,
             request.so_pin,
-            lambda target: apply_request(applet, target, request),
+            lambda target: apply_request(card, target, request),
             PersistencePoint.DEVICE_INITIALIZED,
         )
         if not accepted:
-            setting = applet.profile.init_wrong_so_sw
+            setting = card.profile.init_wrong_so_sw
             if setting == TRIES_SW:
-                return b"", wrong_pin_sw(applet, applet.state.so_tries)
+                return b"", wrong_pin_sw(card, card.state.so_tries)
             return b"", sw_hex(setting)
     # A transport PIN cannot be verified (R11), so no session can start under it.
-    applet.session.authenticated = applet.profile.auth_after_init and not transport_active(applet)
-    applet.session.current_ef = None
+    if card.profile.auth_after_init and not transport_active(card):
+        card.login()
+    else:
+        card.logout()
+    card.set_current_ef(None)
     return b"", SW.OK

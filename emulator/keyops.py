@@ -1,7 +1,7 @@
 """Key commands (§4): GENERATE ASYMMETRIC KEY PAIR, SIGN, DECIPHER, GET CHALLENGE, DKEK.
 
 Key use needs the user PIN verified in the current card session (R10), never the SO-PIN (R09):
-`Applet.require_user` is the one gate. The cryptography is `emulator.keys`; its refusals carry
+`CardContext.require_user` is the one gate. The cryptography is `emulator.keys`; its refusals carry
 the SW to answer. GAKP stores the key in CCxx and its CV request in CExx, in one write.
 """
 
@@ -22,7 +22,7 @@ from hsm_lifecycle import protocol
 from hsm_lifecycle.protocol import SW
 
 if TYPE_CHECKING:
-    from hsm_lifecycle.emulator.applet import Applet
+    from hsm_lifecycle.emulator.card import CardContext
 
 CHALLENGE_MAX = protocol.CHALLENGE_MAX  # OpenSC caps GET CHALLENGE there
 DKEK_SHARE_BYTES = protocol.DKEK_SHARE_LENGTH
@@ -37,26 +37,26 @@ def request_fid(key_id: int) -> int:
     return protocol.FID_PREFIX_EE_CERT << 8 | key_id
 
 
-def generate_key_pair(applet: Applet, cmd: Command) -> tuple[bytes, int]:
+def generate_key_pair(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """`00 46 <key id> 00` + CV body: a new key, answered (and kept in CExx) as a CV request
     signed by the device key."""
-    applet.require_user()
+    card.require_user()
     if cmd.p1 == DEVICE_KEY_ID:
         raise ApduError(SW.INCORRECT_P1P2, "key 00 is the device key")
     if cmd.p2 != DEVICE_KEY_ID:
         raise ApduError(SW.INCORRECT_P1P2, "only the device key (00) signs CV requests here")
     if not cmd.data:
         raise ApduError(SW.WRONG_LENGTH, "GENERATE ASYMMETRIC KEY PAIR needs a CV body")
-    state = applet.state
+    state = card.state
     if state.dkek is not None and state.dkek.outstanding:
         raise ApduError(SW.CONDITIONS_NOT_SATISFIED, "DKEK shares outstanding")
-    device = applet.stored_key(protocol.FID_DEVICE_KEY)
+    device = card.stored_key(protocol.FID_DEVICE_KEY)
     if device is None:
         raise ApduError(SW.CONDITIONS_NOT_SATISFIED, "no device key")
     signer = device.private_key
     if not isinstance(signer, ec.EllipticCurvePrivateKey):
         raise ApduError(SW.CONDITIONS_NOT_SATISFIED, "device key is not an EC key")
-    chr_fallback = f"{applet.serial}{cmd.p1:05d}"
+    chr_fallback = f"{card.serial}{cmd.p1:05d}"
     try:
         generated = keys.generate_from_cv_body(
             cmd.data, chr_fallback, keys.OuterSigner(signer, state.device_chr)
@@ -64,44 +64,44 @@ def generate_key_pair(applet: Applet, cmd: Command) -> tuple[bytes, int]:
     except keys.KeyOperationError as refused:
         raise ApduError(refused.sw, str(refused)) from refused
     fid = key_fid(cmd.p1)
-    applet.keys.put(fid, generated.key)
+    card.keys.put(fid, generated.key)
     updated = state.with_key(fid, generated.key.to_bytes()).with_file(
         request_fid(cmd.p1), generated.request
     )
-    applet.require_room(updated)
-    applet.commit(updated, PersistencePoint.KEY_GENERATED)
+    card.require_room(updated)
+    card.commit(updated, PersistencePoint.KEY_GENERATED)
     return generated.request, SW.OK
 
 
-def _key_for_use(applet: Applet, cmd: Command) -> keys.StoredKey:
-    applet.require_user()
+def _key_for_use(card: CardContext, cmd: Command) -> keys.StoredKey:
+    card.require_user()
     if not cmd.data:
         raise ApduError(SW.WRONG_LENGTH, "no input data")
-    key = applet.stored_key(key_fid(cmd.p1))
+    key = card.stored_key(key_fid(cmd.p1))
     if key is None:
         raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, f"no key {cmd.p1:02X}")
     return key
 
 
-def sign(applet: Applet, cmd: Command) -> tuple[bytes, int]:
+def sign(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """`80 68 <key id> <algorithm>` + hash or message."""
-    key = _key_for_use(applet, cmd)
+    key = _key_for_use(card, cmd)
     try:
         return keys.sign(key, cmd.p2, cmd.data), SW.OK
     except keys.KeyOperationError as refused:
         raise ApduError(refused.sw, str(refused)) from refused
 
 
-def decipher(applet: Applet, cmd: Command) -> tuple[bytes, int]:
+def decipher(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """`80 62 <key id> <algorithm>` + cryptogram (RSA 21 / 20)."""
-    key = _key_for_use(applet, cmd)
+    key = _key_for_use(card, cmd)
     try:
         return keys.decipher(key, cmd.p2, cmd.data), SW.OK
     except keys.KeyOperationError as refused:
         raise ApduError(refused.sw, str(refused)) from refused
 
 
-def get_challenge(applet: Applet, cmd: Command) -> tuple[bytes, int]:
+def get_challenge(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """`00 84 00 00 Le`: Le random bytes; no Le is 6700."""
     if cmd.p1p2 != 0x0000:
         raise ApduError(SW.INCORRECT_P1P2, "GET CHALLENGE wants P1P2 0000")
@@ -110,11 +110,11 @@ def get_challenge(applet: Applet, cmd: Command) -> tuple[bytes, int]:
     return secrets.token_bytes(cmd.ne), SW.OK
 
 
-def dkek(applet: Applet, cmd: Command) -> tuple[bytes, int]:
+def dkek(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """`80 52 00 00 00`: DKEK status; with 32 bytes of data: import one share."""
     if cmd.p1p2 != 0x0000:
         raise ApduError(SW.INCORRECT_P1P2, "IMPORT DKEK SHARE wants P1P2 0000")
-    state = applet.state
+    state = card.state
     if not state.initialized or state.dkek is None:
         # The v4.0 card without a DKEK answered 6A88 (OSC#2647).
         raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "no DKEK configured")
@@ -127,5 +127,5 @@ def dkek(applet: Applet, cmd: Command) -> tuple[bytes, int]:
         key = bytes(a ^ b for a, b in zip(current.key, cmd.data))
         left = current.outstanding - 1
         current = Dkek(current.shares, left, dkek_kcv(key) if left == 0 else bytes(8), key)
-        applet.commit(replace(state, dkek=current), PersistencePoint.DKEK_SHARE_IMPORTED)
+        card.commit(replace(state, dkek=current), PersistencePoint.DKEK_SHARE_IMPORTED)
     return bytes([current.shares, current.outstanding]) + current.kcv, SW.OK

@@ -21,7 +21,7 @@ from hsm_lifecycle import protocol
 from hsm_lifecycle.protocol import SW
 
 if TYPE_CHECKING:
-    from hsm_lifecycle.emulator.applet import Applet
+    from hsm_lifecycle.emulator.card import CardContext
 
 Update = Callable[[CardState], CardState]
 MAX_SO_TRIES = protocol.SO_PIN_TRIES
@@ -38,26 +38,26 @@ def user_pin_length_ok(pin: bytes) -> bool:
 # --- answers -------------------------------------------------------------------------------
 
 
-def wrong_pin_sw(applet: Applet, tries_left: int) -> int:
+def wrong_pin_sw(card: CardContext, tries_left: int) -> int:
     """63Cx, or the profile's answer for the try that reached 0 (last-wrong-try-sw)."""
     if tries_left == 0:
-        return sw_hex(applet.profile.last_wrong_try_sw)
+        return sw_hex(card.profile.last_wrong_try_sw)
     return protocol.sw_tries(tries_left)
 
 
-def refuse_wrong_length(applet: Applet, so: bool) -> int:
+def refuse_wrong_length(card: CardContext, so: bool) -> int:
     """A PIN of impossible length: refused without spending a try (R16) unless the fault."""
-    if Fault.WRONG_LENGTH_SPENDS_TRY in applet.faults:
-        state = applet.state
+    if Fault.WRONG_LENGTH_SPENDS_TRY in card.faults:
+        state = card.state
         if so and state.so_tries > 0:
-            applet.commit(replace(state, so_tries=state.so_tries - 1), PersistencePoint.SO_TRY_SPENT)
+            card.commit(replace(state, so_tries=state.so_tries - 1), PersistencePoint.SO_TRY_SPENT)
         elif not so and state.user_tries > 0:
-            applet.commit(
+            card.commit(
                 replace(state, user_tries=state.user_tries - 1), PersistencePoint.USER_TRY_SPENT
             )
-    setting = applet.profile.wrong_length_pin_sw
+    setting = card.profile.wrong_length_pin_sw
     if setting == TRIES_SW:
-        return protocol.sw_tries(applet.state.so_tries if so else applet.state.user_tries)
+        return protocol.sw_tries(card.state.so_tries if so else card.state.user_tries)
     return sw_hex(setting)
 
 
@@ -65,58 +65,58 @@ def refuse_wrong_length(applet: Applet, so: bool) -> int:
 
 
 def present_user_pin(
-    applet: Applet, candidate: bytes, on_success: Update, point: PersistencePoint
+    card: CardContext, candidate: bytes, on_success: Update, point: PersistencePoint
 ) -> bool:
     """Check `candidate` against the user PIN with a persistent pre-decrement (R17)."""
-    before = applet.state
+    before = card.state
     assert before.user_pin is not None
     spent = replace(before, user_tries=max(before.user_tries - 1, 0))
-    late_write = Fault.TEAR_REFUNDS_TRY in applet.faults
+    late_write = Fault.TEAR_REFUNDS_TRY in card.faults
     if not late_write:
-        applet.commit(spent, PersistencePoint.USER_TRY_SPENT)
+        card.commit(spent, PersistencePoint.USER_TRY_SPENT)
     right = hmac.compare_digest(candidate, before.user_pin)
-    applet.instant(PersistencePoint.PIN_COMPARED)
+    card.instant(PersistencePoint.PIN_COMPARED)
     if right:
-        keep = Fault.USER_COUNTER_NOT_RESTORED in applet.faults
+        keep = Fault.USER_COUNTER_NOT_RESTORED in card.faults
         restored = replace(before, user_tries=before.user_tries if keep else before.user_max)
-        applet.commit(on_success(restored), point)
+        card.commit(on_success(restored), point)
     elif late_write:
-        applet.commit(spent, PersistencePoint.USER_TRY_SPENT)
+        card.commit(spent, PersistencePoint.USER_TRY_SPENT)
     return right
 
 
 def present_so_pin(
-    applet: Applet, candidate: bytes, on_success: Update, point: PersistencePoint
+    card: CardContext, candidate: bytes, on_success: Update, point: PersistencePoint
 ) -> bool:
     """Check `candidate` against the SO-PIN with a persistent pre-decrement (R17, R02)."""
-    before = applet.state
+    before = card.state
     assert before.so_pin is not None
-    spends = Fault.SO_COUNTER_NOT_SPENT not in applet.faults
+    spends = Fault.SO_COUNTER_NOT_SPENT not in card.faults
     spent = replace(before, so_tries=max(before.so_tries - 1, 0)) if spends else before
-    late_write = Fault.TEAR_REFUNDS_TRY in applet.faults
+    late_write = Fault.TEAR_REFUNDS_TRY in card.faults
     if spends and not late_write:
-        applet.commit(spent, PersistencePoint.SO_TRY_SPENT)
+        card.commit(spent, PersistencePoint.SO_TRY_SPENT)
     right = hmac.compare_digest(candidate, before.so_pin)
-    applet.instant(PersistencePoint.PIN_COMPARED)
+    card.instant(PersistencePoint.PIN_COMPARED)
     if right:
-        tries = MAX_SO_TRIES if applet.profile.so_success_restores else before.so_tries
-        applet.commit(on_success(replace(before, so_tries=tries)), point)
+        tries = MAX_SO_TRIES if card.profile.so_success_restores else before.so_tries
+        card.commit(on_success(replace(before, so_tries=tries)), point)
     elif spends and late_write:
-        applet.commit(spent, PersistencePoint.SO_TRY_SPENT)
+        card.commit(spent, PersistencePoint.SO_TRY_SPENT)
     return right
 
 
-def so_blocked(applet: Applet) -> bool:
+def so_blocked(card: CardContext) -> bool:
     """SO tries 0 and nothing may unblock it (R03), unless the fault lets a right PIN in."""
-    return applet.state.so_tries == 0 and Fault.SO_UNBLOCKABLE not in applet.faults
+    return card.state.so_tries == 0 and Fault.SO_UNBLOCKABLE not in card.faults
 
 
-def user_blocked(applet: Applet) -> bool:
-    return applet.state.user_tries == 0 and Fault.USER_BLOCK_IGNORED not in applet.faults
+def user_blocked(card: CardContext) -> bool:
+    return card.state.user_tries == 0 and Fault.USER_BLOCK_IGNORED not in card.faults
 
 
-def transport_active(applet: Applet) -> bool:
-    return applet.state.transport_pin and Fault.TRANSPORT_PIN_IGNORED not in applet.faults
+def transport_active(card: CardContext) -> bool:
+    return card.state.transport_pin and Fault.TRANSPORT_PIN_IGNORED not in card.faults
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -134,122 +134,125 @@ def _pin_reference(cmd: Command, allowed: tuple[int, ...]) -> int:
     return cmd.p2
 
 
-def verify(applet: Applet, cmd: Command) -> tuple[bytes, int]:
+def verify(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """VERIFY 81/88: a status query without data (free, R19), a PIN check with data."""
     ref = _pin_reference(cmd, (protocol.PIN_USER, protocol.PIN_SO))
     if ref == protocol.PIN_USER:
-        return b"", _verify_user(applet, cmd.data)
-    return b"", _verify_so(applet, cmd.data)
+        return b"", _verify_user(card, cmd.data)
+    return b"", _verify_so(card, cmd.data)
 
 
-def _spend_on_query(applet: Applet, so: bool) -> None:
+def _spend_on_query(card: CardContext, so: bool) -> None:
     """Fault query-spends-try only: a status query costs a try (breaks R19)."""
-    if Fault.QUERY_SPENDS_TRY not in applet.faults:
+    if Fault.QUERY_SPENDS_TRY not in card.faults:
         return
-    state = applet.state
+    state = card.state
     if so and state.so_tries > 0:
-        applet.commit(replace(state, so_tries=state.so_tries - 1), PersistencePoint.SO_TRY_SPENT)
+        card.commit(replace(state, so_tries=state.so_tries - 1), PersistencePoint.SO_TRY_SPENT)
     elif not so and state.user_tries > 0:
-        applet.commit(
+        card.commit(
             replace(state, user_tries=state.user_tries - 1), PersistencePoint.USER_TRY_SPENT
         )
 
 
-def _verify_user(applet: Applet, pin: bytes) -> int:
-    state = applet.state
+def _verify_user(card: CardContext, pin: bytes) -> int:
+    state = card.state
     if not state.initialized:
-        if pin and Fault.UNINITIALIZED_ACCEPTS_PIN in applet.faults:
-            applet.session.authenticated = True
+        if pin and Fault.UNINITIALIZED_ACCEPTS_PIN in card.faults:
+            card.login()
             return SW.OK
         raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "not initialized")
-    if transport_active(applet):
+    if transport_active(card):
         raise ApduError(SW.REFERENCE_DATA_NOT_USABLE, "transport PIN must be changed first")
     if not pin:
-        _spend_on_query(applet, so=False)
-        if applet.state.user_tries == 0:
+        _spend_on_query(card, so=False)
+        if card.state.user_tries == 0:
             return SW.AUTH_METHOD_BLOCKED
-        if applet.session.authenticated:
+        if card.authenticated:
             return SW.OK
-        return protocol.sw_tries(applet.state.user_tries)
-    if user_blocked(applet):
+        return protocol.sw_tries(card.state.user_tries)
+    if user_blocked(card):
         return SW.AUTH_METHOD_BLOCKED
     if not user_pin_length_ok(pin):
-        return refuse_wrong_length(applet, so=False)
-    if present_user_pin(applet, pin, _unchanged, PersistencePoint.USER_TRY_RESTORED):
-        applet.session.authenticated = True
+        return refuse_wrong_length(card, so=False)
+    if present_user_pin(card, pin, _unchanged, PersistencePoint.USER_TRY_RESTORED):
+        card.login()
         return SW.OK
-    applet.session.authenticated = False
-    return wrong_pin_sw(applet, applet.state.user_tries)
+    card.logout()
+    return wrong_pin_sw(card, card.state.user_tries)
 
 
-def _verify_so(applet: Applet, pin: bytes) -> int:
-    state = applet.state
+def _verify_so(card: CardContext, pin: bytes) -> int:
+    state = card.state
     if not state.initialized:
         raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "not initialized")
     if not pin:
-        _spend_on_query(applet, so=True)
-        if applet.state.so_tries == 0:
+        _spend_on_query(card, so=True)
+        if card.state.so_tries == 0:
             return SW.AUTH_METHOD_BLOCKED
         # No SO session exists: the SO-PIN authorizes nothing by itself (R09), so the query
         # always reports the counter.
-        return protocol.sw_tries(applet.state.so_tries)
-    if so_blocked(applet):
+        return protocol.sw_tries(card.state.so_tries)
+    if so_blocked(card):
         return SW.AUTH_METHOD_BLOCKED
     if len(pin) != protocol.SO_PIN_LENGTH:
-        return refuse_wrong_length(applet, so=True)
-    if present_so_pin(applet, pin, _unchanged, PersistencePoint.SO_TRY_RESTORED):
-        if Fault.SO_PIN_AUTHORIZES_KEYS in applet.faults:
-            applet.session.authenticated = True
+        return refuse_wrong_length(card, so=True)
+    if present_so_pin(card, pin, _unchanged, PersistencePoint.SO_TRY_RESTORED):
+        if Fault.SO_PIN_AUTHORIZES_KEYS in card.faults:
+            card.login()
         return SW.OK
-    return wrong_pin_sw(applet, applet.state.so_tries)
+    return wrong_pin_sw(card, card.state.so_tries)
 
 
-def change_reference_data(applet: Applet, cmd: Command) -> tuple[bytes, int]:
+def change_reference_data(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """CHANGE REFERENCE DATA 81 (old||new, the card knows the old length) and 88 (8||8)."""
     ref = _pin_reference(cmd, (protocol.PIN_USER, protocol.PIN_SO))
     if not cmd.data:
         raise ApduError(SW.WRONG_LENGTH, "CHANGE REFERENCE DATA needs old and new PIN")
-    if not applet.state.initialized:
+    if not card.state.initialized:
         raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "not initialized")
     if ref == protocol.PIN_USER:
-        return b"", _change_user(applet, cmd.data)
-    return b"", _change_so(applet, cmd.data)
+        return b"", _change_user(card, cmd.data)
+    return b"", _change_so(card, cmd.data)
 
 
-def _change_user(applet: Applet, data: bytes) -> int:
-    if user_blocked(applet):
+def _change_user(card: CardContext, data: bytes) -> int:
+    if user_blocked(card):
         return SW.AUTH_METHOD_BLOCKED
-    stored = applet.state.user_pin
+    stored = card.state.user_pin
     assert stored is not None
     old, new = data[: len(stored)], data[len(stored) :]
     if len(data) <= len(stored) or not user_pin_length_ok(new):
-        return refuse_wrong_length(applet, so=False)
+        return refuse_wrong_length(card, so=False)
 
     def set_pin(state: CardState) -> CardState:
         # Changing the PIN is also the way out of transport-PIN mode (R11).
         return replace(state, user_pin=new, transport_pin=False)
 
-    if present_user_pin(applet, old, set_pin, PersistencePoint.USER_PIN_CHANGED):
-        applet.session.authenticated = applet.profile.auth_after_change
+    if present_user_pin(card, old, set_pin, PersistencePoint.USER_PIN_CHANGED):
+        if card.profile.auth_after_change:
+            card.login()
+        else:
+            card.logout()
         return SW.OK
-    applet.session.authenticated = False
-    return wrong_pin_sw(applet, applet.state.user_tries)
+    card.logout()
+    return wrong_pin_sw(card, card.state.user_tries)
 
 
-def _change_so(applet: Applet, data: bytes) -> int:
-    if so_blocked(applet):
+def _change_so(card: CardContext, data: bytes) -> int:
+    if so_blocked(card):
         return SW.AUTH_METHOD_BLOCKED
     if len(data) != 2 * protocol.SO_PIN_LENGTH:
-        return refuse_wrong_length(applet, so=True)
+        return refuse_wrong_length(card, so=True)
     old, new = data[: protocol.SO_PIN_LENGTH], data[protocol.SO_PIN_LENGTH :]
     if present_so_pin(
-        applet, old, lambda state: replace(state, so_pin=new), PersistencePoint.SO_PIN_CHANGED
+        card, old, lambda state: replace(state, so_pin=new), PersistencePoint.SO_PIN_CHANGED
     ):
         return SW.OK
-    return wrong_pin_sw(applet, applet.state.so_tries)
+    return wrong_pin_sw(card, card.state.so_tries)
 
 
-def reset_retry_counter(applet: Applet, cmd: Command) -> tuple[bytes, int]:
+def reset_retry_counter(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """RESET RETRY COUNTER: P1=00 SO-PIN||new PIN, P1=01 SO-PIN only; gated by option 0x0001."""
     if cmd.p1 not in (protocol.RRC_NEW_PIN, protocol.RRC_COUNTER_ONLY):
         raise ApduError(SW.INCORRECT_P1P2, "P1 must be 00 or 01")
@@ -259,16 +262,16 @@ def reset_retry_counter(applet: Applet, cmd: Command) -> tuple[bytes, int]:
         raise ApduError(SW.WRONG_LENGTH, "RESET RETRY COUNTER returns no data")
     if not cmd.data:
         raise ApduError(SW.WRONG_LENGTH, "RESET RETRY COUNTER needs the SO-PIN")
-    state = applet.state
+    state = card.state
     if not state.initialized:
         raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "not initialized")
-    if so_blocked(applet):
+    if so_blocked(card):
         return b"", SW.AUTH_METHOD_BLOCKED
     enabled = bool(state.options & protocol.OPTION_RESET_RETRY_COUNTER) or (
-        Fault.RRC_IGNORES_OPTION in applet.faults
+        Fault.RRC_IGNORES_OPTION in card.faults
     )
-    disabled_sw = sw_hex(applet.profile.rrc_disabled_sw)
-    if not enabled and not applet.profile.rrc_disabled_spends_so_try:
+    disabled_sw = sw_hex(card.profile.rrc_disabled_sw)
+    if not enabled and not card.profile.rrc_disabled_spends_so_try:
         return b"", disabled_sw
     so_pin, new = cmd.data[: protocol.SO_PIN_LENGTH], cmd.data[protocol.SO_PIN_LENGTH :]
     if cmd.p1 == protocol.RRC_NEW_PIN:
@@ -276,14 +279,14 @@ def reset_retry_counter(applet: Applet, cmd: Command) -> tuple[bytes, int]:
     else:
         length_ok = len(cmd.data) == protocol.SO_PIN_LENGTH
     if not length_ok:
-        return b"", refuse_wrong_length(applet, so=True)
+        return b"", refuse_wrong_length(card, so=True)
     if not enabled:
         # This profile checks the SO-PIN before the option: a wrong one spends a try, a right
         # one gets its try back (nothing more: the command did not run); either way the
         # command is refused with the profile's SW.
         tries = state.so_tries
         present_so_pin(
-            applet, so_pin, lambda target: replace(target, so_tries=tries), PersistencePoint.SO_TRY_RESTORED
+            card, so_pin, lambda target: replace(target, so_tries=tries), PersistencePoint.SO_TRY_RESTORED
         )
         return b"", disabled_sw
 
@@ -291,6 +294,6 @@ def reset_retry_counter(applet: Applet, cmd: Command) -> tuple[bytes, int]:
         pin = new if cmd.p1 == protocol.RRC_NEW_PIN else target.user_pin
         return replace(target, user_tries=target.user_max, user_pin=pin)
 
-    if present_so_pin(applet, so_pin, unblock, PersistencePoint.USER_PIN_RESET):
+    if present_so_pin(card, so_pin, unblock, PersistencePoint.USER_PIN_RESET):
         return b"", SW.OK
-    return b"", wrong_pin_sw(applet, applet.state.so_tries)
+    return b"", wrong_pin_sw(card, card.state.so_tries)

@@ -11,27 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# rules.md "Cost classes", cheapest first: a path costs the most expensive step it takes.
-FREE = "free"
-TRIES = "tries"
-WIPES = "wipes"
-IRREVERSIBLE = "irreversible"
-OPERATOR = "operator"
-COST_CLASSES: tuple[str, ...] = (FREE, TRIES, WIPES, IRREVERSIBLE, OPERATOR)
-COST_MEANINGS: dict[str, str] = {
-    FREE: "reads and status queries only",
-    TRIES: "spends user or SO tries but restores them; never lets SO tries drop below a floor (default 5 left)",
-    WIPES: "re-initializes the token: every key on it is lost",
-    IRREVERSIBLE: "blocks the SO-PIN (recovery costs one of the 5 firmware updates)",
-    OPERATOR: "needs a person: a firmware update in the portal",
-}
-COST_ALLOWED: dict[str, str] = {
-    FREE: "always",
-    TRIES: "always; the floor is an option",
-    WIPES: "only with --hsm-serial naming that token's serial",
-    IRREVERSIBLE: "only with --hsm-serial and --hsm-allow-irreversible",
-    OPERATOR: "only interactively, with the steps printed and the outcome verified",
-}
+from hsm_lifecycle.model.cost import FREE, IRREVERSIBLE, OPERATOR, TRIES, WIPES, CostClass
 
 DOCUMENTED = "documented"
 OBSERVED = "observed"
@@ -49,10 +29,6 @@ SFR_CAVEAT = (
 )
 
 
-def cost_rank(cost: str) -> int:
-    return COST_CLASSES.index(cost)
-
-
 @dataclass(frozen=True, slots=True)
 class Rule:
     id: str
@@ -61,7 +37,7 @@ class Rule:
     authority: str  # documented | observed
     source: str
     sfrs: tuple[str, ...]  # proposed mapping
-    cost: str  # cost class of the cheapest check
+    cost: CostClass  # of the cheapest check
 
 
 RULES: dict[str, Rule] = {

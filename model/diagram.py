@@ -23,7 +23,7 @@ from typing import Iterable
 
 import graphviz
 
-from hsm_lifecycle.model.catalog import COST_CLASSES, COST_MEANINGS, cost_rank
+from hsm_lifecycle.model.cost import COST_CLASSES, COST_MEANINGS, cost_rank
 from hsm_lifecycle.model.lifecycle import TRANSITIONS, Transition
 from hsm_lifecycle.model.states import SHIPPED, SO_BLOCKED, STATE_MEANINGS, STATE_PROBES, STATES, USER_BLOCKED
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, Iterable, Mapping
 
-from hsm_lifecycle.model.catalog import COST_CLASSES, OPERATOR, cost_rank
+from hsm_lifecycle.model.cost import COST_CLASSES, OPERATOR, cost_rank
 from hsm_lifecycle.model.commands import Command
 from hsm_lifecycle.model.oracle import Outcome, expect
 from hsm_lifecycle.model.profiles import Profile
@@ -93,7 +93,7 @@ def explore(
     start = ExtState.shipped() if start is None else start
     commands = tuple(Command.alphabet() if alphabet is None else alphabet)
     limit = cost_rank(max_cost)
-    rank = {c: cost_rank(c) for c in COST_CLASSES}
+    rank: dict[str, int] = {c: cost_rank(c) for c in COST_CLASSES}
     parents: dict[ExtState, tuple[ExtState, Command] | None] = {start: None}
     witnesses: dict[str, tuple[ExtState, Command]] = {}
     queue = deque([start])

@@ -21,7 +21,7 @@ from hsm_lifecycle.protocol import (
     USER_PIN_TRIES_MAX,
 )
 from hsm_lifecycle.model import outputs as out
-from hsm_lifecycle.model.catalog import FREE, IRREVERSIBLE, OPERATOR, TRIES, WIPES
+from hsm_lifecycle.model.cost import FREE, IRREVERSIBLE, OPERATOR, TRIES, WIPES
 from hsm_lifecycle.model.commands import COMMAND_NAMES, Command
 from hsm_lifecycle.model.profiles import (
     AUTH_AFTER_CHANGE,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from hsm_lifecycle.model.catalog import COST_CLASSES, OPERATOR, cost_rank
+from hsm_lifecycle.model.cost import COST_CLASSES, OPERATOR, cost_rank
 from hsm_lifecycle.model.commands import Command
 from hsm_lifecycle.model.explorer import Bounds, explore
 from hsm_lifecycle.model.oracle import expect

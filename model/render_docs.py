@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from hsm_lifecycle.model import diagram
-from hsm_lifecycle.model.catalog import AUTHORITIES, COST_ALLOWED, COST_CLASSES, COST_MEANINGS, RULES, SFR_CAVEAT
+from hsm_lifecycle.model.catalog import AUTHORITIES, RULES, SFR_CAVEAT
+from hsm_lifecycle.model.cost import COST_ALLOWED, COST_CLASSES, COST_MEANINGS
 from hsm_lifecycle.model.lifecycle import TRANSITIONS, Transition
 from hsm_lifecycle.model.profiles import EMULATOR_DEFAULTS, OPEN_BEHAVIOURS, OPEN_MEANINGS, SMARTCARD_HSM, STATE_AFFECTING
 from hsm_lifecycle.model.states import STATE_MEANINGS, STATE_PROBES, STATES

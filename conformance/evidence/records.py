@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Literal
 
 Outcome = Literal["passed", "failed", "skipped", "observed", "error"]
-COST_CLASSES = ("free", "tries", "wipes", "irreversible", "operator")
 
 
 @dataclass
@@ -21,7 +20,7 @@ class TestRecord:
 
     nodeid: str
     rules: tuple[str, ...]  # rule IDs the test checks ("R01", ...)
-    cost: str  # one of COST_CLASSES
+    cost: str  # a CostClass value (hsm_lifecycle.model.cost); a plain str when read back
     outcome: Outcome
     why: str = ""  # failure message, skip reason, or what was observed
     trace: str | None = None  # path of the JSON Lines trace, relative to the bundle

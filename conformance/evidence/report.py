@@ -16,9 +16,10 @@ from html import escape
 from urllib.parse import quote
 
 from hsm_lifecycle.conformance.evidence.modelview import ModelView, TransitionInfo
-from hsm_lifecycle.conformance.evidence.records import COST_CLASSES, TestRecord
+from hsm_lifecycle.conformance.evidence.records import TestRecord
 from hsm_lifecycle.conformance.evidence.summary import Summary
 from hsm_lifecycle.conformance.evidence.verdicts import VERDICTS, RuleVerdict
+from hsm_lifecycle.model.cost import COST_CLASSES
 
 SFR_CHECK = "Check it against the Security Target before citing it in an evaluation."
 

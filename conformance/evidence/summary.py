@@ -60,7 +60,9 @@ class Coverage:
 
 
 @dataclass(frozen=True)
-class Cost:
+class RunCost:
+    """What the run cost the device (summary.json "cost"): APDUs, tries spent, SO tries left."""
+
     apdus: int
     user_tries_spent: int
     so_tries_spent: int
@@ -68,7 +70,7 @@ class Cost:
     fresh_per_test: bool = False  # the in-process emulator: no device lives to "the end"
 
     @classmethod
-    def of(cls, records: Sequence[TestRecord], so_tries_left_end: int | None = None, *, fresh_per_test: bool = False) -> "Cost":
+    def of(cls, records: Sequence[TestRecord], so_tries_left_end: int | None = None, *, fresh_per_test: bool = False) -> "RunCost":
         if fresh_per_test:
             so_tries_left_end = None  # each test had a token of its own: no count is the run's
         elif so_tries_left_end is None:
@@ -100,7 +102,7 @@ class Summary:
     duration_s: float
     rules: tuple[RuleVerdict, ...]
     coverage: Coverage
-    cost: Cost
+    cost: RunCost
     open_behaviours: dict[str, str]
     complete: bool
     errors: tuple[str, ...] = ()  # tests that broke on the suite's side: "nodeid: why"
@@ -153,7 +155,7 @@ def build_summary(
         duration_s=float(duration_s),
         rules=tuple(rule_verdicts(view, records)),
         coverage=Coverage.of(view, records, open_behaviours),
-        cost=Cost.of(records, so_tries_left_end, fresh_per_test=fresh_token_per_test(target)),
+        cost=RunCost.of(records, so_tries_left_end, fresh_per_test=fresh_token_per_test(target)),
         open_behaviours={str(k): str(v) for k, v in sorted(open_behaviours.items())},
         complete=complete,
         errors=tuple(f"{r.nodeid}: {r.why.strip().splitlines()[0] if r.why.strip() else 'error'}" for r in tool_errors(records)),

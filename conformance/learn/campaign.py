@@ -14,7 +14,7 @@ from hsm_lifecycle.conformance.learn.alphabet import LearningAlphabet
 from hsm_lifecycle.conformance.learn.diff import Diff, Divergence, compare
 from hsm_lifecycle.conformance.learn.learner import LearnResult, LearnSettings, learn
 from hsm_lifecycle.conformance.learn.projection import Projection, project
-from hsm_lifecycle.conformance.learn.sul import Cost, LearningAborted, Target
+from hsm_lifecycle.conformance.learn.sul import LearningCost, LearningAborted, Target
 from hsm_lifecycle.conformance.learn.token_target import RealTokenTarget
 from hsm_lifecycle.conformance.trace import TraceLine, TraceRecorder
 from hsm_lifecycle.model.commands import Command
@@ -71,7 +71,7 @@ def run_learning(
     interlock), LearningRefused before anything was changed on a real token."""
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     began = time.perf_counter()
-    cost = Cost()
+    cost = LearningCost()
     try:
         if isinstance(target, RealTokenTarget):
             target.prepare(cost)
@@ -102,7 +102,7 @@ def replay_divergence(
     alphabet: LearningAlphabet,
     projection: Projection,
     divergence: Divergence,
-    cost: Cost,
+    cost: LearningCost,
     trace_path: Path | None,
 ) -> Replay:
     """Run the distinguishing inputs from a fresh reset; the trace carries the model's state

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hsm_lifecycle.conformance.learn.alphabet import LearningAlphabet
-from hsm_lifecycle.conformance.learn.sul import OK, Cost, CountingTransport, DeviceSession, LearningAborted, Target
+from hsm_lifecycle.conformance.learn.sul import OK, LearningCost, CountingTransport, DeviceSession, LearningAborted, Target
 from hsm_lifecycle.conformance.mapper import Mapper
 from hsm_lifecycle.conformance.trace import TraceRecorder, TracingTransport
 from hsm_lifecycle.conformance.transport.base import Transport
@@ -23,7 +23,7 @@ class EmulatorTarget(Target):
     faults: frozenset[Fault] = field(default_factory=frozenset)
     kind: str = "emulator"
 
-    def open_session(self, alphabet: LearningAlphabet, cost: Cost, recorder: TraceRecorder | None = None) -> DeviceSession:
+    def open_session(self, alphabet: LearningAlphabet, cost: LearningCost, recorder: TraceRecorder | None = None) -> DeviceSession:
         token = VirtualToken.manufacture(faults=self.faults)
         transport: Transport = CountingTransport(InProcessTransport(token), cost)
         if recorder is not None:

@@ -26,7 +26,7 @@ from hsm_lifecycle.conformance.learn.alphabet import LearningAlphabet
 from hsm_lifecycle.conformance.learn.diff import Divergence, compare
 from hsm_lifecycle.conformance.learn.machine import LearnedMachine
 from hsm_lifecycle.conformance.learn.projection import Projection
-from hsm_lifecycle.conformance.learn.sul import Cost, DeviceSUL, Target
+from hsm_lifecycle.conformance.learn.sul import LearningCost, DeviceSUL, Target
 from hsm_lifecycle.model.commands import Command
 
 ALGORITHMS = ("lsharp", "kv")
@@ -167,7 +167,7 @@ class ConformanceOracle(Oracle):
 class LearnResult:
     machine: LearnedMachine
     seconds: float
-    cost: dict[str, int]  # device resets, steps, APDUs, cached queries (sul.Cost)
+    cost: dict[str, int]  # device resets, steps, APDUs, cached queries (sul.LearningCost)
     aalpy: dict[str, object]  # AALpy's return_data (its own query/step counts, rounds, times)
     oracle: dict[str, object]
     settings: LearnSettings
@@ -185,7 +185,7 @@ def learn(
     settings: LearnSettings = LearnSettings(),
     projection: Projection | None = None,
     on_round: Callable[[str, int], None] | None = None,
-    cost: Cost | None = None,
+    cost: LearningCost | None = None,
 ) -> LearnResult:
     """Learn the target's Mealy machine over the alphabet; `projection` is needed when the
     settings are model-guided. AALpy's random walk draws from the module-level `random`, so

@@ -37,7 +37,7 @@ class LearningAborted(Exception):
 
 
 @dataclass
-class Cost:
+class LearningCost:
     """What learning cost the device: the numbers to compare with other studies."""
 
     resets: int = 0  # device sessions opened: the queries that reached the device
@@ -52,7 +52,7 @@ class Cost:
 class CountingTransport(TransportWrapper):
     """Counts the command APDUs that reach the device."""
 
-    def __init__(self, inner: Transport, cost: Cost) -> None:
+    def __init__(self, inner: Transport, cost: LearningCost) -> None:
         super().__init__(inner)
         self.cost = cost
 
@@ -104,7 +104,7 @@ class Target(ABC):
     kind: str
 
     @abstractmethod
-    def open_session(self, alphabet: LearningAlphabet, cost: Cost, recorder: TraceRecorder | None = None) -> DeviceSession:
+    def open_session(self, alphabet: LearningAlphabet, cost: LearningCost, recorder: TraceRecorder | None = None) -> DeviceSession:
         """Reset the device to the start state and return a session on it."""
 
     def close_session(self, session: DeviceSession) -> None:
@@ -141,12 +141,12 @@ class DeviceSUL(SUL):
     Letters are the commands' string forms: AALpy hashes letters tens of millions of times
     in a large learn, and strings cache their hash where a dataclass recomputes it."""
 
-    def __init__(self, target: Target, alphabet: LearningAlphabet, cost: Cost | None = None) -> None:
+    def __init__(self, target: Target, alphabet: LearningAlphabet, cost: LearningCost | None = None) -> None:
         super().__init__()
         self.target = target
         self.alphabet = alphabet
         self.commands: dict[str, Command] = {str(c): c for c in alphabet.commands}
-        self.cost = Cost() if cost is None else cost
+        self.cost = LearningCost() if cost is None else cost
         self._root = _Node(None)
         self._node = self._root
         self._word: list[str] = []

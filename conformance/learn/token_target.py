@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from hsm_lifecycle.conformance.interlocks import Consent, GuardedTransport, InterlockRefused, SerialMismatch
 from hsm_lifecycle.conformance.learn.alphabet import LearningAlphabet, RETRIES
-from hsm_lifecycle.conformance.learn.sul import OK, Cost, CountingTransport, DeviceSession, LearningAborted, Target
+from hsm_lifecycle.conformance.learn.sul import OK, LearningCost, CountingTransport, DeviceSession, LearningAborted, Target
 from hsm_lifecycle.conformance.mapper import IdentityUnreadable, Mapper, PinBook, apdu
 from hsm_lifecycle.conformance.trace import TraceRecorder, TracingTransport
 from hsm_lifecycle.conformance.transport.base import Transport
@@ -68,7 +68,7 @@ class RealTokenTarget(Target):
 
     # -- before the first wipe -----------------------------------------------------------
 
-    def prepare(self, cost: Cost) -> None:
+    def prepare(self, cost: LearningCost) -> None:
         """Everything that must hold before anything is changed; then the first reset."""
         if self.alphabet.presents_wrong_so_pin or self.alphabet.changes_so_pin:
             raise LearningRefused(
@@ -126,7 +126,7 @@ class RealTokenTarget(Target):
 
     # -- Target ------------------------------------------------------------------------------
 
-    def open_session(self, alphabet: LearningAlphabet, cost: Cost, recorder: TraceRecorder | None = None) -> DeviceSession:
+    def open_session(self, alphabet: LearningAlphabet, cost: LearningCost, recorder: TraceRecorder | None = None) -> DeviceSession:
         if self._guarded is None or self._start is None:
             raise LearningAborted("the real-token target was not prepared (call prepare first)")
         transport: Transport = self._guarded if recorder is None else TracingTransport(self._guarded, recorder)

@@ -8,7 +8,7 @@ lists what it took and the test prints what it left out and why.
 
 import pytest
 
-from hsm_lifecycle.conformance.interlocks import Cost
+from hsm_lifecycle.model.cost import CostClass
 from hsm_lifecycle.conformance.tour import limits_for, plan_tour
 
 
@@ -17,7 +17,7 @@ def test_transition_tour(hsm_run, record_property):
     device = hsm_run.open_device(keep_trace=True)
     limits = limits_for(device)
     plan = plan_tour(device.profile, device.state, limits)
-    declared = Cost.parse(limits.max_cost)
+    declared = CostClass.parse(limits.max_cost)
     for index, segment in enumerate(plan.segments):
         if index:
             device = hsm_run.open_device(keep_trace=True)

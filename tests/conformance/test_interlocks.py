@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hsm_lifecycle.conformance.interlocks import Apdu, Consent, Cost, GuardedTransport, InterlockRefused, apdu_cost
+from hsm_lifecycle.conformance.interlocks import Apdu, Consent, GuardedTransport, InterlockRefused, apdu_cost
+from hsm_lifecycle.model.cost import CostClass
 from hsm_lifecycle.conformance.targets import AsRealTarget
 from hsm_lifecycle.conformance.transport.base import Response, Transport
 from hsm_lifecycle.emulator import Profile, VirtualToken
@@ -61,7 +62,7 @@ def test_wrong_serial_stops_before_anything_changes(run_suite, owned_token):
     assert run.rc == 3, run.output
     assert f"does not match the token in the reader (serial {serial})" in run.output
     costs = {apdu_cost(Apdu.parse(bytes.fromhex(line.cmd)), set()) for line in run.trace_lines() if not line.is_control}
-    assert costs <= {Cost.FREE}, "only free reads before the serial check"
+    assert costs <= {CostClass.FREE}, "only free reads before the serial check"
     assert path.read_bytes() == before, "the token's state file is untouched"
 
 
@@ -208,5 +209,5 @@ def test_guard_lets_the_believed_right_so_pin_through_down_to_two_tries():
 
 def test_emulator_target_is_not_guarded():
     consent = Consent(guarded=False, serial=None, allow_irreversible=False, allow_operator=False, so_floor=5)
-    assert consent.ceiling() == Cost.IRREVERSIBLE
-    assert all(consent.skip_reason(c) is None for c in Cost)
+    assert consent.ceiling() == CostClass.IRREVERSIBLE
+    assert all(consent.skip_reason(c) is None for c in CostClass)

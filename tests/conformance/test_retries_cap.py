@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from hsm_lifecycle.conformance.interlocks import Consent, Cost
+from hsm_lifecycle.conformance.interlocks import Consent
+from hsm_lifecycle.model.cost import CostClass
 from hsm_lifecycle.conformance.options import HsmOptions, TargetSpec
 from hsm_lifecycle.conformance.targets import make_target, open_device, prepare
 from hsm_lifecycle.conformance.trace import TraceRecorder
@@ -24,7 +25,7 @@ def capped_device(pin: bytes | None):
     prepare(target, TraceRecorder(), wiping_test_selected=True)
     # Observed with the PIN in use (8 characters and more have no cap to probe).
     assert target.observations["retries-by-pin-length"].startswith("true" if len(pin or b"648219") < 8 else "not observed")
-    return open_device(target, TraceRecorder(), target.profile, Cost.WIPES)
+    return open_device(target, TraceRecorder(), target.profile, CostClass.WIPES)
 
 
 @pytest.mark.parametrize("pin, retries, accepted", [(None, 3, True), (None, 5, False), (b"1234567", 5, True), (b"12345678", 10, True), (b"1234567", 6, False)])

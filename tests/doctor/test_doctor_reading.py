@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hsm_lifecycle.conformance.doctor import DoctorRefusal, ReadOnlyTransport, diagnose, read_token
-from hsm_lifecycle.conformance.interlocks import Apdu, Cost, apdu_cost
+from hsm_lifecycle.conformance.interlocks import Apdu, apdu_cost
+from hsm_lifecycle.model.cost import CostClass
 from hsm_lifecycle.protocol import AID
 
 from doctor_tokens import STATE_RECIPES, SpyTransport, firmware_reset_token
@@ -25,7 +26,7 @@ def _assert_only_free_reads(sent: list[bytes]) -> None:
     for capdu in sent:
         assert capdu in ALLOWED_EXACT or capdu.startswith(READ_2F02), f"unexpected APDU {capdu.hex().upper()}"
         parsed = Apdu.parse(capdu)
-        assert apdu_cost(parsed, set()) == Cost.FREE
+        assert apdu_cost(parsed, set()) == CostClass.FREE
         assert not (parsed.ins == 0x20 and parsed.data), "a PIN was presented"
 
 

@@ -23,7 +23,8 @@ from hsm_lifecycle.conformance.evidence.manifest import verify_manifest
 from hsm_lifecycle.conformance.evidence.modelview import ModelView
 from hsm_lifecycle.conformance.evidence.records import TestRecord
 from hsm_lifecycle.conformance.fleet import Fleet, TokenConsent, worker_index
-from hsm_lifecycle.conformance.interlocks import WHY_IRREVERSIBLE, WHY_WIPES, Cost
+from hsm_lifecycle.conformance.interlocks import WHY_IRREVERSIBLE, WHY_WIPES
+from hsm_lifecycle.model.cost import CostClass
 from hsm_lifecycle.conformance.options import HsmOptions, TargetSpec, check_workers, parse_targets
 from hsm_lifecycle.conformance.targets import vpcd_ports
 from hsm_lifecycle.conformance.transport.base import TransportError
@@ -154,41 +155,41 @@ def consent(listed: tuple[str, ...], guarded: bool = True, irreversible: bool = 
 
 def test_a_listed_token_may_be_wiped_once_its_serial_matched():
     c = consent(("DENK01", "DENK02"))
-    assert c.skip_reason(Cost.WIPES) is None, "not refused up front: it may be this token"
-    assert c.skip_reason(Cost.IRREVERSIBLE) == WHY_IRREVERSIBLE
-    assert c.ceiling() == Cost.TRIES, "no wiping APDU before the serial is read"
+    assert c.skip_reason(CostClass.WIPES) is None, "not refused up front: it may be this token"
+    assert c.skip_reason(CostClass.IRREVERSIBLE) == WHY_IRREVERSIBLE
+    assert c.ceiling() == CostClass.TRIES, "no wiping APDU before the serial is read"
     c.confirm_serial("denk02 ")
-    assert c.serial_confirmed and c.serial == "denk02" and c.ceiling() == Cost.WIPES
-    assert c.skip_reason(Cost.WIPES) is None and "wipes allowed" in c.state
+    assert c.serial_confirmed and c.serial == "denk02" and c.ceiling() == CostClass.WIPES
+    assert c.skip_reason(CostClass.WIPES) is None and "wipes allowed" in c.state
 
 
 def test_an_unlisted_token_runs_only_what_needs_no_consent():
     c = consent(("DENK01",))
     c.confirm_serial("DENK09")  # never raises: the other tokens of the fleet go on
-    assert not c.serial_confirmed and c.ceiling() == Cost.TRIES
-    reason = c.skip_reason(Cost.WIPES)
+    assert not c.serial_confirmed and c.ceiling() == CostClass.TRIES
+    reason = c.skip_reason(CostClass.WIPES)
     assert reason is not None and "DENK09" in reason and "DENK01" in reason
-    assert c.skip_reason(Cost.TRIES) is None and c.skip_reason(Cost.FREE) is None
+    assert c.skip_reason(CostClass.TRIES) is None and c.skip_reason(CostClass.FREE) is None
     assert "not listed" in c.state
 
 
 def test_an_unreadable_serial_matches_nothing():
     c = consent(("DENK01",))
     c.confirm_serial("")
-    assert not c.serial_confirmed and "unreadable" in (c.skip_reason(Cost.WIPES) or "")
+    assert not c.serial_confirmed and "unreadable" in (c.skip_reason(CostClass.WIPES) or "")
 
 
 def test_no_serial_listed_is_the_single_token_rule():
     c = consent(())
-    assert c.skip_reason(Cost.WIPES) == WHY_WIPES
+    assert c.skip_reason(CostClass.WIPES) == WHY_WIPES
     c.confirm_serial("DENK01")
-    assert c.skip_reason(Cost.WIPES) == WHY_WIPES and c.ceiling() == Cost.TRIES
+    assert c.skip_reason(CostClass.WIPES) == WHY_WIPES and c.ceiling() == CostClass.TRIES
 
 
 def test_emulators_need_no_serial():
     c = consent((), guarded=False)
     c.confirm_serial("UTEM0000001")
-    assert c.skip_reason(Cost.IRREVERSIBLE) is None and c.ceiling() == Cost.IRREVERSIBLE
+    assert c.skip_reason(CostClass.IRREVERSIBLE) is None and c.ceiling() == CostClass.IRREVERSIBLE
 
 
 def test_serials_no_token_had_are_reported():

@@ -8,7 +8,7 @@ import pytest
 
 from hsm_lifecycle.conformance.learn.alphabet import CORE, KEY_BOUND
 from hsm_lifecycle.conformance.learn.emulator_target import EmulatorTarget
-from hsm_lifecycle.conformance.learn.sul import Cost, DeviceSession, DeviceSUL, NonDeterminism, Target
+from hsm_lifecycle.conformance.learn.sul import LearningCost, DeviceSession, DeviceSUL, NonDeterminism, Target
 from hsm_lifecycle.conformance.trace import TraceRecorder
 from hsm_lifecycle.model.commands import Command
 from hsm_lifecycle.model.profiles import EMULATOR_DEFAULTS, Profile
@@ -82,4 +82,4 @@ def test_a_device_that_answers_twice_differently_stops_learning():
 
 
 def test_cost_to_dict_has_the_reported_fields():
-    assert set(Cost().to_dict()) == {"resets", "steps", "apdus", "cached_queries"}
+    assert set(LearningCost().to_dict()) == {"resets", "steps", "apdus", "cached_queries"}

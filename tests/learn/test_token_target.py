@@ -10,7 +10,7 @@ import pytest
 from hsm_lifecycle.conformance.learn.alphabet import CORE, SO
 from hsm_lifecycle.conformance.learn.campaign import run_learning
 from hsm_lifecycle.conformance.learn.learner import LearnSettings
-from hsm_lifecycle.conformance.learn.sul import Cost, LearningAborted
+from hsm_lifecycle.conformance.learn.sul import LearningCost, LearningAborted
 from hsm_lifecycle.conformance.learn.token_target import LearningRefused, RealTokenTarget
 from hsm_lifecycle.conformance.mapper import Mapper, PinBook
 from hsm_lifecycle.conformance.transport.inprocess import InProcessTransport
@@ -76,7 +76,7 @@ def test_an_alphabet_that_can_spend_so_tries_is_refused_before_any_apdu():
     token = _token()
     target = _target(token, alphabet=SO)
     with pytest.raises(LearningRefused, match="never spend an SO try"):
-        target.prepare(Cost())
+        target.prepare(LearningCost())
     assert not target.transport.powered  # type: ignore[attr-defined]
 
 

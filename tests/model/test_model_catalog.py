@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from hsm_lifecycle.model import EMULATOR_DEFAULTS, RULES, SMARTCARD_HSM, Command, ExtState, UnresolvedBehaviour, expect
-from hsm_lifecycle.model.catalog import AUTHORITIES, COST_CLASSES
+from hsm_lifecycle.model.catalog import AUTHORITIES
+from hsm_lifecycle.model.cost import COST_CLASSES
 from hsm_lifecycle.model.profiles import OPEN_BEHAVIOURS, REFUSED, STATE_AFFECTING, Profile
 
 SHARED_RULES = Path(__file__).resolve().parents[2].parent / "shared" / "docs" / "rules.md"

@@ -19,7 +19,8 @@ from hsm_lifecycle.model import (
     catalog,
     expect,
 )
-from hsm_lifecycle.model.catalog import CHECKED_OUTSIDE_ALPHABET, cost_rank
+from hsm_lifecycle.model.catalog import CHECKED_OUTSIDE_ALPHABET
+from hsm_lifecycle.model.cost import COST_CLASSES, cost_rank
 from hsm_lifecycle.model.paths import cheapest_costs
 
 
@@ -107,7 +108,7 @@ def test_each_rule_can_be_checked_at_its_catalogued_cost(rule_id: str, rule_cost
     rule = RULES[rule_id]
     reachable = [cost_rank(rule_costs[t.id]) for t in TRANSITIONS if rule_id in t.rules and t.id in rule_costs]
     assert reachable, f"no transition exercising {rule_id} is reachable"
-    cheapest = catalog.COST_CLASSES[min(reachable)]
+    cheapest = COST_CLASSES[min(reachable)]
     if rule_id in CHECKED_OUTSIDE_ALPHABET:
         assert cost_rank(rule.cost) <= cost_rank(cheapest)
     else:

@@ -6,7 +6,7 @@ import pytest
 from model_invariants import ALTERNATIVE
 
 from hsm_lifecycle.model import BY_ID, EMULATOR_DEFAULTS, SMARTCARD_HSM, Bounds, Command, ExtState, UnresolvedBehaviour, oracle, paths
-from hsm_lifecycle.model.catalog import cost_rank
+from hsm_lifecycle.model.cost import cost_rank
 from hsm_lifecycle.model.paths import Unreachable
 
 E = EMULATOR_DEFAULTS
