@@ -143,6 +143,7 @@ class Target:
         self.profile: Profile | None = None  # resolved by conformance.observe
         self.observations: dict[str, str] = {}
         self.unknown_behaviours: dict[str, str] = {}
+        self.odd_behaviours: dict[str, str] = {}  # unknown because of what the device answered
         self.serial: str | None = None
         self.version: str | None = None  # applet version from the FCP
         self.found: ExtState | None = None  # a persistent device as the session found it
@@ -483,12 +484,11 @@ class Device:
         except UnresolvedBehaviour as exc:
             # Left unknown for lack of consent: the user's options say how to allow the probe.
             # Left unknown although probed: the device answered something no profile explains.
-            why = self.target.unknown_behaviours.get(exc.behaviour)
-            if why and ("--" in why or "needs" in why):
-                pytest.skip(f"cannot predict {cmd}: open behaviour {exc.behaviour} was not observed ({why})")
-            self.fail(f"cannot predict {cmd}: the device's answers left open behaviour {exc.behaviour} undetermined"
-                      f"{f' ({why})' if why else ''}")
-            raise  # unreachable: fail() raises
+            odd = self.target.odd_behaviours.get(exc.behaviour)
+            if odd is not None:
+                self.fail(f"cannot predict {cmd}: the device's answers left open behaviour {exc.behaviour} undetermined ({odd})")
+            why = self.target.unknown_behaviours.get(exc.behaviour, "it was not probed on this target")
+            pytest.skip(f"cannot predict {cmd}: open behaviour {exc.behaviour} was not observed ({why})")
 
     def step(self, cmd: Command) -> str:
         """Run one abstract command; fail unless the oracle accepts the device's answer."""
@@ -697,7 +697,10 @@ class Device:
         if not self.state.is_initialized:
             return
         if not self.target.can_renew:
-            pytest.skip("this test needs an uninitialized token (shipped or after a firmware update); this one is initialized")
+            pytest.skip(
+                "this test needs an uninitialized token (shipped or after a firmware update); this one is initialized: "
+                "run it on the emulator (--target emulator), or on a token renewed in the portal (--allow-operator)"
+            )
         self.target.renew()
         self.rewire()
         self.state = self.target.twin or ExtState.shipped()
@@ -728,7 +731,10 @@ class Device:
                     )
                 if self.state.so_tries == 0:
                     if not self.target.can_renew:
-                        pytest.skip("this test needs a working SO-PIN; this token's SO-PIN is blocked (only a firmware update helps)")
+                        pytest.skip(
+                            "this test needs a working SO-PIN; this token's SO-PIN is blocked: only a firmware update "
+                            "in the portal renews it (--allow-operator), or run it on the emulator (--target emulator)"
+                        )
                     self.fresh()
                 want_options = OPTION_RESET_RETRY_COUNTER if options is None else options
                 want_retries = max(min_retries, USER_PIN_TRIES_DEFAULT) if retries is None else retries
@@ -770,7 +776,7 @@ class Device:
 
         token = self.target.emulated_token()
         if token is None:
-            pytest.skip("power cuts need the in-process emulator's persistence hook")
+            pytest.skip("power cuts need the in-process emulator's persistence hook (--target emulator) or a power-cut rig")
         outcome = self.expect(cmd)
         self.admit(outcome)
         self.recorder.context(f"{cmd} (power cut)", self.state.abstract, outcome.rules)
@@ -942,4 +948,5 @@ def prepare(target: Target, recorder: TraceRecorder, *, wiping_test_selected: bo
     recorder.flush()
     target.observations.update(observations.seen)
     target.unknown_behaviours = dict(observations.notes)
+    target.odd_behaviours = dict(observations.odd)
     target.profile = observations.profile()

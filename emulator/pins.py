@@ -178,7 +178,8 @@ def _verify_user(card: CardContext, pin: bytes) -> int:
     if present_user_pin(card, pin, _unchanged, PersistencePoint.USER_TRY_RESTORED):
         card.login()
         return SW.OK
-    card.logout()
+    if card.profile.wrong_pin_ends_session or card.state.user_tries == 0:
+        card.logout()
     return wrong_pin_sw(card, card.state.user_tries)
 
 
@@ -235,7 +236,8 @@ def _change_user(card: CardContext, data: bytes) -> int:
         else:
             card.logout()
         return SW.OK
-    card.logout()
+    if card.profile.wrong_pin_ends_session or card.state.user_tries == 0:
+        card.logout()
     return wrong_pin_sw(card, card.state.user_tries)
 
 

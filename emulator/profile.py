@@ -47,6 +47,8 @@ class Profile:
     auth_after_init: bool = False
     # auth-after-change: the user is authenticated after a successful CHANGE REFERENCE DATA 81.
     auth_after_change: bool = False
+    # wrong-pin-ends-session: a wrong user PIN ends an open user session.
+    wrong_pin_ends_session: bool = True
     # Applet version in the FCP (tag 85), and the object storage budget in bytes.
     version: tuple[int, int] = protocol.DEFAULT_VERSION
     storage_bytes: int = protocol.EEPROM_BYTES
@@ -73,6 +75,7 @@ class Profile:
             "retries_by_pin_length": self.retries_by_pin_length,
             "auth_after_init": self.auth_after_init,
             "auth_after_change": self.auth_after_change,
+            "wrong_pin_ends_session": self.wrong_pin_ends_session,
             "version": list(self.version),
             "storage_bytes": self.storage_bytes,
         }
@@ -95,6 +98,7 @@ class Profile:
             "retries-by-pin-length": str(self.retries_by_pin_length).lower(),
             "auth-after-init": str(self.auth_after_init).lower(),
             "auth-after-change": str(self.auth_after_change).lower(),
+            "wrong-pin-ends-session": str(self.wrong_pin_ends_session).lower(),
         }
 
 

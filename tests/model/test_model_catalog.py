@@ -61,7 +61,8 @@ def test_emulator_defaults_are_the_design_defaults() -> None:
 
 def test_resolve_fills_in_observations() -> None:
     p = SMARTCARD_HSM.resolve(
-        {"so-success-restores": False, "rrc-disabled": False, "auth-after-init": True, "auth-after-change": True},
+        {"so-success-restores": False, "rrc-disabled": False, "auth-after-init": True, "auth-after-change": True,
+         "wrong-pin-ends-session": False},
         name="my-token",
     )
     assert p.is_resolved and p.name == "my-token" and p.so_success_restores is False
