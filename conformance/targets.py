@@ -616,13 +616,19 @@ class Device:
         self.step(Command.query_so())  # judged: a right SO-PIN must not have spent a try (R02)
         return rsp.sw_hex
 
-    def warm_reset(self) -> None:
-        """A warm reset (outside the alphabet, which has only the power cycle) and a re-SELECT:
-        by R10 the session is over, so the model goes on unauthenticated and the next key
-        command's answer decides whether the device agrees."""
+    def warm_reset(self, check: str) -> None:
+        """A warm reset (outside the alphabet, which has only the power cycle). Straight after
+        it, before any SELECT (which would end the session by itself), SIGN must be refused:
+        that decides `check`. Then a re-SELECT; the model goes on unauthenticated."""
+        from hsm_lifecycle.conformance import offalphabet as raw
+        from hsm_lifecycle.conformance.mapper import SIGN_HASH, apdu
+        from hsm_lifecycle.protocol import ALGO_ECDSA_SHA256, CLA_PROPRIETARY, Ins
+
         self.recorder.context("warm_reset [outside the alphabet]", self.state.abstract, ("R10",))
         self.history.append(None)
         self.mapper.transport.reset()
+        sign = apdu(CLA_PROPRIETARY, Ins.SIGN, self.mapper.newest_key, ALGO_ECDSA_SHA256, SIGN_HASH, le=0, extended=True)
+        raw.expect_sw(self, check, "SIGN right after the warm reset, before any SELECT", sign, raw.REFUSED, "an error (6D00 or 6982)")
         self.mapper.select()
         if self.state.is_initialized:
             self.state = self.state.but(authenticated=False)
@@ -656,15 +662,15 @@ class Device:
         return car  # type: ignore[return-value]
 
     def check_objects_wiped(self) -> None:
-        """With no keys in the model, ENUMERATE must list no key, certificate or data object
-        either (R07: INITIALIZE erases every key, certificate and data object)."""
-        from hsm_lifecycle.protocol import FID_DEVICE_KEY
+        """With no keys in the model, ENUMERATE must list no private key but the device key CC00
+        (R07.keys-erased; certificates and data objects are checks of their own)."""
+        from hsm_lifecycle.protocol import FID_DEVICE_KEY, FID_PREFIX_PRIVATE_KEY
 
         if self.state.keys:
             return
         fids = self.read("enumerate objects", self.mapper.enumerate_objects) or []
-        left = [f"{fid:04X}" for fid in fids if 0xC4 <= fid >> 8 <= 0xCF and fid != FID_DEVICE_KEY]  # type: ignore[union-attr]
-        self.check(not left, f"objects left after INITIALIZE: {', '.join(left)}", "R07.keys-erased")
+        left = [f"{fid:04X}" for fid in fids if fid >> 8 == FID_PREFIX_PRIVATE_KEY and fid != FID_DEVICE_KEY]  # type: ignore[union-attr]
+        self.check(not left, f"private keys left after INITIALIZE: {', '.join(left)}", "R07.keys-erased")
 
     # -- free reads the invariants use ------------------------------------------------------
 

@@ -163,13 +163,25 @@ class Applet:
             if (cla, ins) == (protocol.CLA_ISO, Ins.GET_RESPONSE):
                 return self._get_response(apdu.parse(capdu), pending)
             handler = self.handlers.get((cla, ins))
+            if handler is None and self.session.selected and Fault.UNKNOWN_INS_ACCEPTED in self.faults:
+                return apdu.reply(b"", SW.OK)
             if handler is None or (not self.session.selected and handler is not select):
                 raise ApduError(SW.INS_NOT_SUPPORTED, f"INS {ins:02X}")
-            cmd = apdu.parse(capdu)
+            cmd = self._parse(capdu)
             data, sw = handler(self, cmd)
         except ApduError as refused:
             return apdu.reply(b"", refused.sw)
         return self._deliver(data, sw, cmd.ne)
+
+    def _parse(self, capdu: bytes) -> apdu.Command:
+        try:
+            return apdu.parse(capdu)
+        except ApduError:
+            body = capdu[4:]
+            if Fault.LC_MISMATCH_ACCEPTED not in self.faults or len(body) < 2 or body[0] == 0 or body[0] <= len(body) - 1:
+                raise
+            cla, ins, p1, p2 = apdu.header(capdu)
+            return apdu.Command(cla, ins, p1, p2, body[1:], None, False)  # takes what came
 
     def _deliver(self, data: bytes, sw: int, ne: int | None) -> bytes:
         """Cut a long answer to Ne and keep the rest for GET RESPONSE (61xx)."""

@@ -153,9 +153,16 @@ def apply_request(card: CardContext, state: CardState, request: InitRequest) -> 
         files, keys = dict(state.files), dict(state.keys)
     else:
         files, keys = identity_objects(state)
+    kept = {
+        Fault.REINIT_KEEPS_CERTIFICATES: (protocol.FID_PREFIX_EE_CERT,),
+        Fault.REINIT_KEEPS_DATA_OBJECTS: (protocol.FID_PREFIX_PROTECTED_DATA, protocol.FID_PREFIX_READABLE_DATA),
+    }
+    for fault, prefixes in kept.items():
+        if fault in card.faults:
+            files.update({fid: blob for fid, blob in state.files.items() if fid >> 8 in prefixes})
     fresh = replace(
         state,
-        user_pin=request.user_pin,
+        user_pin=state.user_pin if Fault.REINIT_KEEPS_USER_PIN in card.faults and state.user_pin else request.user_pin,
         user_tries=request.user_tries,
         user_max=request.user_tries,
         options=request.options,

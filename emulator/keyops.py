@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hsm_lifecycle.emulator import keys
 from hsm_lifecycle.emulator.apdu import ApduError, Command
 from hsm_lifecycle.emulator.initialize import dkek_kcv
+from hsm_lifecycle.emulator.profile import Fault
 from hsm_lifecycle.emulator.state import Dkek
 from hsm_lifecycle.emulator.store import PersistencePoint
 from hsm_lifecycle import protocol
@@ -73,8 +74,9 @@ def generate_key_pair(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     return generated.request, SW.OK
 
 
-def _key_for_use(card: CardContext, cmd: Command) -> keys.StoredKey:
-    card.require_user()
+def _key_for_use(card: CardContext, cmd: Command, login: bool = True) -> keys.StoredKey:
+    if login or not card.state.initialized:
+        card.require_user()
     if not cmd.data:
         raise ApduError(SW.WRONG_LENGTH, "no input data")
     key = card.stored_key(key_fid(cmd.p1))
@@ -94,7 +96,7 @@ def sign(card: CardContext, cmd: Command) -> tuple[bytes, int]:
 
 def decipher(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """`80 62 <key id> <algorithm>` + cryptogram (RSA 21 / 20)."""
-    key = _key_for_use(card, cmd)
+    key = _key_for_use(card, cmd, login=Fault.DECIPHER_WITHOUT_LOGIN not in card.faults)
     try:
         return keys.decipher(key, cmd.p2, cmd.data), SW.OK
     except keys.KeyOperationError as refused:

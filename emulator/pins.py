@@ -166,6 +166,8 @@ def _verify_user(card: CardContext, pin: bytes) -> int:
         raise ApduError(SW.REFERENCE_DATA_NOT_USABLE, "transport PIN must be changed first")
     if not pin:
         _spend_on_query(card, so=False)
+        if Fault.QUERY_ENDS_SESSION in card.faults:
+            card.logout()
         if card.state.user_tries == 0:
             return SW.AUTH_METHOD_BLOCKED
         if card.authenticated:
@@ -173,7 +175,7 @@ def _verify_user(card: CardContext, pin: bytes) -> int:
         return protocol.sw_tries(card.state.user_tries)
     if user_blocked(card):
         return SW.AUTH_METHOD_BLOCKED
-    if not user_pin_length_ok(pin):
+    if not user_pin_length_ok(pin) and not (Fault.LONG_PIN_SPENDS_TRY in card.faults and len(pin) > protocol.USER_PIN_MAX):
         return refuse_wrong_length(card, so=False)
     if present_user_pin(card, pin, _unchanged, PersistencePoint.USER_TRY_RESTORED):
         card.login()
@@ -230,6 +232,8 @@ def _change_user(card: CardContext, data: bytes) -> int:
         # Changing the PIN is also the way out of transport-PIN mode (R11).
         return replace(state, user_pin=new, transport_pin=False)
 
+    if Fault.CHANGE_USER_PIN_REFUSED in card.faults and not transport_active(card) and hmac.compare_digest(old, stored):
+        return SW.SECURITY_STATUS_NOT_SATISFIED
     if present_user_pin(card, old, set_pin, PersistencePoint.USER_PIN_CHANGED):
         if card.profile.auth_after_change:
             card.login()
@@ -245,6 +249,8 @@ def _change_so(card: CardContext, data: bytes) -> int:
     if so_blocked(card):
         return SW.AUTH_METHOD_BLOCKED
     if len(data) != 2 * protocol.SO_PIN_LENGTH:
+        if Fault.SHORT_SO_PIN_SPENDS_TRY in card.faults and card.state.so_tries > 0:
+            card.commit(replace(card.state, so_tries=card.state.so_tries - 1), PersistencePoint.SO_TRY_SPENT)
         return refuse_wrong_length(card, so=True)
     old, new = data[: protocol.SO_PIN_LENGTH], data[protocol.SO_PIN_LENGTH :]
     if present_so_pin(
@@ -274,6 +280,9 @@ def reset_retry_counter(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     )
     disabled_sw = sw_hex(card.profile.rrc_disabled_sw)
     if not enabled and not card.profile.rrc_disabled_spends_so_try:
+        wrong = not hmac.compare_digest(cmd.data[: protocol.SO_PIN_LENGTH], state.so_pin or b"")
+        if Fault.RRC_DISABLED_SPENDS_TWO in card.faults and wrong:
+            card.commit(replace(state, so_tries=max(state.so_tries - 2, 0)), PersistencePoint.SO_TRY_SPENT)
         return b"", disabled_sw
     so_pin, new = cmd.data[: protocol.SO_PIN_LENGTH], cmd.data[protocol.SO_PIN_LENGTH :]
     if cmd.p1 == protocol.RRC_NEW_PIN:
@@ -298,4 +307,6 @@ def reset_retry_counter(card: CardContext, cmd: Command) -> tuple[bytes, int]:
 
     if present_so_pin(card, so_pin, unblock, PersistencePoint.USER_PIN_RESET):
         return b"", SW.OK
+    if Fault.RRC_WRONG_SPENDS_TWO in card.faults and card.state.so_tries > 0:
+        card.commit(replace(card.state, so_tries=card.state.so_tries - 1), PersistencePoint.SO_TRY_SPENT)
     return b"", wrong_pin_sw(card, card.state.so_tries)

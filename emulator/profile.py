@@ -127,6 +127,22 @@ class Fault(Enum):
     QUERY_SPENDS_TRY = "query-spends-try"  # R19: a status query costs a try
     UNINITIALIZED_ACCEPTS_PIN = "uninitialized-accepts-pin"  # R20: VERIFY 81 works uninit
     FIRST_INIT_SETS_WRONG_TRIES = "first-init-sets-wrong-tries"  # R21: SO tries 10, not 15
+    # Narrower switches, each breaking one check of one rule (model.checks):
+    RRC_DISABLED_SPENDS_TWO = "rrc-disabled-spends-two"  # R02: refused RRC, wrong SO-PIN: 2 tries
+    RRC_WRONG_SPENDS_TWO = "rrc-wrong-spends-two"  # R02: RRC with a wrong SO-PIN: 2 tries
+    CHANGE_USER_PIN_REFUSED = "change-user-pin-refused"  # R04: CHANGE 81 with the right PIN refused
+    REINIT_KEEPS_CERTIFICATES = "reinit-keeps-certificates"  # R07: CE files survive INITIALIZE
+    REINIT_KEEPS_DATA_OBJECTS = "reinit-keeps-data-objects"  # R07: CD/CF files survive INITIALIZE
+    REINIT_KEEPS_USER_PIN = "reinit-keeps-user-pin"  # R07: INITIALIZE keeps the old user PIN
+    PROTECTED_READ_WITHOUT_LOGIN = "protected-read-without-login"  # R09: CD files readable by anyone
+    UPDATE_WITHOUT_LOGIN = "update-without-login"  # R10: UPDATE BINARY needs no user PIN
+    DECIPHER_WITHOUT_LOGIN = "decipher-without-login"  # R10: DECIPHER needs no user PIN
+    SESSION_SURVIVES_WARM_RESET = "session-survives-warm-reset"  # R10: a warm reset keeps the login
+    LONG_PIN_SPENDS_TRY = "long-pin-spends-try"  # R16: a 17-byte VERIFY 81 costs a try
+    SHORT_SO_PIN_SPENDS_TRY = "short-so-pin-spends-try"  # R16: a wrong-length CHANGE 88 costs a try
+    QUERY_ENDS_SESSION = "query-ends-session"  # R19: VERIFY 81 without data logs out
+    LC_MISMATCH_ACCEPTED = "lc-mismatch-accepted"  # R22: Lc longer than the data is accepted
+    UNKNOWN_INS_ACCEPTED = "unknown-ins-accepted"  # R22: an unknown INS answers 9000
 
 
 def parse_faults(names: object) -> frozenset[Fault]:

@@ -121,7 +121,8 @@ class VirtualToken:
         """Warm reset: ends the card session (authentication cleared, applet deselected)."""
         if not self._powered:
             return self.power_on()
-        self._applet.end_session()
+        if Fault.SESSION_SURVIVES_WARM_RESET not in self._faults:
+            self._applet.end_session()
         return protocol.ATR
 
     @property

@@ -41,7 +41,7 @@ def test_r10_reselect_reset_and_power_off_end_the_session(hsm):
         hsm.steps(C.verify_user("right"), C.power_cycle(), C.sign(), C.query_user())
     with hsm.checking("R10.warm-reset-ends-session"):
         hsm.steps(C.verify_user("right"), C.sign())
-        hsm.warm_reset()
+        hsm.warm_reset("R10.warm-reset-ends-session")
         hsm.steps(C.sign(), C.query_user())
 
 
