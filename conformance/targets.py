@@ -35,7 +35,7 @@ from hsm_lifecycle.conformance.transport.inprocess import InProcessTransport
 from hsm_lifecycle.protocol import OPTION_RESET_RETRY_COUNTER, OPTION_TRANSPORT_PIN, SO_PIN_TRIES, USER_PIN_TRIES_DEFAULT
 from hsm_lifecycle.model.checks import BY_ID
 from hsm_lifecycle.model.commands import Command
-from hsm_lifecycle.model.divergence import Blame, blame, blame_key_count
+from hsm_lifecycle.model.divergence import ODD_BEHAVIOUR_CHECKS, Blame, Torn, blame, blame_key_count, query_moves_itself
 from hsm_lifecycle.model.oracle import Outcome, expect
 from hsm_lifecycle.model.profiles import Profile, UnresolvedBehaviour
 from hsm_lifecycle.model.states import ExtState
@@ -467,7 +467,7 @@ class Device:
     ledger: Ledger = field(default_factory=Ledger)
     setup: bool = False  # provisioning / restoring: checked against consent, not the marker
     on_step: Callable[[Outcome, str], None] | None = None
-    history: list[Outcome | None] = field(default_factory=list)  # accepted steps (None: outside the alphabet)
+    history: list[Outcome | Torn | None] = field(default_factory=list)  # accepted steps (None: outside the alphabet)
 
     def __repr__(self) -> str:
         return f"Device({self.target.spec}, {self.state})"
@@ -486,7 +486,9 @@ class Device:
             # Left unknown although probed: the device answered something no profile explains.
             odd = self.target.odd_behaviours.get(exc.behaviour)
             if odd is not None:
-                self.fail(f"cannot predict {cmd}: the device's answers left open behaviour {exc.behaviour} undetermined ({odd})")
+                scoped = self.ledger.checks.scoped()
+                self.fail(f"cannot predict {cmd}: the device's answers left open behaviour {exc.behaviour} undetermined ({odd})",
+                          () if scoped else (ODD_BEHAVIOUR_CHECKS[exc.behaviour],))
             why = self.target.unknown_behaviours.get(exc.behaviour, "it was not probed on this target")
             pytest.skip(f"cannot predict {cmd}: open behaviour {exc.behaviour} was not observed ({why})")
 
@@ -507,6 +509,10 @@ class Device:
             self.on_step(outcome, output)
         if not outcome.accepts(output):
             found = blame(outcome, output, self.history)
+            if outcome.command.name in ("query_user", "query_so"):
+                # Asked once more (free by R19): a second, different answer shows the query itself moved it.
+                self.recorder.context(f"{cmd} (asked again)", self.state.abstract, ("R19",))
+                found = query_moves_itself(outcome, output, self.mapper.run(cmd, uninitialized=not self.state.is_initialized)) or found
             self.fail(f"{outcome.describe()}, but the device answered {output}; {found.describe()}", blame=found)
         for rule in outcome.rules:
             if rule not in self.ledger.rules:
@@ -796,6 +802,7 @@ class Device:
         finally:
             token.set_power_loss_hook(None)
         self.ledger.note(outcome, None)
+        self.history.append(Torn(outcome))  # type: ignore[arg-type]
         self.state = outcome.next.but(authenticated=False) if outcome.next.is_initialized else outcome.next
         return outcome
 

@@ -38,6 +38,37 @@ NO_SUCH_KEY = "6A82"
 # The culprit marker for a command outside the alphabet (its effect is not modelled).
 OFF_ALPHABET: Outcome = object()  # type: ignore[assignment]
 
+# A PIN check the power was cut in (after the comparison): a counter it left wrong is R17's.
+TEAR_CHECKS = {
+    C.VERIFY_USER: "R17.verify-user-tear",
+    C.CHANGE_USER_PIN: "R17.change-user-tear",
+    C.CHANGE_SO_PIN: "R17.change-so-tear",
+    C.RESET_RETRY_COUNTER: "R17.rrc-tear",
+}
+
+
+# An open behaviour the device's answers left undetermined (conformance.observe's "odd" ones):
+# the probe saw the device break the part of a rule the probe leans on.
+ODD_BEHAVIOUR_CHECKS = {
+    "rrc-disabled": "R02.rrc-disabled-wrong-spends-per-profile",
+    "so-success-restores": "R02.right-spends-none",
+    "auth-after-change": "R04.right-restores",
+    "auth-after-init": "R07.counter-set",
+    "wrong-pin-ends-session": "R04.verify-wrong-spends-one",
+    "retries-by-pin-length": "R04.starts-at-tag-91",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Torn:
+    """A history entry: `outcome`'s command, cut short by a power loss."""
+
+    outcome: Outcome
+
+    @property
+    def command(self) -> Command:
+        return self.outcome.command
+
 
 @dataclass(frozen=True, slots=True)
 class Blame:
@@ -72,6 +103,8 @@ def culprit_of(history: Sequence[Outcome | None], query: str | None) -> Outcome 
     for past in reversed(history):
         if past is None:
             return OFF_ALPHABET
+        if isinstance(past, Torn):
+            return past  # type: ignore[return-value]
         name = past.command.name
         if query is not None and name == query:
             return None
@@ -87,8 +120,13 @@ def blame(outcome: Outcome, answer: str, history: Sequence[Outcome | None] = ())
     `history` holds the steps the device took before, as the model accepted them. When the
     culprit is a command outside the alphabet, the variable is named but no check: the test
     that sent it decides (conformance.judging)."""
-    found = _blame(outcome, answer, history)
     culprit = culprit_of(history, outcome.command.name if outcome.command.name in QUERIES else None)
+    if isinstance(culprit, Torn):
+        found = _blame(outcome, answer, [h for h in history if not isinstance(h, Torn)])
+        if found.variable in (SO_TRIES, USER_TRIES):
+            return Blame(found.variable, found.detail + f", after a power cut in {culprit.command}", (TEAR_CHECKS[culprit.command.name],))
+        return found
+    found = _blame(outcome, answer, history)
     if culprit is OFF_ALPHABET and found.variable != STATUS_WORD:
         return Blame(found.variable, found.detail + ", after a command outside the alphabet", ())
     return found
@@ -123,6 +161,15 @@ def _blame(outcome: Outcome, answer: str, history: Sequence[Outcome | None]) -> 
             return Blame(KEYS, f"model {before.keys} keys, device has none to use", _keys_lost(last))
     checks = tuple(c.id for c in checks_at(outcome.transition))
     return Blame(STATUS_WORD, f"model {' | '.join(expected)}, device {answer}", checks)
+
+
+def query_moves_itself(outcome: Outcome, first: str, again: str) -> Blame | None:
+    """A status query answered a count the model did not expect, and asked once more it
+    answered another: the query itself moves the counter (R19), whatever happened before."""
+    if outcome.command.name not in QUERIES or first.upper() == again.upper():
+        return None
+    check = "R19.query-so-free" if outcome.command.name == C.QUERY_SO else "R19.query-user-free"
+    return Blame(SO_TRIES if outcome.command.name == C.QUERY_SO else USER_TRIES, f"asked twice: {first}, then {again}", (check,))
 
 
 def blame_key_count(expected: int, listed: int, history: Sequence[Outcome | None] = ()) -> Blame:
