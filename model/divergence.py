@@ -104,7 +104,9 @@ def culprit_of(history: Sequence[Outcome | None], query: str | None) -> Outcome 
         if past is None:
             return OFF_ALPHABET
         if isinstance(past, Torn):
-            return past  # type: ignore[return-value]
+            if query is None or past.command.name in _MOVES[query]:
+                return past  # type: ignore[return-value]
+            continue  # a torn user-PIN check cannot have moved the SO counter (nor the reverse)
         name = past.command.name
         if query is not None and name == query:
             return None
