@@ -23,6 +23,10 @@ EXPOSED_BY: dict[str, str] = {
     "so-unblockable": "so",  # R03: 15 wrong SO-PINs, then a right one
     "rrc-ignores-option": "options",  # R06: RESET RETRY COUNTER with option 0x0001 off
     "transport-pin-ignored": "options",  # R11: option 0x0002, then query_user
+    "query-ends-session": "core",  # R19: verify_user(right), query_user, then the session is gone
+    "rrc-wrong-spends-two": "so",  # R02: reset_retry_counter(wrong), then query_so
+    "change-user-pin-refused": "options",  # R04: change_user_pin(right) refused
+    "reinit-keeps-user-pin": "options",  # R07: change_user_pin(right), INITIALIZE, verify_user(right)
 }
 
 # fault value -> why no alphabet over the model's abstract commands can see it
@@ -33,4 +37,16 @@ INVISIBLE: dict[str, str] = {
     "abstract alphabet has no SO-PIN VERIFY command (only the SO status query)",
     "tear-refunds-try": "R17: needs a power loss in the middle of a PIN check; the alphabet's inputs are whole "
     "commands, and power_cycle happens between them",
+    "rrc-disabled-spends-two": "R02: needs RESET RETRY COUNTER with a wrong SO-PIN while option 0x0001 is off; no "
+    "learning alphabet combines INITIALIZE with options 0x0000 and a wrong SO-PIN in it",
+    "reinit-keeps-certificates": "R07: certificates (CE files) are written and read with commands outside the alphabet",
+    "reinit-keeps-data-objects": "R07: data objects (CD/CF files) are written and read with commands outside the alphabet",
+    "protected-read-without-login": "R09: READ BINARY of a data object is outside the alphabet",
+    "update-without-login": "R10: UPDATE BINARY is outside the alphabet",
+    "decipher-without-login": "R10: DECIPHER (and the RSA key it needs) is outside the alphabet",
+    "session-survives-warm-reset": "R10: the alphabet has the power cycle, not the warm reset",
+    "long-pin-spends-try": "R16: the alphabet's wrong-length PIN is a short one; a 17-byte PIN is outside it",
+    "short-so-pin-spends-try": "R16: an SO-PIN of the wrong length is outside the alphabet",
+    "lc-mismatch-accepted": "R22: malformed APDUs are outside the abstract alphabet, whose commands are well formed",
+    "unknown-ins-accepted": "R22: malformed APDUs are outside the abstract alphabet, whose commands are well formed",
 }

@@ -59,6 +59,10 @@ SMOKING_GUN = {
     "so-unblockable": "initialize(so=wrong,options=0x0001,retries=2)",
     "rrc-ignores-option": "reset_retry_counter(so=right,new_pin=false)",
     "transport-pin-ignored": "initialize(so=right,options=0x0002,retries=2)",
+    "query-ends-session": "query_user",
+    "rrc-wrong-spends-two": "reset_retry_counter(so=wrong,new_pin=false)",
+    "change-user-pin-refused": "change_user_pin(right)",
+    "reinit-keeps-user-pin": "change_user_pin(right)",
 }
 
 

@@ -40,8 +40,19 @@ CASES: dict[Fault, tuple[str, tuple[bytes, ...], str]] = {
 }
 
 
+# The narrower faults that break one check of the conformance suite each: the fuzzer's generic
+# invariants make no claim about them; tests/conformance/test_fault_kills.py kills every one.
+BEYOND_FUZZ: frozenset[Fault] = frozenset({
+    Fault.RRC_DISABLED_SPENDS_TWO, Fault.RRC_WRONG_SPENDS_TWO, Fault.CHANGE_USER_PIN_REFUSED,
+    Fault.REINIT_KEEPS_CERTIFICATES, Fault.REINIT_KEEPS_DATA_OBJECTS, Fault.REINIT_KEEPS_USER_PIN,
+    Fault.PROTECTED_READ_WITHOUT_LOGIN, Fault.UPDATE_WITHOUT_LOGIN, Fault.DECIPHER_WITHOUT_LOGIN,
+    Fault.SESSION_SURVIVES_WARM_RESET, Fault.LONG_PIN_SPENDS_TRY, Fault.SHORT_SO_PIN_SPENDS_TRY,
+    Fault.QUERY_ENDS_SESSION, Fault.LC_MISMATCH_ACCEPTED, Fault.UNKNOWN_INS_ACCEPTED,
+})  # fmt: skip
+
+
 def test_every_fault_has_a_case() -> None:
-    assert set(CASES) == set(Fault)
+    assert set(CASES) | BEYOND_FUZZ == set(Fault) and not set(CASES) & BEYOND_FUZZ
 
 
 def test_the_clean_emulator_passes_every_case(campaign: Campaign) -> None:
