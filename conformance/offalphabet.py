@@ -81,7 +81,7 @@ def write_objects(hsm: "Device", objects: dict[int, bytes], check: str) -> None:
     for fid, data in objects.items():
         expect_sw(hsm, check, f"UPDATE BINARY {fid:04X} (logged in)", update_binary(fid, data), lambda sw: sw == OK, "9000")
     missing = sorted(set(objects) - listed(hsm))
-    hsm.check(not missing, f"objects written with 9000 but not listed by ENUMERATE: {', '.join(f'{f:04X}' for f in missing)}", check)
+    hsm.precondition(not missing, f"objects written with 9000 but not listed by ENUMERATE: {', '.join(f'{f:04X}' for f in missing)}", check)
 
 
 def check_erased(hsm: "Device", fids: Iterable[int], check: str) -> None:
@@ -92,7 +92,7 @@ def check_erased(hsm: "Device", fids: Iterable[int], check: str) -> None:
         hsm.fail(f"ENUMERATE still lists {', '.join(f'{f:04X}' for f in still)}", (check,))
     for fid in fids:
         expect_sw(hsm, check, f"READ BINARY {fid:04X} (erased)", read_binary(fid), lambda sw: sw == SW.FILE_NOT_FOUND, "6A82 (no such file)")
-    hsm.check(True, "", check)
+    hsm.decided(check)
 
 
 # -- the device key CC00 ------------------------------------------------------------------------
@@ -109,7 +109,7 @@ def device_key_signs(hsm: "Device", public_key: ec.EllipticCurvePublicKey, check
         public_key.verify(rsp.data, challenge, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError):
         hsm.fail("the signature of key CC00 does not verify under the device certificate's public key", (check,))
-    hsm.check(True, "", check)
+    hsm.decided(check)
 
 
 # -- an RSA key for DECIPHER ------------------------------------------------------------------------

@@ -584,6 +584,17 @@ class Device:
         self.ledger.failure_trace = self.recorder  # hypothesis runs the minimal failing example last
         raise ConformanceFailure(f"{message}\nmodel state: {self.state}\nAPDU trace (last 40 exchanges):\n{self.recorder.render(40)}")
 
+    def decided(self, *checks: str) -> None:
+        """Every observation that decides `checks` was made above and matched (each one fails
+        its check on the spot otherwise): they pass."""
+        for cid in self.ledger.checks.known(checks):
+            self.ledger.checks.passed(cid)
+
+    def precondition(self, condition: bool, message: str, *checks: str) -> None:
+        """What `checks` build on held (else they fail); decides nothing by itself."""
+        if not condition:
+            self.fail(message, checks)
+
     def check(self, condition: bool, message: str, *checks: str) -> None:
         """Decide `checks` on a condition read from the device: pass now, or fail them."""
         if not condition:

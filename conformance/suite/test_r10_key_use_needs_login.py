@@ -61,5 +61,5 @@ def test_r10_no_decipher_without_login(hsm):
     raw.expect_sw(hsm, check, "DECIPHER with the user PIN verified", raw.decipher_raw(key_id), lambda sw: sw == raw.OK, "9000")
     hsm.step(C.select())
     raw.expect_sw(hsm, check, "DECIPHER after re-SELECT (no login)", raw.decipher_raw(key_id), raw.NOT_LOGGED_IN, "6982")
-    hsm.check(True, "", check)
+    hsm.decided(check)
     hsm.steps(C.verify_user("right"), C.delete_key())
