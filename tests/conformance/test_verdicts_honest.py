@@ -77,3 +77,12 @@ def test_a_hypothesis_error_is_the_suites(run_suite, monkeypatch):
     monkeypatch.setattr(stateful, "run_state_machine_as_test", unhealthy)  # looked up at call time
     doc = run_suite(select="test_random").summary
     assert doc["verdict"] == "error"
+
+
+def test_run_k_test_r18_ends_partial_exit_4(tmp_path, capsys):
+    from hsm_lifecycle.conformance import cli
+
+    code = cli.main(["run", "--out", str(tmp_path / "ev"), "--plain", "-k", "test_r18"])
+    out = capsys.readouterr().out
+    assert code == 4, out
+    assert "PARTIAL" in out and "rules not fully judged" in out
