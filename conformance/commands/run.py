@@ -414,6 +414,13 @@ def print_summary(console: Console, campaign: Campaign, summary: dict) -> None:
         style = VERDICT_STYLE.get(rule["verdict"], "")
         table.add_row(rule["id"], rule["title"], f"[{style}]{rule['verdict']}[/]", escape(rule.get("why", ""))[:160])
     console.print(table)
+    # Every check that keeps a rule from passing, with the trace that decided it (all are in the report).
+    open_checks = [(c, r["id"]) for r in summary.get("rules", []) for c in r.get("checks", []) if c.get("verdict") != "pass"]
+    for check, _ in open_checks[:40]:
+        trace = f" [{check['traces'][0]}]" if check.get("traces") else ""
+        console.print(f"  {check['id']}: {check['verdict']}{escape(trace)} {escape(check.get('why', ''))[:140]}", soft_wrap=True)
+    if len(open_checks) > 40:
+        console.print(f"  ... and {len(open_checks) - 40} more checks not passed (report.html lists every check)")
     cov, cost = summary.get("coverage", {}), summary.get("cost", {})
     s, t = cov.get("states", {}), cov.get("transitions", {})
     console.print(
