@@ -80,7 +80,7 @@ def test_each_reader_is_one_token_and_consent_is_per_serial(tmp_path: Path) -> N
     assert "not listed" in first["consent"] and "listed" in second["consent"]
     outcome, why = run.outcome(first, "test_r08_identity_unchanged_by_initialize")
     assert outcome == "skipped" and tokens[0].serial in why and tokens[1].serial in why, why
-    assert run.outcome(first, "test_r16_wrong_length_pin_spends_nothing")[0] == "failed"
+    assert run.outcome(first, "test_r16_wrong_length_user_pin_in_verify_spends_nothing")[0] == "failed"
     assert (first["verdict"], first["rules_failed"]) == ("fail", ["R16"])
     assert run.outcome(second, "test_r08_identity_unchanged_by_initialize")[0] == "passed"
     assert (second["verdict"], second["rules_failed"]) == ("partial", [])
