@@ -145,12 +145,24 @@ def render(rows: list[Row]) -> str:
         "| fault | breaks | killed | run verdict | spillover rules | other failed checks | suite errors | s |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    from hsm_lifecycle.model.checks import CHECKS
+
+    seen = {c for r in rows for c in r.failed_checks}
+    never = [c.id for c in CHECKS if c.id not in seen]
+    tail = [
+        "",
+        f"## Checks seen to fail: {len(seen & {c.id for c in CHECKS})} of {len(CHECKS)}",
+        "",
+        "A check no fault switch makes fail is not yet proven able to fail; these are:",
+        "",
+        *(f"- `{cid}`" for cid in never),
+    ] if not set(BREAKS) - {r.fault for r in rows} else []
     for r in rows:
         lines.append(
             f"| `{r.fault}` | `{r.check}` | {'yes' if r.killed else '**no**'} | {r.verdict} | "
             f"{', '.join(r.spillover) or '—'} | {', '.join(f'`{c}`' for c in r.other_checks) or '—'} | {r.errors} | {r.seconds:.1f} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + tail) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

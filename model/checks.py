@@ -153,6 +153,8 @@ CHECKS: tuple[Check, ...] = (
     _c("R15.user-blocked-refused", "a user-blocked HSM cannot log in", "portal login at 0 user tries is refused", "U28 B19"),
     _c("R15.transport-refused", "an HSM still under its transport PIN cannot log in", "portal login under option 0x0002 is refused", "I43 O32"),
     _c("R15.so-blocked-logs-in", "a blocked SO-PIN does not stop the login", "portal login on an SO-blocked token succeeds", "O33"),
+    _c("R15.account-updates-blocked-device", "a logged-in account may update another, blocked device",
+       "the portal, logged in with another, working HSM, updates this user-blocked token (VERIFY 88 then answers 6A88)", "U26"),
     # R16 pin-formats
     _c("R16.verify-short-user-pin-free", "a user PIN shorter than 6 bytes is refused without spending a try",
        "VERIFY 81 with a 5-byte PIN answers an error (6A80/6700/63Cx per profile) and the status query shows the same count", "I11 U08 O10 B08"),

@@ -7,7 +7,7 @@ import pytest
 from hsm_lifecycle.model.commands import Command as C
 
 
-@pytest.mark.rule("R12")
+@pytest.mark.rule("R12", "R15")
 @pytest.mark.cost("operator")
 def test_r12_update_refused_with_keys_admitted_without(hsm):
     hsm.require_portal()
@@ -20,5 +20,7 @@ def test_r12_update_refused_with_keys_admitted_without(hsm):
         hsm.step(C.delete_key())
     while hsm.state.user_tries:
         hsm.step(C.verify_user("wrong"))  # a blocked user PIN must not matter
-    with hsm.checking("R12.admitted-without-keys"):
+    # The portal session is another HSM's (the suite's own on the emulator, the operator's on a
+    # token): its account updates this blocked one (R15's last sentence).
+    with hsm.checking("R12.admitted-without-keys", "R15.account-updates-blocked-device"):
         hsm.steps(C.firmware_update(), C.query_so(), C.query_user())
