@@ -637,19 +637,22 @@ class Device:
         self.step(Command.query_so())  # judged: a right SO-PIN must not have spent a try (R02)
         return rsp.sw_hex
 
-    def warm_reset(self, check: str) -> None:
-        """A warm reset (outside the alphabet, which has only the power cycle). Straight after
-        it, before any SELECT (which would end the session by itself), SIGN must be refused:
-        that decides `check`. Then a re-SELECT; the model goes on unauthenticated."""
+    def reset_and_sign(self, how: str, check: str) -> None:
+        """A warm reset (`how="warm"`, outside the alphabet) or a power cycle (`"power"`), then
+        straight away, before any SELECT (which would end the session by itself), SIGN: it must
+        be refused, and that decides `check`. Then a re-SELECT; the model goes on unauthenticated."""
         from hsm_lifecycle.conformance import offalphabet as raw
         from hsm_lifecycle.conformance.mapper import SIGN_HASH, apdu
         from hsm_lifecycle.protocol import ALGO_ECDSA_SHA256, CLA_PROPRIETARY, Ins
 
-        self.recorder.context("warm_reset [outside the alphabet]", self.state.abstract, ("R10",))
+        self.recorder.context(f"{'warm_reset' if how == 'warm' else 'power_cycle'} [then SIGN before SELECT]", self.state.abstract, ("R10",))
         self.history.append(None)
-        self.mapper.transport.reset()
+        if how == "warm":
+            self.mapper.transport.reset()
+        else:
+            self.mapper.transport.power_cycle()
         sign = apdu(CLA_PROPRIETARY, Ins.SIGN, self.mapper.newest_key, ALGO_ECDSA_SHA256, SIGN_HASH, le=0, extended=True)
-        raw.expect_sw(self, check, "SIGN right after the warm reset, before any SELECT", sign, raw.REFUSED, "an error (6D00 or 6982)")
+        raw.expect_sw(self, check, f"SIGN right after the {how} reset, before any SELECT", sign, raw.REFUSED, "an error (6D00 or 6982)")
         self.mapper.select()
         if self.state.is_initialized:
             self.state = self.state.but(authenticated=False)

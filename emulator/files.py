@@ -153,7 +153,8 @@ def delete_file(card: CardContext, cmd: Command) -> tuple[bytes, int]:
         raise ApduError(SW.INCORRECT_P1P2, "DELETE FILE wants P1P2 0200")
     if len(cmd.data) != 2:
         raise ApduError(SW.WRONG_LENGTH, "DELETE FILE data is one FID")
-    card.require_user()
+    if Fault.DELETE_WITHOUT_LOGIN not in card.faults or not card.state.initialized:
+        card.require_user()
     fid = int.from_bytes(cmd.data, "big")
     if fid in PROTECTED_FIDS:
         raise ApduError(SW.SECURITY_STATUS_NOT_SATISFIED, "the device identity stays")
@@ -171,7 +172,7 @@ def delete_file(card: CardContext, cmd: Command) -> tuple[bytes, int]:
 
 def enumerate_objects(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """ENUMERATE OBJECTS `80 58 00 00` + Le: every FID, keys and files, in ascending order."""
-    if cmd.p1p2 != 0x0000:
+    if cmd.p1p2 != 0x0000 and Fault.ENUMERATE_IGNORES_P1P2 not in card.faults:
         raise ApduError(SW.INCORRECT_P1P2, "ENUMERATE OBJECTS wants P1P2 0000")
     if cmd.data:
         raise ApduError(SW.WRONG_LENGTH, "ENUMERATE OBJECTS carries no data")

@@ -160,11 +160,18 @@ def apply_request(card: CardContext, state: CardState, request: InitRequest) -> 
     for fault, prefixes in kept.items():
         if fault in card.faults:
             files.update({fid: blob for fid, blob in state.files.items() if fid >> 8 in prefixes})
+    reinit = state.user_pin is not None
+    tries = request.user_tries
+    if reinit and Fault.REINIT_KEEPS_COUNTER in card.faults:
+        tries = state.user_max
+    if not reinit and Fault.FIRST_INIT_IGNORES_RETRIES in card.faults:
+        tries = 3
     fresh = replace(
         state,
-        user_pin=state.user_pin if Fault.REINIT_KEEPS_USER_PIN in card.faults and state.user_pin else request.user_pin,
-        user_tries=request.user_tries,
-        user_max=request.user_tries,
+        user_pin=state.user_pin if Fault.REINIT_KEEPS_USER_PIN in card.faults and reinit else request.user_pin,
+        so_pin=bytes(reversed(request.so_pin)) if Fault.REINIT_CHANGES_SO_PIN in card.faults and reinit else state.so_pin,
+        user_tries=tries,
+        user_max=tries,
         options=request.options,
         transport_pin=bool(request.options & protocol.OPTION_TRANSPORT_PIN),
         dkek=new_dkek(request.dkek_shares),

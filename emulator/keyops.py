@@ -41,7 +41,8 @@ def request_fid(key_id: int) -> int:
 def generate_key_pair(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """`00 46 <key id> 00` + CV body: a new key, answered (and kept in CExx) as a CV request
     signed by the device key."""
-    card.require_user()
+    if Fault.GENERATE_WITHOUT_LOGIN not in card.faults or not card.state.initialized:
+        card.require_user()
     if cmd.p1 == DEVICE_KEY_ID:
         raise ApduError(SW.INCORRECT_P1P2, "key 00 is the device key")
     if cmd.p2 != DEVICE_KEY_ID:

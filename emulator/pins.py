@@ -45,6 +45,12 @@ def wrong_pin_sw(card: CardContext, tries_left: int) -> int:
     return protocol.sw_tries(tries_left)
 
 
+def _spend_one_more(card: CardContext, fault: Fault) -> None:
+    """Fault switches that make a wrong user PIN cost two tries (breaks R04)."""
+    if fault in card.faults and card.state.user_tries > 0:
+        card.commit(replace(card.state, user_tries=card.state.user_tries - 1), PersistencePoint.USER_TRY_SPENT)
+
+
 def refuse_wrong_length(card: CardContext, so: bool) -> int:
     """A PIN of impossible length: refused without spending a try (R16) unless the fault."""
     if Fault.WRONG_LENGTH_SPENDS_TRY in card.faults:
@@ -180,6 +186,7 @@ def _verify_user(card: CardContext, pin: bytes) -> int:
     if present_user_pin(card, pin, _unchanged, PersistencePoint.USER_TRY_RESTORED):
         card.login()
         return SW.OK
+    _spend_one_more(card, Fault.WRONG_VERIFY_SPENDS_TWO)
     if card.profile.wrong_pin_ends_session or card.state.user_tries == 0:
         card.logout()
     return wrong_pin_sw(card, card.state.user_tries)
@@ -240,6 +247,7 @@ def _change_user(card: CardContext, data: bytes) -> int:
         else:
             card.logout()
         return SW.OK
+    _spend_one_more(card, Fault.WRONG_CHANGE_SPENDS_TWO)
     if card.profile.wrong_pin_ends_session or card.state.user_tries == 0:
         card.logout()
     return wrong_pin_sw(card, card.state.user_tries)
@@ -256,6 +264,8 @@ def _change_so(card: CardContext, data: bytes) -> int:
     if present_so_pin(
         card, old, lambda state: replace(state, so_pin=new), PersistencePoint.SO_PIN_CHANGED
     ):
+        if Fault.RIGHT_SO_PIN_SPENDS in card.faults and card.state.so_tries > 0:
+            card.commit(replace(card.state, so_tries=card.state.so_tries - 1), PersistencePoint.SO_TRY_SPENT)
         return SW.OK
     return wrong_pin_sw(card, card.state.so_tries)
 
@@ -302,8 +312,9 @@ def reset_retry_counter(card: CardContext, cmd: Command) -> tuple[bytes, int]:
         return b"", disabled_sw
 
     def unblock(target: CardState) -> CardState:
-        pin = new if cmd.p1 == protocol.RRC_NEW_PIN else target.user_pin
-        return replace(target, user_tries=target.user_max, user_pin=pin)
+        pin = new if cmd.p1 == protocol.RRC_NEW_PIN and Fault.RRC_IGNORES_NEW_PIN not in card.faults else target.user_pin
+        tries = state.user_tries if cmd.p1 == protocol.RRC_COUNTER_ONLY and Fault.RRC_DOES_NOT_RESET in card.faults else target.user_max
+        return replace(target, user_tries=tries, user_pin=pin)
 
     if present_so_pin(card, so_pin, unblock, PersistencePoint.USER_PIN_RESET):
         return b"", SW.OK

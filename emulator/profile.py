@@ -143,6 +143,21 @@ class Fault(Enum):
     QUERY_ENDS_SESSION = "query-ends-session"  # R19: VERIFY 81 without data logs out
     LC_MISMATCH_ACCEPTED = "lc-mismatch-accepted"  # R22: Lc longer than the data is accepted
     UNKNOWN_INS_ACCEPTED = "unknown-ins-accepted"  # R22: an unknown INS answers 9000
+    UNKNOWN_CLA_ACCEPTED = "unknown-cla-accepted"  # R22: an unknown CLA answers 9000
+    ENUMERATE_IGNORES_P1P2 = "enumerate-ignores-p1p2"  # R22: ENUMERATE OBJECTS takes any P1/P2
+    SLOW_ON_UNKNOWN_INS = "slow-on-unknown-ins"  # R22: an unknown INS is refused after 2.5 s
+    UNKNOWN_INS_SPENDS_TRY = "unknown-ins-spends-try"  # R22: an unknown INS costs a user try
+    SESSION_SURVIVES_POWER_OFF = "session-survives-power-off"  # R10: power off and on keep the login
+    GENERATE_WITHOUT_LOGIN = "generate-without-login"  # R10: GENERATE KEY needs no user PIN
+    DELETE_WITHOUT_LOGIN = "delete-without-login"  # R10: DELETE FILE needs no user PIN
+    WRONG_VERIFY_SPENDS_TWO = "wrong-verify-spends-two"  # R04: a wrong VERIFY 81 costs 2 tries
+    WRONG_CHANGE_SPENDS_TWO = "wrong-change-spends-two"  # R04: a wrong CHANGE 81 costs 2 tries
+    RIGHT_SO_PIN_SPENDS = "right-so-pin-spends"  # R02: a right CHANGE 88 costs a try
+    REINIT_CHANGES_SO_PIN = "reinit-changes-so-pin"  # R07: INITIALIZE sets another SO-PIN
+    REINIT_KEEPS_COUNTER = "reinit-keeps-counter"  # R07: INITIALIZE keeps the old user counter
+    FIRST_INIT_IGNORES_RETRIES = "first-init-ignores-retries"  # R04: the first INITIALIZE sets 3 tries
+    RRC_DOES_NOT_RESET = "rrc-does-not-reset"  # R06: RRC P1=01 answers 9000, resets nothing
+    RRC_IGNORES_NEW_PIN = "rrc-ignores-new-pin"  # R06: RRC P1=00 answers 9000, keeps the old PIN
 
 
 def parse_faults(names: object) -> frozenset[Fault]:

@@ -119,8 +119,8 @@ CHECKS: tuple[Check, ...] = (
     _c("R10.decipher-needs-login", "decipher needs a verified user PIN", "DECIPHER (80 62) with an RSA key without VERIFY 81 answers 6982"),
     _c("R10.reselect-ends-session", "a re-SELECT of the applet ends the session",
        "VERIFY 81 (9000), SIGN (9000), SELECT, then SIGN answers 6982 and VERIFY 81 without data 63Cx"),
-    _c("R10.power-off-ends-session", "a power-off ends the session", "VERIFY 81, power off and on, SELECT, then SIGN answers 6982"),
-    _c("R10.warm-reset-ends-session", "a (warm) reset ends the session", "VERIFY 81, warm reset, SELECT, then SIGN answers 6982"),
+    _c("R10.power-off-ends-session", "a power-off ends the session", "VERIFY 81, power off and on, then SIGN before and after the re-SELECT: refused (6D00 / 6982)"),
+    _c("R10.warm-reset-ends-session", "a (warm) reset ends the session", "VERIFY 81, warm reset, then SIGN before and after the re-SELECT: refused (6D00 / 6982)"),
     # R11 transport-pin
     _c("R11.pin-answers-6984", "with option 0x0002 the user PIN answers 6984",
        "VERIFY 81 without data, with the right and with a wrong PIN answer 6984 and spend nothing", "I03 I06"),

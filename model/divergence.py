@@ -108,8 +108,8 @@ def culprit_of(history: Sequence[Outcome | None], query: str | None) -> Outcome 
                 return past  # type: ignore[return-value]
             continue  # a torn user-PIN check cannot have moved the SO counter (nor the reverse)
         name = past.command.name
-        if query is not None and name == query:
-            return None
+        if query is not None and name == query and not (name == C.QUERY_USER and past.next.authenticated):
+            return None  # that query showed the counter as the model had it (9000 in a session shows none)
         if query is not None and name in _MOVES[query]:
             return past
         if query is None and name not in QUERIES:
@@ -151,6 +151,9 @@ def _blame(outcome: Outcome, answer: str, history: Sequence[Outcome | None]) -> 
     if cmd.name in USER_COMMANDS and after.is_initialized and not after.transport:
         model_auth = cmd.name == C.QUERY_USER and after.authenticated
         if got is not None and not model_auth and got != after.user_tries:
+            if cmd.name == C.VERIFY_USER and cmd.pin == C.RIGHT and got < before.user_tries:
+                # The PIN the model holds for right was refused: blame what last set it.
+                return Blame(USER_TRIES, f"model {after.user_tries}, device {got}: the PIN set last is not the PIN", _pin_setter(history))
             return Blame(USER_TRIES, f"model {after.user_tries}, device {got}", _user_tries(cmd, outcome, culprit))
         if cmd.name == C.QUERY_USER and (answer == OK) != model_auth and (answer == OK or got is not None):
             return Blame(SESSION, f"model {'open' if model_auth else 'closed'}, device {'open' if answer == OK else 'closed'}", _session(outcome, last))
@@ -253,6 +256,21 @@ def _user_tries(cmd: Command, outcome: Outcome, culprit: Outcome | None) -> tupl
     if c.name in (C.CHANGE_SO_PIN,):
         return ("R01.wrong-so-keeps-initialized",)
     return ("R19.query-user-free",) if c.name in QUERIES else ("R04.right-restores",)
+
+
+def _pin_setter(history: Sequence[Outcome | None]) -> tuple[str, ...]:
+    """The check of the step that last set the user PIN the model believes right."""
+    for past in reversed(history):
+        if past is None or isinstance(past, Torn):
+            continue
+        c = past.command
+        if c.name == C.RESET_RETRY_COUNTER and c.so == C.RIGHT and c.new_pin and past.before.rrc_enabled:
+            return ("R06.new-pin-with-option",)
+        if c.name == C.CHANGE_USER_PIN and c.pin == C.RIGHT:
+            return ("R11.change-ends-transport",) if past.before.transport else ("R04.right-restores",)
+        if c.name == C.INITIALIZE and past.next.is_initialized and past.next is not past.before:
+            return ("R07.new-user-pin-set",) if past.before.is_initialized else ("R04.starts-at-tag-91",)
+    return ("R04.right-restores",)
 
 
 def _session(outcome: Outcome, culprit: Outcome | None) -> tuple[str, ...]:

@@ -27,6 +27,13 @@ EXPOSED_BY: dict[str, str] = {
     "rrc-wrong-spends-two": "so",  # R02: reset_retry_counter(wrong), then query_so
     "change-user-pin-refused": "options",  # R04: change_user_pin(right) refused
     "reinit-keeps-user-pin": "options",  # R07: change_user_pin(right), INITIALIZE, verify_user(right)
+    "generate-without-login": "core",  # R10: generate_key without VERIFY
+    "delete-without-login": "core",  # R10: delete_key without VERIFY
+    "wrong-verify-spends-two": "core",  # R04: verify_user(wrong), then query_user
+    "wrong-change-spends-two": "options",  # R04: change_user_pin(wrong), then query_user
+    "reinit-changes-so-pin": "core",  # R07: a second INITIALIZE with the SO-PIN is refused
+    "first-init-ignores-retries": "core",  # R04: 3 tries where the reset's INITIALIZE asked for 2
+    "rrc-does-not-reset": "core",  # R04/R06: reset_retry_counter(right), then query_user
 }
 
 # fault value -> why no alphabet over the model's abstract commands can see it
@@ -49,4 +56,12 @@ INVISIBLE: dict[str, str] = {
     "short-so-pin-spends-try": "R16: an SO-PIN of the wrong length is outside the alphabet",
     "lc-mismatch-accepted": "R22: malformed APDUs are outside the abstract alphabet, whose commands are well formed",
     "unknown-ins-accepted": "R22: malformed APDUs are outside the abstract alphabet, whose commands are well formed",
+    "unknown-cla-accepted": "R22: malformed APDUs are outside the abstract alphabet, whose commands are well formed",
+    "enumerate-ignores-p1p2": "R22: malformed APDUs are outside the abstract alphabet, whose commands are well formed",
+    "slow-on-unknown-ins": "R22: malformed APDUs are outside the abstract alphabet (and its outputs carry no time)",
+    "unknown-ins-spends-try": "R22: malformed APDUs are outside the abstract alphabet, whose commands are well formed",
+    "session-survives-power-off": "R10: the alphabet's power_cycle re-SELECTs the applet, which ends the session by itself",
+    "reinit-keeps-counter": "R07: every INITIALIZE of the learning alphabets asks for the same 2 tries the token already has",
+    "right-so-pin-spends": "R02: no learning alphabet presents the right SO-PIN in CHANGE REFERENCE DATA 88",
+    "rrc-ignores-new-pin": "R06: no learning alphabet has RESET RETRY COUNTER with a new PIN (P1=00)",
 }

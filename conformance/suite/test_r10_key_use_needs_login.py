@@ -39,9 +39,11 @@ def test_r10_reselect_reset_and_power_off_end_the_session(hsm):
         hsm.steps(C.verify_user("right"), C.sign(), C.select(), C.sign(), C.query_user())
     with hsm.checking("R10.power-off-ends-session"):
         hsm.steps(C.verify_user("right"), C.power_cycle(), C.sign(), C.query_user())
+        hsm.steps(C.verify_user("right"), C.sign())
+        hsm.reset_and_sign("power", "R10.power-off-ends-session")
     with hsm.checking("R10.warm-reset-ends-session"):
         hsm.steps(C.verify_user("right"), C.sign())
-        hsm.warm_reset("R10.warm-reset-ends-session")
+        hsm.reset_and_sign("warm", "R10.warm-reset-ends-session")
         hsm.steps(C.sign(), C.query_user())
 
 

@@ -46,6 +46,7 @@ def test_r22_malformed_commands_refused_and_change_nothing(hsm):
                 raw.refused_in_time(hsm, check, what, capdu, slow)
     hsm.check(not slow, f"answered after the {raw.DEADLINE_S:.0f} s deadline: {'; '.join(slow)}", "R22.within-deadline")
     with hsm.checking("R22.changes-nothing"):
-        hsm.steps(C.query_user(), C.query_so(), C.sign())  # still logged in, same counters
+        hsm.steps(C.query_user(), C.query_so(), C.sign())  # still logged in, same SO counter
+        hsm.steps(C.select(), C.query_user())  # the user counter, seen once the session is over
         after = raw.listed(hsm)
         hsm.check(after == before, f"objects before {sorted(before)}, after {sorted(after)}", "R22.changes-nothing")

@@ -63,6 +63,13 @@ SMOKING_GUN = {
     "rrc-wrong-spends-two": "reset_retry_counter(so=wrong,new_pin=false)",
     "change-user-pin-refused": "change_user_pin(right)",
     "reinit-keeps-user-pin": "change_user_pin(right)",
+    "generate-without-login": "generate_key",
+    "delete-without-login": "delete_key",
+    "wrong-verify-spends-two": "verify_user(wrong)",
+    "wrong-change-spends-two": "change_user_pin(wrong)",
+    "reinit-changes-so-pin": "initialize(so=right,options=0x0001,retries=2)",
+    "first-init-ignores-retries": "query_user",
+    "rrc-does-not-reset": "reset_retry_counter(so=right,new_pin=false)",
 }
 
 
