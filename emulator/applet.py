@@ -110,6 +110,8 @@ class Applet:
         """Initialized (else 6A88, R20) and the user PIN verified in this session (else 6982,
         R10); the SO-PIN never counts (R09)."""
         if not self.state.initialized:
+            if Fault.UNINITIALIZED_KEY_USE_6982 in self.faults:
+                raise ApduError(SW.SECURITY_STATUS_NOT_SATISFIED, "not initialized (answered as not logged in)")
             raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "not initialized")
         if not self.session.authenticated and Fault.KEY_USE_WITHOUT_LOGIN not in self.faults:
             raise ApduError(SW.SECURITY_STATUS_NOT_SATISFIED, "user PIN not verified")
@@ -200,10 +202,14 @@ class Applet:
             return apdu.parse(capdu)
         except ApduError:
             body = capdu[4:]
-            if Fault.LC_MISMATCH_ACCEPTED not in self.faults or len(body) < 2 or body[0] == 0 or body[0] <= len(body) - 1:
+            if len(body) < 2 or body[0] == 0:
                 raise
             cla, ins, p1, p2 = apdu.header(capdu)
-            return apdu.Command(cla, ins, p1, p2, body[1:], None, False)  # takes what came
+            if Fault.LC_MISMATCH_ACCEPTED in self.faults and body[0] > len(body) - 1:
+                return apdu.Command(cla, ins, p1, p2, body[1:], None, False)  # takes what came
+            if Fault.LC_SHORT_ACCEPTED in self.faults and body[0] < len(body) - 1:
+                return apdu.Command(cla, ins, p1, p2, body[1 : 1 + body[0]], None, False)  # ignores the rest
+            raise
 
     def _deliver(self, data: bytes, sw: int, ne: int | None) -> bytes:
         """Cut a long answer to Ne and keep the rest for GET RESPONSE (61xx)."""

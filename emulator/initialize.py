@@ -214,6 +214,8 @@ def initialize_device(card: CardContext, cmd: Command) -> tuple[bytes, int]:
             PersistencePoint.DEVICE_INITIALIZED,
         )
         if not accepted:
+            if Fault.WRONG_INIT_SPENDS_USER_TRY in card.faults and card.state.user_tries > 0:
+                card.commit(replace(card.state, user_tries=card.state.user_tries - 1), PersistencePoint.USER_TRY_SPENT)
             setting = card.profile.init_wrong_so_sw
             if setting == TRIES_SW:
                 return b"", wrong_pin_sw(card, card.state.so_tries)

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from hsm_lifecycle.emulator.apdu import ApduError, Command, sw_hex
+from hsm_lifecycle.emulator.objects import PROTECTED_FIDS
 from hsm_lifecycle.emulator.profile import TRIES_SW, Fault
 from hsm_lifecycle.emulator.state import CardState
 from hsm_lifecycle.emulator.store import PersistencePoint
@@ -77,7 +78,9 @@ def present_user_pin(
     before = card.state
     assert before.user_pin is not None
     spent = replace(before, user_tries=max(before.user_tries - 1, 0))
-    late_write = Fault.TEAR_REFUNDS_TRY in card.faults
+    late_write = Fault.TEAR_REFUNDS_TRY in card.faults or (
+        Fault.TEAR_REFUNDS_CHANGE_USER in card.faults and point == PersistencePoint.USER_PIN_CHANGED
+    )
     if not late_write:
         card.commit(spent, PersistencePoint.USER_TRY_SPENT)
     right = hmac.compare_digest(candidate, before.user_pin)
@@ -99,7 +102,9 @@ def present_so_pin(
     assert before.so_pin is not None
     spends = Fault.SO_COUNTER_NOT_SPENT not in card.faults
     spent = replace(before, so_tries=max(before.so_tries - 1, 0)) if spends else before
-    late_write = Fault.TEAR_REFUNDS_TRY in card.faults
+    late_write = Fault.TEAR_REFUNDS_TRY in card.faults or (
+        Fault.TEAR_REFUNDS_RRC in card.faults and point == PersistencePoint.USER_PIN_RESET
+    )
     if spends and not late_write:
         card.commit(spent, PersistencePoint.SO_TRY_SPENT)
     right = hmac.compare_digest(candidate, before.so_pin)
@@ -179,7 +184,7 @@ def _verify_user(card: CardContext, pin: bytes) -> int:
         if card.authenticated:
             return SW.OK
         return protocol.sw_tries(card.state.user_tries)
-    if user_blocked(card):
+    if user_blocked(card) or (Fault.SO_BLOCK_BLOCKS_USER_PIN in card.faults and state.so_tries == 0):
         return SW.AUTH_METHOD_BLOCKED
     if not user_pin_length_ok(pin) and not (Fault.LONG_PIN_SPENDS_TRY in card.faults and len(pin) > protocol.USER_PIN_MAX):
         return refuse_wrong_length(card, so=False)
@@ -199,7 +204,7 @@ def _verify_so(card: CardContext, pin: bytes) -> int:
     if not pin:
         _spend_on_query(card, so=True)
         if card.state.so_tries == 0:
-            return SW.AUTH_METHOD_BLOCKED
+            return protocol.sw_tries(0) if Fault.SO_BLOCK_QUERY_ANSWERS_63C0 in card.faults else SW.AUTH_METHOD_BLOCKED
         # No SO session exists: the SO-PIN authorizes nothing by itself (R09), so the query
         # always reports the counter.
         return protocol.sw_tries(card.state.so_tries)
@@ -266,7 +271,12 @@ def _change_so(card: CardContext, data: bytes) -> int:
     ):
         if Fault.RIGHT_SO_PIN_SPENDS in card.faults and card.state.so_tries > 0:
             card.commit(replace(card.state, so_tries=card.state.so_tries - 1), PersistencePoint.SO_TRY_SPENT)
+        if Fault.CHANGE_SO_LOGS_IN in card.faults:
+            card.login()
         return SW.OK
+    if Fault.WRONG_SO_ERASES_KEYS in card.faults:
+        kept = {fid: blob for fid, blob in card.state.keys.items() if fid in PROTECTED_FIDS}
+        card.commit(replace(card.state, keys=kept), PersistencePoint.OBJECT_DELETED)
     return wrong_pin_sw(card, card.state.so_tries)
 
 
@@ -283,7 +293,7 @@ def reset_retry_counter(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     state = card.state
     if not state.initialized:
         raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "not initialized")
-    if so_blocked(card):
+    if so_blocked(card) and Fault.RRC_WORKS_WHEN_SO_BLOCKED not in card.faults:
         return b"", SW.AUTH_METHOD_BLOCKED
     enabled = bool(state.options & protocol.OPTION_RESET_RETRY_COUNTER) or (
         Fault.RRC_IGNORES_OPTION in card.faults
@@ -317,6 +327,8 @@ def reset_retry_counter(card: CardContext, cmd: Command) -> tuple[bytes, int]:
         return replace(target, user_tries=tries, user_pin=pin)
 
     if present_so_pin(card, so_pin, unblock, PersistencePoint.USER_PIN_RESET):
+        if Fault.RRC_LOGS_IN in card.faults:
+            card.login()
         return b"", SW.OK
     if Fault.RRC_WRONG_SPENDS_TWO in card.faults and card.state.so_tries > 0:
         card.commit(replace(card.state, so_tries=card.state.so_tries - 1), PersistencePoint.SO_TRY_SPENT)

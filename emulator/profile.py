@@ -158,6 +158,17 @@ class Fault(Enum):
     FIRST_INIT_IGNORES_RETRIES = "first-init-ignores-retries"  # R04: the first INITIALIZE sets 3 tries
     RRC_DOES_NOT_RESET = "rrc-does-not-reset"  # R06: RRC P1=01 answers 9000, resets nothing
     RRC_IGNORES_NEW_PIN = "rrc-ignores-new-pin"  # R06: RRC P1=00 answers 9000, keeps the old PIN
+    WRONG_SO_ERASES_KEYS = "wrong-so-erases-keys"  # R01: a wrong CHANGE 88 deletes the keys
+    WRONG_INIT_SPENDS_USER_TRY = "wrong-init-spends-user-try"  # R01: a refused INITIALIZE costs a user try
+    SO_BLOCK_QUERY_ANSWERS_63C0 = "so-block-query-answers-63c0"  # R03: VERIFY 88 at 0 tries answers 63C0
+    RRC_WORKS_WHEN_SO_BLOCKED = "rrc-works-when-so-blocked"  # R03: RRC with the right SO-PIN works at 0
+    SO_BLOCK_BLOCKS_USER_PIN = "so-block-blocks-user-pin"  # R03: at 0 SO tries VERIFY 81 answers 6983
+    RRC_LOGS_IN = "rrc-logs-in"  # R09: a right RESET RETRY COUNTER opens key use
+    CHANGE_SO_LOGS_IN = "change-so-logs-in"  # R09: a right CHANGE 88 opens key use
+    UNINITIALIZED_KEY_USE_6982 = "uninitialized-key-use-6982"  # R20: key commands answer 6982, not 6A88
+    LC_SHORT_ACCEPTED = "lc-short-accepted"  # R22: an Lc shorter than the data: the rest is ignored
+    TEAR_REFUNDS_CHANGE_USER = "tear-refunds-change-user"  # R17: a torn CHANGE 81 gives the try back
+    TEAR_REFUNDS_RRC = "tear-refunds-rrc"  # R17: a torn RESET RETRY COUNTER gives the SO try back
 
 
 def parse_faults(names: object) -> frozenset[Fault]:

@@ -151,7 +151,7 @@ def _blame(outcome: Outcome, answer: str, history: Sequence[Outcome | None]) -> 
     if cmd.name in USER_COMMANDS and after.is_initialized and not after.transport:
         model_auth = cmd.name == C.QUERY_USER and after.authenticated
         if got is not None and not model_auth and got != after.user_tries:
-            if cmd.name == C.VERIFY_USER and cmd.pin == C.RIGHT and got < before.user_tries:
+            if cmd.name == C.VERIFY_USER and cmd.pin == C.RIGHT and got == before.user_tries - 1 and before.so_tries:
                 # The PIN the model holds for right was refused: blame what last set it.
                 return Blame(USER_TRIES, f"model {after.user_tries}, device {got}: the PIN set last is not the PIN", _pin_setter(history))
             return Blame(USER_TRIES, f"model {after.user_tries}, device {got}", _user_tries(cmd, outcome, culprit))
@@ -241,6 +241,8 @@ def _user_tries(cmd: Command, outcome: Outcome, culprit: Outcome | None) -> tupl
         return ("R04.starts-at-tag-91",) if c.name == C.INITIALIZE else ("R20.changes-nothing",)
     if s.transport and c.name in (C.VERIFY_USER, C.QUERY_USER):
         return ("R11.pin-answers-6984",)
+    if s.so_tries == 0 and s.user_tries and c.name == C.VERIFY_USER and c.pin == C.RIGHT:
+        return ("R03.user-pin-and-keys-work",)
     if s.user_tries == 0 and c.name in (C.VERIFY_USER, C.CHANGE_USER_PIN):
         return ("R05.right-pin-refused",)
     if c.name == C.VERIFY_USER:
@@ -282,6 +284,10 @@ def _session(outcome: Outcome, culprit: Outcome | None) -> tuple[str, ...]:
         return ("R10.reselect-ends-session",)
     if c.name == C.POWER_CYCLE:
         return ("R10.power-off-ends-session",)
+    if c.name == C.RESET_RETRY_COUNTER and c.so == C.RIGHT:
+        return ("R09.rrc-opens-nothing",)
+    if c.name == C.CHANGE_SO_PIN and c.so == C.RIGHT:
+        return ("R09.change-so-opens-nothing",)
     return tuple(x.id for x in checks_at(outcome.transition))
 
 

@@ -34,6 +34,13 @@ EXPOSED_BY: dict[str, str] = {
     "reinit-changes-so-pin": "core",  # R07: a second INITIALIZE with the SO-PIN is refused
     "first-init-ignores-retries": "core",  # R04: 3 tries where the reset's INITIALIZE asked for 2
     "rrc-does-not-reset": "core",  # R04/R06: reset_retry_counter(right), then query_user
+    "rrc-logs-in": "core",  # R09: reset_retry_counter(right), then generate_key
+    "uninitialized-key-use-6982": "core",  # R20: generate_key on a shipped token
+    "wrong-init-spends-user-try": "so",  # R01: initialize(wrong), then query_user
+    "so-block-query-answers-63c0": "so",  # R03: query_so at 0 SO tries
+    "rrc-works-when-so-blocked": "so",  # R03: reset_retry_counter(right) at 0 SO tries
+    "so-block-blocks-user-pin": "so",  # R03: verify_user(right) at 0 SO tries
+    "wrong-so-erases-keys": "full",  # R01: a key, change_so_pin(wrong), then sign (about 45 s to learn)
 }
 
 # fault value -> why no alphabet over the model's abstract commands can see it
@@ -64,4 +71,8 @@ INVISIBLE: dict[str, str] = {
     "reinit-keeps-counter": "R07: every INITIALIZE of the learning alphabets asks for the same 2 tries the token already has",
     "right-so-pin-spends": "R02: no learning alphabet presents the right SO-PIN in CHANGE REFERENCE DATA 88",
     "rrc-ignores-new-pin": "R06: no learning alphabet has RESET RETRY COUNTER with a new PIN (P1=00)",
+    "change-so-logs-in": "R09: no learning alphabet presents the right SO-PIN in CHANGE REFERENCE DATA 88",
+    "lc-short-accepted": "R22: malformed APDUs are outside the abstract alphabet, whose commands are well formed",
+    "tear-refunds-change-user": "R17: needs a power loss in the middle of a PIN check (see tear-refunds-try)",
+    "tear-refunds-rrc": "R17: needs a power loss in the middle of a PIN check (see tear-refunds-try)",
 }

@@ -19,7 +19,11 @@ def malformed(hsm) -> dict[str, list[tuple[str, bytes]]]:
     pin = hsm.mapper.pins.user_pin
     return {
         "R22.lc-longer-than-data": [("VERIFY 81, Lc 08 with 6 data bytes", bytes([CLA_ISO, Ins.VERIFY, 0, PIN_USER, 8]) + pin[:6])],
-        "R22.lc-shorter-than-data": [("VERIFY 81, Lc 04 with 6 data bytes", bytes([CLA_ISO, Ins.VERIFY, 0, PIN_USER, 4]) + SIX)],
+        "R22.lc-shorter-than-data": [
+            ("VERIFY 81, Lc 04 with 6 data bytes", bytes([CLA_ISO, Ins.VERIFY, 0, PIN_USER, 4]) + SIX),
+            # the PIN itself within Lc, two bytes more after it: a device that drops the rest logs in
+            ("VERIFY 81, Lc of the PIN with 2 bytes more", bytes([CLA_ISO, Ins.VERIFY, 0, PIN_USER, len(pin)]) + pin + b"\x00\x00"),
+        ],
         "R22.truncated-tlv": [
             ("INITIALIZE with a TLV running past the data", bytes([CLA_PROPRIETARY, Ins.INITIALIZE_DEVICE, 0, 0, 5, 0x80, 0x02, 0x00, 0x81, 0x06])),
             ("GENERATE KEY with a truncated body", bytes([CLA_ISO, Ins.GENERATE_ASYMMETRIC_KEY_PAIR, 0x01, 0, 3, 0x7F, 0x49, 0x05])),

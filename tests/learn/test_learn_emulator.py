@@ -70,6 +70,13 @@ SMOKING_GUN = {
     "reinit-changes-so-pin": "initialize(so=right,options=0x0001,retries=2)",
     "first-init-ignores-retries": "query_user",
     "rrc-does-not-reset": "reset_retry_counter(so=right,new_pin=false)",
+    "rrc-logs-in": "reset_retry_counter(so=right,new_pin=false)",
+    "uninitialized-key-use-6982": "generate_key",
+    "wrong-init-spends-user-try": "initialize(so=wrong,options=0x0001,retries=2)",
+    "so-block-query-answers-63c0": "query_so",
+    "rrc-works-when-so-blocked": "reset_retry_counter(so=right,new_pin=false)",
+    "so-block-blocks-user-pin": "verify_user(right)",
+    "wrong-so-erases-keys": "change_so_pin(wrong)",
 }
 
 
