@@ -220,7 +220,8 @@ def _so_tries(cmd: Command, outcome: Outcome, culprit: Outcome | None) -> tuple[
     if c.name == C.RESET_RETRY_COUNTER:
         if not s.rrc_enabled:
             return ("R02.rrc-disabled-wrong-spends-per-profile",) if c.so == C.WRONG else ("R06.refused-without-option",)
-        return ("R02.rrc-wrong-spends-one",) if c.so == C.WRONG else ("R02.right-spends-none",)
+        # R06 says it too ("a wrong SO-PIN in it spends an SO try"): both statements are broken.
+        return ("R02.rrc-wrong-spends-one", "R06.wrong-so-spends-one") if c.so == C.WRONG else ("R02.right-spends-none",)
     if c.name == C.INITIALIZE:
         return ("R02.init-wrong-spends-one",) if c.so == C.WRONG else ("R07.so-pin-kept",)
     if c.name in QUERIES:
