@@ -200,7 +200,10 @@ def initialize_device(card: CardContext, cmd: Command) -> tuple[bytes, int]:
             if Fault.FIRST_INIT_SETS_WRONG_TRIES in card.faults
             else MAX_SO_TRIES
         )
-        first = replace(state, so_pin=request.so_pin, so_tries=so_tries)
+        if Fault.FIRST_INIT_ONLY_FACTORY_CODE in card.faults and request.so_pin != protocol.DEFAULT_SO_PIN:
+            return b"", SW.SECURITY_STATUS_NOT_SATISFIED
+        code = protocol.DEFAULT_SO_PIN if Fault.FIRST_INIT_KEEPS_FACTORY_CODE in card.faults else request.so_pin
+        first = replace(state, so_pin=code, so_tries=so_tries)
         card.commit(apply_request(card, first, request), PersistencePoint.DEVICE_INITIALIZED)
     elif Fault.INITIALIZE_IGNORES_SO_PIN in card.faults:
         card.commit(apply_request(card, state, request), PersistencePoint.DEVICE_INITIALIZED)

@@ -259,7 +259,7 @@ def _change_user(card: CardContext, data: bytes) -> int:
 
 
 def _change_so(card: CardContext, data: bytes) -> int:
-    if so_blocked(card):
+    if so_blocked(card) and Fault.CHANGE_SO_UNBLOCKS not in card.faults:
         return SW.AUTH_METHOD_BLOCKED
     if len(data) != 2 * protocol.SO_PIN_LENGTH:
         if Fault.SHORT_SO_PIN_SPENDS_TRY in card.faults and card.state.so_tries > 0:

@@ -169,6 +169,9 @@ class Fault(Enum):
     LC_SHORT_ACCEPTED = "lc-short-accepted"  # R22: an Lc shorter than the data: the rest is ignored
     TEAR_REFUNDS_CHANGE_USER = "tear-refunds-change-user"  # R17: a torn CHANGE 81 gives the try back
     TEAR_REFUNDS_RRC = "tear-refunds-rrc"  # R17: a torn RESET RETRY COUNTER gives the SO try back
+    CHANGE_SO_UNBLOCKS = "change-so-unblocks"  # R03: CHANGE 88 with the right SO-PIN works at 0 tries
+    FIRST_INIT_KEEPS_FACTORY_CODE = "first-init-keeps-factory-code"  # R21: the SO-PIN stays 3537363231383830
+    FIRST_INIT_ONLY_FACTORY_CODE = "first-init-only-factory-code"  # R21: only 3537363231383830 is taken
 
 
 def parse_faults(names: object) -> frozenset[Fault]:

@@ -147,6 +147,9 @@ def _blame(outcome: Outcome, answer: str, history: Sequence[Outcome | None]) -> 
     if (answer == NOT_INITIALIZED) != (NOT_INITIALIZED in outcome.outputs) and (answer == NOT_INITIALIZED or not after.is_initialized):
         return Blame(INITIALIZATION, f"model {after.abstract}, device answered {answer}", _initialization(outcome, answer, culprit or last))
     if cmd.name in SO_COMMANDS and got is not None and after.so_tries is not None and got != after.so_tries:
+        if cmd.so == C.RIGHT and before.so_tries and got == before.so_tries - 1:
+            # The SO-PIN the model holds for right was refused: blame what last set it.
+            return Blame(SO_TRIES, f"model {after.so_tries}, device {got}: the SO-PIN set last is not the SO-PIN", _so_pin_setter(history))
         return Blame(SO_TRIES, f"model {after.so_tries}, device {got}", _so_tries(cmd, outcome, culprit))
     if cmd.name in USER_COMMANDS and after.is_initialized and not after.transport:
         model_auth = cmd.name == C.QUERY_USER and after.authenticated
@@ -274,6 +277,21 @@ def _pin_setter(history: Sequence[Outcome | None]) -> tuple[str, ...]:
         if c.name == C.INITIALIZE and past.next.is_initialized and past.next is not past.before:
             return ("R07.new-user-pin-set",) if past.before.is_initialized else ("R04.starts-at-tag-91",)
     return ("R04.right-restores",)
+
+
+def _so_pin_setter(history: Sequence[Outcome | None]) -> tuple[str, ...]:
+    """The check of the step that last set the SO-PIN the model believes right."""
+    for past in reversed(history):
+        if past is None or isinstance(past, Torn):
+            continue
+        c = past.command
+        if c.name == C.INITIALIZE and not past.before.is_initialized and past.next.is_initialized:
+            return ("R21.code-becomes-so-pin",)
+        if c.name == C.INITIALIZE and c.so == C.RIGHT and past.before.is_initialized:
+            return ("R07.so-pin-kept",)
+        if c.name == C.CHANGE_SO_PIN and c.so == C.RIGHT:
+            return ("R02.right-spends-none",)
+    return ("R02.right-spends-none",)
 
 
 def _session(outcome: Outcome, culprit: Outcome | None) -> tuple[str, ...]:

@@ -75,4 +75,7 @@ INVISIBLE: dict[str, str] = {
     "lc-short-accepted": "R22: malformed APDUs are outside the abstract alphabet, whose commands are well formed",
     "tear-refunds-change-user": "R17: needs a power loss in the middle of a PIN check (see tear-refunds-try)",
     "tear-refunds-rrc": "R17: needs a power loss in the middle of a PIN check (see tear-refunds-try)",
+    "change-so-unblocks": "R03: no learning alphabet presents the right SO-PIN in CHANGE REFERENCE DATA 88",
+    "first-init-keeps-factory-code": "R21: every learning reset initializes with the same code, the factory one",
+    "first-init-only-factory-code": "R21: every learning reset initializes with the same code, the factory one",
 }
