@@ -75,6 +75,7 @@ class PinBook:
     so_idx: int = 0
     wrong_user: bytes = WRONG_USER_PIN
     wrong_so: bytes = WRONG_SO_PIN
+    wrong_user_exact: bytes | None = None  # a former PIN the token must now refuse (R07)
 
     @classmethod
     def create(cls, user_pin: bytes | None = None, so_pin: bytes | None = None) -> "PinBook":
@@ -99,6 +100,8 @@ class PinBook:
     def wrong_user_pin(self) -> bytes:
         """Wrong, but as long as the current PIN: CHANGE 81 splits old||new by the stored PIN's
         length, so a shorter wrong PIN would turn into a malformed new PIN (6A80), not a wrong one."""
+        if self.wrong_user_exact is not None:
+            return self.wrong_user_exact
         wrong = self.wrong_user[:1] * len(self.user_pin)
         return wrong if wrong not in self.user else bytes([self.wrong_user[0] ^ 1]) * len(self.user_pin)
 

@@ -34,6 +34,7 @@ from hsm_lifecycle.protocol import (
 from hsm_lifecycle.model.commands import Command
 from hsm_lifecycle.model.profiles import (
     AUTH_AFTER_CHANGE,
+    WRONG_PIN_ENDS_SESSION,
     AUTH_AFTER_INIT,
     INIT_WRONG_SO_SW,
     LAST_WRONG_TRY_SW,
@@ -66,6 +67,9 @@ class Observations:
     seen: dict[str, str] = field(default_factory=dict)
     resolved: dict[str, object] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)  # why a behaviour stayed unknown
+    # Behaviours left unknown because the device answered what no profile explains (not for
+    # lack of consent): a step that needs one of them fails instead of being skipped.
+    odd: dict[str, str] = field(default_factory=dict)
 
     def profile(self, base: Profile = SMARTCARD_HSM) -> Profile:
         return base.resolve(self.resolved, name=base.name) if self.resolved else base
@@ -160,6 +164,11 @@ class Observer:
         self.out.notes[behaviour] = why
         self.out.seen.setdefault(behaviour, f"not observed: {why}")
 
+    def odd(self, behaviour: str, why: str) -> None:
+        """Unknown because of what the device answered."""
+        self.unknown(behaviour, why)
+        self.out.odd[behaviour] = why
+
     def observe_all(self, state: ExtState) -> ExtState:
         """Run every probe the target allows; returns the device's model state afterwards
         (not yet known to the profile, so the caller re-reads it where it matters)."""
@@ -187,6 +196,7 @@ class Observer:
             self.auth_after_change()
         else:
             self.unknown(AUTH_AFTER_CHANGE, "the user PIN is blocked")
+        self.wrong_pin_ends_session(state)
         self.so_success_restores()
         self.probe.run(Command.select(), why="end")
         return state
@@ -209,7 +219,7 @@ class Observer:
         elif _is_sw(sw) and tries_from_sw(int(sw, 16)) is not None:  # not verified, whatever the count
             self.record(AUTH_AFTER_INIT, False)
         else:
-            self.unknown(AUTH_AFTER_INIT, f"the user-PIN query after INITIALIZE answered {sw}")
+            self.odd(AUTH_AFTER_INIT, f"the user-PIN query after INITIALIZE answered {sw}")
         # init-wrong-so-sw: refused, one SO try spent.
         sw = self.probe.run(Command.initialize("wrong", OPTION_RESET_RETRY_COUNTER, USER_PIN_TRIES_DEFAULT), why=INIT_WRONG_SO_SW)
         self.out.seen[INIT_WRONG_SO_SW] = normalize(INIT_WRONG_SO_SW, sw)
@@ -226,7 +236,7 @@ class Observer:
             elif sw.startswith("6A8") or sw.startswith("69") or sw == "6700":
                 self.record(RETRIES_BY_PIN_LENGTH, True, f"refused {sw}")
             else:
-                self.unknown(RETRIES_BY_PIN_LENGTH, f"INITIALIZE with {cap + 1} retries for a {length}-character PIN answered {sw}")
+                self.odd(RETRIES_BY_PIN_LENGTH, f"INITIALIZE with {cap + 1} retries for a {length}-character PIN answered {sw}")
         else:
             self.unknown(RETRIES_BY_PIN_LENGTH, f"the user PIN in use has {length} characters, for which every count up to 10 is allowed")
         # rrc-disabled: option 0x0001 off, a wrong SO-PIN in RESET RETRY COUNTER.
@@ -235,7 +245,7 @@ class Observer:
         sw = self.probe.run(Command.reset_retry_counter("wrong", False), why=RRC_DISABLED)
         after = self.probe.query_so(RRC_DISABLED)
         if before is None or after is None or after not in (before, before - 1):
-            self.unknown(RRC_DISABLED, f"SO tries went from {before} to {after}")
+            self.odd(RRC_DISABLED, f"SO tries went from {before} to {after}")
         else:
             spends = after == before - 1
             self.out.resolved[RRC_DISABLED] = spends
@@ -251,7 +261,7 @@ class Observer:
         self.probe.run(Command.select(), why=AUTH_AFTER_CHANGE)
         sw = self.probe.run(Command.change_user_pin("right"), why=AUTH_AFTER_CHANGE)
         if sw != "9000":
-            self.unknown(AUTH_AFTER_CHANGE, f"CHANGE REFERENCE DATA 81 with the right PIN answered {sw}")
+            self.odd(AUTH_AFTER_CHANGE, f"CHANGE REFERENCE DATA 81 with the right PIN answered {sw}")
             return
         query = self.probe.query_user(AUTH_AFTER_CHANGE)
         if query == "9000":
@@ -259,8 +269,33 @@ class Observer:
         elif tries_from_sw(int(query, 16)) is not None:
             self.record(AUTH_AFTER_CHANGE, False)
         else:
-            self.unknown(AUTH_AFTER_CHANGE, f"the user query after the change answered {query}")
+            self.odd(AUTH_AFTER_CHANGE, f"the user query after the change answered {query}")
         self.probe.run(Command.change_user_pin("right"), why="change back")
+
+    def wrong_pin_ends_session(self, state: ExtState) -> None:
+        """VERIFY right, VERIFY wrong, then the user query: 9000 means the session survived.
+        Spends one user try, given back by the right PIN after it; needs two tries left."""
+        if state.transport or not self.user_pin_known:
+            why = "the transport PIN is active" if state.transport else "probing it presents the token's user PIN: pass it with --hsm-pin"
+            self.unknown(WRONG_PIN_ENDS_SESSION, why)
+            return
+        if state.user_tries < 2 and state.user_max < 2:
+            self.unknown(WRONG_PIN_ENDS_SESSION, "the user PIN allows fewer than 2 tries")
+            return
+        self.probe.run(Command.select(), why=WRONG_PIN_ENDS_SESSION)
+        if self.probe.run(Command.verify_user("right"), why=WRONG_PIN_ENDS_SESSION) != "9000":
+            self.odd(WRONG_PIN_ENDS_SESSION, "the user PIN was refused")
+            return
+        self.probe.run(Command.verify_user("wrong"), why=WRONG_PIN_ENDS_SESSION)
+        query = self.probe.query_user(WRONG_PIN_ENDS_SESSION)
+        self.probe.run(Command.verify_user("right"), why="restore the user tries")
+        self.probe.run(Command.select(), why=WRONG_PIN_ENDS_SESSION)
+        if query == "9000":
+            self.record(WRONG_PIN_ENDS_SESSION, False)
+        elif _is_sw(query) and tries_from_sw(int(query, 16)) is not None:
+            self.record(WRONG_PIN_ENDS_SESSION, True)
+        else:
+            self.odd(WRONG_PIN_ENDS_SESSION, f"the user query after a wrong PIN answered {query}")
 
     def so_success_restores(self) -> None:
         """Spend one SO try (only above the floor), then a right SO-PIN: back to 15 or not."""
@@ -278,7 +313,7 @@ class Observer:
             self.probe.run(Command.change_so_pin("wrong"), why=SO_SUCCESS_RESTORES)
             spent = self.probe.query_so(SO_SUCCESS_RESTORES)
             if spent != before - 1:
-                self.unknown(SO_SUCCESS_RESTORES, f"a wrong SO-PIN left {spent} tries, not {before - 1}")
+                self.odd(SO_SUCCESS_RESTORES, f"a wrong SO-PIN left {spent} tries, not {before - 1}")
                 return
             before = spent
         self.probe.run(Command.change_so_pin("right"), why=SO_SUCCESS_RESTORES)
@@ -289,7 +324,7 @@ class Observer:
         elif after == before:
             self.record(SO_SUCCESS_RESTORES, False)
         else:
-            self.unknown(SO_SUCCESS_RESTORES, f"a right SO-PIN left {after} tries (before: {before})")
+            self.odd(SO_SUCCESS_RESTORES, f"a right SO-PIN left {after} tries (before: {before})")
 
     def record(self, behaviour: str, value: bool, detail: str = "") -> None:
         self.out.resolved[behaviour] = value

@@ -19,11 +19,13 @@ import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Callable, NoReturn
 
 import pytest
 
 from hsm_lifecycle.conformance.interlocks import Consent, GuardedTransport, InterlockRefused, SerialMismatch
+from hsm_lifecycle.conformance.judging import CheckLog, checks_to_fail
 from hsm_lifecycle.model.cost import CostClass
 from hsm_lifecycle.conformance.mapper import IdentityUnreadable, Mapper, PinBook, PortalLink, PortalUnavailable
 from hsm_lifecycle.conformance.options import HsmOptions, TargetSpec
@@ -31,7 +33,9 @@ from hsm_lifecycle.conformance.trace import EVENT_NEW_TOKEN, EVENT_POWER_CUT, Tr
 from hsm_lifecycle.conformance.transport.base import DeadlineTransport, Transport, TransportError
 from hsm_lifecycle.conformance.transport.inprocess import InProcessTransport
 from hsm_lifecycle.protocol import OPTION_RESET_RETRY_COUNTER, OPTION_TRANSPORT_PIN, SO_PIN_TRIES, USER_PIN_TRIES_DEFAULT, describe_sw
+from hsm_lifecycle.model.checks import BY_ID
 from hsm_lifecycle.model.commands import Command
+from hsm_lifecycle.model.divergence import ODD_BEHAVIOUR_CHECKS, Blame, Torn, blame, blame_key_count, query_moves_itself
 from hsm_lifecycle.model.oracle import Outcome, expect
 from hsm_lifecycle.model.profiles import Profile, UnresolvedBehaviour
 from hsm_lifecycle.model.states import ExtState
@@ -63,13 +67,16 @@ class Ledger:
     observations: dict[str, str] = field(default_factory=dict)
     so_tries_left: int | None = None
     observed_note: str = ""  # set when the test reports an open behaviour instead of a verdict
-    rules: list[str] = field(default_factory=list)  # rules the accepted steps exercised
-    failed_rules: tuple[str, ...] = ()  # rules of the step or invariant that failed
+    rules: list[str] = field(default_factory=list)  # rules the accepted steps exercised (coverage only)
+    failed_rules: tuple[str, ...] = ()  # rules of the checks that failed
     failure_trace: TraceRecorder | None = None  # the trace of the last device that failed
+    checks: CheckLog = field(default_factory=CheckLog)  # the checks this test decided
 
     def record_rules(self, failed: bool) -> tuple[str, ...]:
-        """For a test without a rule marker (tour, stateful): what it checked, or what broke."""
-        return tuple(sorted(set(self.failed_rules if failed and self.failed_rules else self.rules)))
+        """For a test without a rule marker (tour, stateful): the rules of the checks it decided
+        (failed ones when it failed); a step merely tagged with a rule gives it no credit."""
+        decided = {BY_ID[c].rule for c, r in self.checks.results.items() if r.verdict == "fail" or not failed}
+        return tuple(sorted(decided))
 
     def note(self, outcome: Outcome, output: str | None) -> None:
         """A step the device took; `output` None: it never answered (power cut)."""
@@ -136,6 +143,7 @@ class Target:
         self.profile: Profile | None = None  # resolved by conformance.observe
         self.observations: dict[str, str] = {}
         self.unknown_behaviours: dict[str, str] = {}
+        self.odd_behaviours: dict[str, str] = {}  # unknown because of what the device answered
         self.serial: str | None = None
         self.version: str | None = None  # applet version from the FCP
         self.found: ExtState | None = None  # a persistent device as the session found it
@@ -459,17 +467,30 @@ class Device:
     ledger: Ledger = field(default_factory=Ledger)
     setup: bool = False  # provisioning / restoring: checked against consent, not the marker
     on_step: Callable[[Outcome, str], None] | None = None
+    history: list[Outcome | Torn | None] = field(default_factory=list)  # accepted steps (None: outside the alphabet)
 
     def __repr__(self) -> str:
         return f"Device({self.target.spec}, {self.state})"
 
     # -- judged steps ------------------------------------------------------------------------
 
+    def checking(self, *ids: str) -> "AbstractContextManager[None]":
+        """`with hsm.checking("R02.x", ...):` the steps inside decide these checks (conformance.judging)."""
+        return self.ledger.checks.scope(ids)
+
     def expect(self, cmd: Command) -> Outcome:
         try:
             return expect(self.state, cmd, self.profile)
         except UnresolvedBehaviour as exc:
-            pytest.skip(f"cannot predict {cmd}: {exc}")
+            # Left unknown for lack of consent: the user's options say how to allow the probe.
+            # Left unknown although probed: the device answered something no profile explains.
+            odd = self.target.odd_behaviours.get(exc.behaviour)
+            if odd is not None:
+                scoped = self.ledger.checks.scoped()
+                self.fail(f"cannot predict {cmd}: the device's answers left open behaviour {exc.behaviour} undetermined ({odd})",
+                          () if scoped else (ODD_BEHAVIOUR_CHECKS[exc.behaviour],))
+            why = self.target.unknown_behaviours.get(exc.behaviour, "it was not probed on this target")
+            pytest.skip(f"cannot predict {cmd}: open behaviour {exc.behaviour} was not observed ({why})")
 
     def step(self, cmd: Command) -> str:
         """Run one abstract command; fail unless the oracle accepts the device's answer."""
@@ -483,14 +504,24 @@ class Device:
             output = self.mapper.run(cmd, uninitialized=not self.state.is_initialized)
         except PortalUnavailable as exc:
             pytest.skip(str(exc))
+        except TransportError as exc:
+            # No well-formed answer: a failure of the check that expected one (an error of the
+            # run when no check was open: nothing the catalog names was being decided).
+            self.fail(f"{cmd}: {exc}")
         self.ledger.note(outcome, output)
         if self.on_step is not None:
             self.on_step(outcome, output)
         if not outcome.accepts(output):
-            self.fail(f"{outcome.describe()}, but the device answered {describe_sw(output)}", outcome.rules)
+            found = blame(outcome, output, self.history)
+            if outcome.command.name in ("query_user", "query_so"):
+                # Asked once more (free by R19): a second, different answer shows the query itself moved it.
+                self.recorder.context(f"{cmd} (asked again)", self.state.abstract, ("R19",))
+                found = query_moves_itself(outcome, output, self.mapper.run(cmd, uninitialized=not self.state.is_initialized)) or found
+            self.fail(f"{outcome.describe()}, but the device answered {describe_sw(output)}; {found.describe()}", blame=found)
         for rule in outcome.rules:
             if rule not in self.ledger.rules:
                 self.ledger.rules.append(rule)
+        self.history.append(outcome)
         self.state = outcome.next
         return output
 
@@ -542,14 +573,34 @@ class Device:
         if right_so and opts.so_pin is None:
             raise InterlockRefused(f"{cmd} presents the token's SO-PIN: pass it with --hsm-so-pin (16 hex digits)")
 
-    def fail(self, message: str, rules: tuple[str, ...] = ()) -> None:
-        self.ledger.failed_rules = tuple(rules)
+    def fail(self, message: str, checks: tuple[str, ...] = (), blame: Blame | None = None) -> NoReturn:
+        """The device broke `checks` (or, from a step, what `blame` and the open scopes decide)."""
+        log = self.ledger.checks
+        failed = checks_to_fail(log.known(tuple(checks)), blame, log.scoped())
+        why = message.strip().splitlines()[0] if message.strip() else message
+        for cid in failed:
+            log.failed(cid, why)
+        self.ledger.failed_rules = log.failed_rules
         self.ledger.failure_trace = self.recorder  # hypothesis runs the minimal failing example last
         raise ConformanceFailure(f"{message}\nmodel state: {self.state}\nAPDU trace (last 40 exchanges):\n{self.recorder.render(40)}")
 
-    def check(self, condition: bool, message: str, rules: tuple[str, ...] = ()) -> None:
+    def decided(self, *checks: str) -> None:
+        """Every observation that decides `checks` was made above and matched (each one fails
+        its check on the spot otherwise): they pass."""
+        for cid in self.ledger.checks.known(checks):
+            self.ledger.checks.passed(cid)
+
+    def precondition(self, condition: bool, message: str, *checks: str) -> None:
+        """What `checks` build on held (else they fail); decides nothing by itself."""
         if not condition:
-            self.fail(message, rules)
+            self.fail(message, checks)
+
+    def check(self, condition: bool, message: str, *checks: str) -> None:
+        """Decide `checks` on a condition read from the device: pass now, or fail them."""
+        if not condition:
+            self.fail(message, checks)
+        for cid in self.ledger.checks.known(checks):
+            self.ledger.checks.passed(cid)
 
     def observe(self, behaviour: str, value: str) -> None:
         """An open behaviour seen on the device: recorded, never judged."""
@@ -580,12 +631,45 @@ class Device:
         if self.target.consent.guarded and self.target.options.so_pin is None:
             raise InterlockRefused("VERIFY 88 presents the token's SO-PIN: pass it with --hsm-so-pin (16 hex digits)")
         self.recorder.context("verify_so(right) [outside the alphabet]", self.state.abstract, ("R09",))
+        self.history.append(None)
         rsp = self.mapper.send(bytes([CLA_ISO, Ins.VERIFY, 0x00, PIN_SO, 8]) + self.mapper.pins.so_pin)
         self.observe("verify-so-with-data", rsp.sw_hex)
         self.step(Command.query_so())  # judged: a right SO-PIN must not have spent a try (R02)
         return rsp.sw_hex
 
-    def issuer_root(self, ef_2f02: bytes, rules: tuple[str, ...] = ("R18",)) -> str:
+    def reset_and_sign(self, how: str, check: str) -> None:
+        """A warm reset (`how="warm"`, outside the alphabet) or a power cycle (`"power"`), then
+        straight away, before any SELECT (which would end the session by itself), SIGN: it must
+        be refused, and that decides `check`. Then a re-SELECT; the model goes on unauthenticated."""
+        from hsm_lifecycle.conformance import offalphabet as raw
+        from hsm_lifecycle.conformance.mapper import SIGN_HASH, apdu
+        from hsm_lifecycle.protocol import ALGO_ECDSA_SHA256, CLA_PROPRIETARY, Ins
+
+        self.recorder.context(f"{'warm_reset' if how == 'warm' else 'power_cycle'} [then SIGN before SELECT]", self.state.abstract, ("R10",))
+        self.history.append(None)
+        if how == "warm":
+            self.mapper.transport.reset()
+        else:
+            self.mapper.transport.power_cycle()
+        sign = apdu(CLA_PROPRIETARY, Ins.SIGN, self.mapper.newest_key, ALGO_ECDSA_SHA256, SIGN_HASH, le=0, extended=True)
+        raw.expect_sw(self, check, f"SIGN right after the {how} reset, before any SELECT", sign, raw.REFUSED, "an error (6D00 or 6982)")
+        self.mapper.select()
+        if self.state.is_initialized:
+            self.state = self.state.but(authenticated=False)
+
+    def present_stale_user_pin(self, stale: bytes) -> str:
+        """VERIFY 81 with `stale`, a user PIN the token had before and must now refuse: judged
+        as the model's wrong VERIFY (one try spent, 63Cx)."""
+        book = self.mapper.pins
+        if stale == book.user_pin:
+            raise ValueError("a stale PIN must differ from the current one")
+        book.wrong_user_exact = stale
+        try:
+            return self.step(Command.verify_user("wrong"))
+        finally:
+            book.wrong_user_exact = None
+
+    def issuer_root(self, ef_2f02: bytes, checks: tuple[str, ...] = ("R18.issuer-is-root",)) -> str:
         """The root CHR the DICA certificate in EF.C_DevAut names as its issuer. Content that
         does not parse fails `rules` naming the file, not with a bare decoder error."""
         from hsm_lifecycle.cvc import CvcError, parse_cv_objects
@@ -594,23 +678,23 @@ class Device:
         try:
             objects = parse_cv_objects(ef_2f02)
         except (CvcError, TlvError) as exc:
-            self.fail(f"EF.C_DevAut (2F02) does not parse as CV certificates ({len(ef_2f02)} bytes): {exc}", rules)
+            self.fail(f"EF.C_DevAut (2F02) does not parse as CV certificates ({len(ef_2f02)} bytes): {exc}", checks)
         car = getattr(objects[1], "car", None) if len(objects) > 1 else None
         if not car:  # an empty issuer would read as "DICA names issuer ," further on
             self.fail(f"EF.C_DevAut (2F02) holds {len(objects)} CV object(s), not a device certificate followed by "
-                      "its DICA certificate naming an issuer", rules)
+                      "its DICA certificate naming an issuer", checks)
         return car  # type: ignore[return-value]
 
     def check_objects_wiped(self) -> None:
-        """With no keys in the model, ENUMERATE must list no key, certificate or data object
-        either (R07: INITIALIZE erases every key, certificate and data object)."""
-        from hsm_lifecycle.protocol import FID_DEVICE_KEY
+        """With no keys in the model, ENUMERATE must list no private key but the device key CC00
+        (R07.keys-erased; certificates and data objects are checks of their own)."""
+        from hsm_lifecycle.protocol import FID_DEVICE_KEY, FID_PREFIX_PRIVATE_KEY
 
         if self.state.keys:
             return
         fids = self.read("enumerate objects", self.mapper.enumerate_objects) or []
-        left = [f"{fid:04X}" for fid in fids if 0xC4 <= fid >> 8 <= 0xCF and fid != FID_DEVICE_KEY]  # type: ignore[union-attr]
-        self.check(not left, f"objects left after INITIALIZE: {', '.join(left)}", ("R07",))
+        left = [f"{fid:04X}" for fid in fids if fid >> 8 == FID_PREFIX_PRIVATE_KEY and fid != FID_DEVICE_KEY]  # type: ignore[union-attr]
+        self.check(not left, f"private keys left after INITIALIZE: {', '.join(left)}", "R07.keys-erased")
 
     # -- free reads the invariants use ------------------------------------------------------
 
@@ -629,10 +713,12 @@ class Device:
         """ENUMERATE must list exactly as many private keys as the model counts."""
         count = self.key_count()
         expected = self.state.keys
-        if count is None:
-            self.check(not self.state.is_initialized, f"ENUMERATE OBJECTS was refused on an initialized token (model: {expected} keys)", ("R01",))
+        if count is None and not self.state.is_initialized:
             return
-        self.check(count == expected, f"ENUMERATE OBJECTS lists {count} private keys, the model counts {expected}", ("R01", "R07"))
+        if count != expected:
+            found = blame_key_count(expected, -1 if count is None else count, self.history)
+            self.fail(f"ENUMERATE OBJECTS lists {'nothing (refused)' if count is None else count} private keys, "
+                      f"the model counts {expected}; {found.describe()}", blame=found)
 
     # -- provisioning -------------------------------------------------------------------------
 
@@ -641,7 +727,10 @@ class Device:
         if not self.state.is_initialized:
             return
         if not self.target.can_renew:
-            pytest.skip("this test needs an uninitialized token (shipped or after a firmware update); this one is initialized")
+            pytest.skip(
+                "this test needs an uninitialized token (shipped or after a firmware update); this one is initialized: "
+                "run it on the emulator (--target emulator), or on a token renewed in the portal (--allow-operator)"
+            )
         self.target.renew()
         self.rewire()
         self.state = self.target.twin or ExtState.shipped()
@@ -672,7 +761,10 @@ class Device:
                     )
                 if self.state.so_tries == 0:
                     if not self.target.can_renew:
-                        pytest.skip("this test needs a working SO-PIN; this token's SO-PIN is blocked (only a firmware update helps)")
+                        pytest.skip(
+                            "this test needs a working SO-PIN; this token's SO-PIN is blocked: only a firmware update "
+                            "in the portal renews it (--allow-operator), or run it on the emulator (--target emulator)"
+                        )
                     self.fresh()
                 want_options = OPTION_RESET_RETRY_COUNTER if options is None else options
                 want_retries = max(min_retries, USER_PIN_TRIES_DEFAULT) if retries is None else retries
@@ -714,7 +806,7 @@ class Device:
 
         token = self.target.emulated_token()
         if token is None:
-            pytest.skip("power cuts need the in-process emulator's persistence hook")
+            pytest.skip("power cuts need the in-process emulator's persistence hook (--target emulator) or a power-cut rig")
         outcome = self.expect(cmd)
         self.admit(outcome)
         self.recorder.context(f"{cmd} (power cut)", self.state.abstract, outcome.rules)
@@ -728,6 +820,7 @@ class Device:
         finally:
             token.set_power_loss_hook(None)
         self.ledger.note(outcome, None)
+        self.history.append(Torn(outcome))  # type: ignore[arg-type]
         self.state = outcome.next.but(authenticated=False) if outcome.next.is_initialized else outcome.next
         return outcome
 
@@ -886,4 +979,5 @@ def prepare(target: Target, recorder: TraceRecorder, *, wiping_test_selected: bo
     recorder.flush()
     target.observations.update(observations.seen)
     target.unknown_behaviours = dict(observations.notes)
+    target.odd_behaviours = dict(observations.odd)
     target.profile = observations.profile()

@@ -94,7 +94,7 @@ class _Graph:
             if limits.allows(outcome):
                 self.edges.setdefault(outcome.before, []).append(outcome)
 
-        explore(profile, start, limits.alphabet(), limits.bounds, max_cost=limits.max_cost, on_step=collect)
+        explore(profile, start, limits.alphabet(), limits.bounds, max_cost=limits.max_cost, on_step=collect, skip_unresolved=True)
 
     def nearest_untaken(self, source: ExtState, taken: set[str]) -> list[Outcome] | None:
         """Shortest edge path from `source` whose last edge takes an untaken transition."""

@@ -9,7 +9,9 @@ SELECT of anything but our AID is 6A82, every other instruction 6D00.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from hsm_lifecycle.emulator import apdu, files, keyops
 from hsm_lifecycle.emulator.apdu import ApduError, Command
@@ -30,6 +32,13 @@ Reidentify = Callable[[CardState], CardState]
 SUPPORTED_CLA = frozenset({protocol.CLA_ISO, protocol.CLA_PROPRIETARY})
 V2 = 2  # applet major version from which tag 85 carries options and type (§1)
 V1_DESCRIPTOR = 0x78  # the v1.2 card's tag 82 (OpenSC#2432)
+
+
+class _Answer(Exception):
+    """A fault switch answers this status word instead of the command's own."""
+
+    def __init__(self, sw: int) -> None:
+        self.sw = sw
 APPLET_SELECT_P2 = frozenset(
     {protocol.SELECT_P2_FCI, protocol.SELECT_P2_FCP, protocol.SELECT_P2_NO_RESPONSE}
 )
@@ -105,6 +114,8 @@ class Applet:
         """Initialized (else 6A88, R20) and the user PIN verified in this session (else 6982,
         R10); the SO-PIN never counts (R09)."""
         if not self.state.initialized:
+            if Fault.UNINITIALIZED_KEY_USE_6982 in self.faults:
+                raise ApduError(SW.SECURITY_STATUS_NOT_SATISFIED, "not initialized (answered as not logged in)")
             raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "not initialized")
         if not self.session.authenticated and Fault.KEY_USE_WITHOUT_LOGIN not in self.faults:
             raise ApduError(SW.SECURITY_STATUS_NOT_SATISFIED, "user PIN not verified")
@@ -163,17 +174,46 @@ class Applet:
         try:
             cla, ins, _, _ = apdu.header(capdu)
             if cla not in SUPPORTED_CLA:
+                if Fault.UNKNOWN_CLA_ACCEPTED in self.faults and self.session.selected:
+                    return apdu.reply(b"", SW.OK)
                 raise ApduError(SW.CLA_NOT_SUPPORTED, f"CLA {cla:02X}")
             if (cla, ins) == (protocol.CLA_ISO, Ins.GET_RESPONSE):
                 return self._get_response(apdu.parse(capdu), pending)
             handler = self.handlers.get((cla, ins))
+            if handler is None and self.session.selected:
+                self._unknown_ins_faults()
             if handler is None or (not self.session.selected and handler is not select):
                 raise ApduError(SW.INS_NOT_SUPPORTED, f"INS {ins:02X}")
-            cmd = apdu.parse(capdu)
+            cmd = self._parse(capdu)
             data, sw = handler(self, cmd)
         except ApduError as refused:
             return apdu.reply(b"", refused.sw)
+        except _Answer as answer:
+            return apdu.reply(b"", answer.sw)
         return self._deliver(data, sw, cmd.ne)
+
+    def _unknown_ins_faults(self) -> None:
+        """Fault switches for R22 on an INS the applet does not know (none: 6D00 follows)."""
+        if Fault.UNKNOWN_INS_ACCEPTED in self.faults:
+            raise _Answer(SW.OK)
+        if Fault.SLOW_ON_UNKNOWN_INS in self.faults:
+            time.sleep(2.5)
+        if Fault.UNKNOWN_INS_SPENDS_TRY in self.faults and self.state.initialized and self.state.user_tries:
+            self.commit(replace(self.state, user_tries=self.state.user_tries - 1), PersistencePoint.USER_TRY_SPENT)
+
+    def _parse(self, capdu: bytes) -> apdu.Command:
+        try:
+            return apdu.parse(capdu)
+        except ApduError:
+            body = capdu[4:]
+            if len(body) < 2 or body[0] == 0:
+                raise
+            cla, ins, p1, p2 = apdu.header(capdu)
+            if Fault.LC_MISMATCH_ACCEPTED in self.faults and body[0] > len(body) - 1:
+                return apdu.Command(cla, ins, p1, p2, body[1:], None, False)  # takes what came
+            if Fault.LC_SHORT_ACCEPTED in self.faults and body[0] < len(body) - 1:
+                return apdu.Command(cla, ins, p1, p2, body[1 : 1 + body[0]], None, False)  # ignores the rest
+            raise
 
     def _deliver(self, data: bytes, sw: int, ne: int | None) -> bytes:
         """Cut a long answer to Ne and keep the rest for GET RESPONSE (61xx)."""

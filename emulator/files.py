@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hsm_lifecycle.emulator.apdu import ApduError, Command
+from hsm_lifecycle.emulator.profile import Fault
 from hsm_lifecycle.emulator.objects import MF, PROTECTED_FIDS, is_key_fid, needs_pin_to_read
 from hsm_lifecycle.emulator.store import PersistencePoint
 from hsm_lifecycle import protocol, tlv
@@ -100,7 +101,8 @@ def read_binary(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     if is_key_fid(fid) and fid in card.state.keys:
         raise ApduError(SW.SECURITY_STATUS_NOT_SATISFIED, "private keys are never readable")
     if needs_pin_to_read(fid):
-        card.require_user()  # before the look-up: no hint whether a CD file exists
+        if Fault.PROTECTED_READ_WITHOUT_LOGIN not in card.faults:
+            card.require_user()  # before the look-up: no hint whether a CD file exists
     content = card.state.files.get(fid)
     if content is None:
         raise ApduError(SW.FILE_NOT_FOUND, f"no file {fid:04X}")
@@ -119,7 +121,8 @@ def update_binary(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """UPDATE BINARY D7: `54 02 <offset> 53 <len> <data>`; a missing file is created."""
     if not cmd.data:
         raise ApduError(SW.WRONG_LENGTH, "UPDATE BINARY (odd INS) needs offset and data")
-    card.require_user()
+    if Fault.UPDATE_WITHOUT_LOGIN not in card.faults or not card.state.initialized:
+        card.require_user()
     items = _decode(cmd.data, frozenset({protocol.TAG_OFFSET, protocol.TAG_DISCRETIONARY_DATA}))
     offset = _offset(items.get(protocol.TAG_OFFSET))
     chunk = items.get(protocol.TAG_DISCRETIONARY_DATA)
@@ -150,7 +153,8 @@ def delete_file(card: CardContext, cmd: Command) -> tuple[bytes, int]:
         raise ApduError(SW.INCORRECT_P1P2, "DELETE FILE wants P1P2 0200")
     if len(cmd.data) != 2:
         raise ApduError(SW.WRONG_LENGTH, "DELETE FILE data is one FID")
-    card.require_user()
+    if Fault.DELETE_WITHOUT_LOGIN not in card.faults or not card.state.initialized:
+        card.require_user()
     fid = int.from_bytes(cmd.data, "big")
     if fid in PROTECTED_FIDS:
         raise ApduError(SW.SECURITY_STATUS_NOT_SATISFIED, "the device identity stays")
@@ -169,7 +173,7 @@ def delete_file(card: CardContext, cmd: Command) -> tuple[bytes, int]:
 def enumerate_objects(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """ENUMERATE OBJECTS `80 58 00 00` + Le: every FID, the files in the order they were
     created, then the keys in that order: how a real card listed its objects (OpenSC#528)."""
-    if cmd.p1p2 != 0x0000:
+    if cmd.p1p2 != 0x0000 and Fault.ENUMERATE_IGNORES_P1P2 not in card.faults:
         raise ApduError(SW.INCORRECT_P1P2, "ENUMERATE OBJECTS wants P1P2 0000")
     if cmd.data:
         raise ApduError(SW.WRONG_LENGTH, "ENUMERATE OBJECTS carries no data")

@@ -148,11 +148,25 @@ def apply_request(card: CardContext, state: CardState, request: InitRequest) -> 
         files, keys = dict(state.files), dict(state.keys)
     else:
         files, keys = identity_objects(state)
+    kept = {
+        Fault.REINIT_KEEPS_CERTIFICATES: (protocol.FID_PREFIX_EE_CERT,),
+        Fault.REINIT_KEEPS_DATA_OBJECTS: (protocol.FID_PREFIX_PROTECTED_DATA, protocol.FID_PREFIX_READABLE_DATA),
+    }
+    for fault, prefixes in kept.items():
+        if fault in card.faults:
+            files.update({fid: blob for fid, blob in state.files.items() if fid >> 8 in prefixes})
+    reinit = state.user_pin is not None
+    tries = request.user_tries
+    if reinit and Fault.REINIT_KEEPS_COUNTER in card.faults:
+        tries = state.user_max
+    if not reinit and Fault.FIRST_INIT_IGNORES_RETRIES in card.faults:
+        tries = 3
     fresh = replace(
         state,
-        user_pin=request.user_pin,
-        user_tries=request.user_tries,
-        user_max=request.user_tries,
+        user_pin=state.user_pin if Fault.REINIT_KEEPS_USER_PIN in card.faults and reinit else request.user_pin,
+        so_pin=bytes(reversed(request.so_pin)) if Fault.REINIT_CHANGES_SO_PIN in card.faults and reinit else state.so_pin,
+        user_tries=tries,
+        user_max=tries,
         options=request.options,
         transport_pin=bool(request.options & protocol.OPTION_TRANSPORT_PIN),
         dkek=state.dkek
@@ -183,7 +197,10 @@ def initialize_device(card: CardContext, cmd: Command) -> tuple[bytes, int]:
             if Fault.FIRST_INIT_SETS_WRONG_TRIES in card.faults
             else MAX_SO_TRIES
         )
-        first = replace(state, so_pin=request.so_pin, so_tries=so_tries)
+        if Fault.FIRST_INIT_ONLY_FACTORY_CODE in card.faults and request.so_pin != protocol.DEFAULT_SO_PIN:
+            return b"", SW.SECURITY_STATUS_NOT_SATISFIED
+        code = protocol.DEFAULT_SO_PIN if Fault.FIRST_INIT_KEEPS_FACTORY_CODE in card.faults else request.so_pin
+        first = replace(state, so_pin=code, so_tries=so_tries)
         card.commit(apply_request(card, first, request), PersistencePoint.DEVICE_INITIALIZED)
     elif Fault.INITIALIZE_IGNORES_SO_PIN in card.faults:
         card.commit(apply_request(card, state, request), PersistencePoint.DEVICE_INITIALIZED)
@@ -197,6 +214,8 @@ def initialize_device(card: CardContext, cmd: Command) -> tuple[bytes, int]:
             PersistencePoint.DEVICE_INITIALIZED,
         )
         if not accepted:
+            if Fault.WRONG_INIT_SPENDS_USER_TRY in card.faults and card.state.user_tries > 0:
+                card.commit(replace(card.state, user_tries=card.state.user_tries - 1), PersistencePoint.USER_TRY_SPENT)
             setting = card.profile.init_wrong_so_sw
             if setting == TRIES_SW:
                 return b"", wrong_pin_sw(card, card.state.so_tries)

@@ -48,7 +48,8 @@ def request_fid(key_id: int) -> int:
 def generate_key_pair(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """`00 46 <key id> 00` + CV body: a new key, answered (and kept in CExx) as a CV request
     signed by the device key."""
-    card.require_user()
+    if Fault.GENERATE_WITHOUT_LOGIN not in card.faults or not card.state.initialized:
+        card.require_user()
     if cmd.p1 == DEVICE_KEY_ID:
         raise ApduError(SW.INCORRECT_P1P2, "key 00 is the device key")
     if cmd.p2 != DEVICE_KEY_ID:
@@ -84,8 +85,9 @@ def generate_key_pair(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     return generated.request, SW.OK
 
 
-def _key_for_use(card: CardContext, cmd: Command) -> keys.StoredKey:
-    card.require_user()
+def _key_for_use(card: CardContext, cmd: Command, login: bool = True) -> keys.StoredKey:
+    if login or not card.state.initialized:
+        card.require_user()
     if not cmd.data:
         raise ApduError(SW.WRONG_LENGTH, "no input data")
     key = card.stored_key(key_fid(cmd.p1))
@@ -105,7 +107,7 @@ def sign(card: CardContext, cmd: Command) -> tuple[bytes, int]:
 
 def decipher(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """`80 62 <key id> <algorithm>` + cryptogram (RSA 21/22/23) or peer point (EC 80)."""
-    key = _key_for_use(card, cmd)
+    key = _key_for_use(card, cmd, login=Fault.DECIPHER_WITHOUT_LOGIN not in card.faults)
     try:
         return keys.decipher(key, cmd.p2, cmd.data), SW.OK
     except keys.KeyOperationError as refused:

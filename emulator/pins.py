@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from hsm_lifecycle.emulator.apdu import ApduError, Command, sw_hex
+from hsm_lifecycle.emulator.objects import PROTECTED_FIDS
 from hsm_lifecycle.emulator.profile import TRIES_SW, Fault
 from hsm_lifecycle.emulator.state import CardState
 from hsm_lifecycle.emulator.store import PersistencePoint
@@ -45,6 +46,12 @@ def wrong_pin_sw(card: CardContext, tries_left: int) -> int:
     return protocol.sw_tries(tries_left)
 
 
+def _spend_one_more(card: CardContext, fault: Fault) -> None:
+    """Fault switches that make a wrong user PIN cost two tries (breaks R04)."""
+    if fault in card.faults and card.state.user_tries > 0:
+        card.commit(replace(card.state, user_tries=card.state.user_tries - 1), PersistencePoint.USER_TRY_SPENT)
+
+
 def refuse_wrong_length(card: CardContext, so: bool) -> int:
     """A PIN of impossible length: refused without spending a try (R16) unless the fault."""
     if Fault.WRONG_LENGTH_SPENDS_TRY in card.faults:
@@ -71,7 +78,9 @@ def present_user_pin(
     before = card.state
     assert before.user_pin is not None
     spent = replace(before, user_tries=max(before.user_tries - 1, 0))
-    late_write = Fault.TEAR_REFUNDS_TRY in card.faults
+    late_write = Fault.TEAR_REFUNDS_TRY in card.faults or (
+        Fault.TEAR_REFUNDS_CHANGE_USER in card.faults and point == PersistencePoint.USER_PIN_CHANGED
+    )
     if not late_write:
         card.commit(spent, PersistencePoint.USER_TRY_SPENT)
     right = hmac.compare_digest(candidate, before.user_pin)
@@ -93,7 +102,9 @@ def present_so_pin(
     assert before.so_pin is not None
     spends = Fault.SO_COUNTER_NOT_SPENT not in card.faults
     spent = replace(before, so_tries=max(before.so_tries - 1, 0)) if spends else before
-    late_write = Fault.TEAR_REFUNDS_TRY in card.faults
+    late_write = Fault.TEAR_REFUNDS_TRY in card.faults or (
+        Fault.TEAR_REFUNDS_RRC in card.faults and point == PersistencePoint.USER_PIN_RESET
+    )
     if spends and not late_write:
         card.commit(spent, PersistencePoint.SO_TRY_SPENT)
     right = hmac.compare_digest(candidate, before.so_pin)
@@ -169,19 +180,23 @@ def _verify_user(card: CardContext, pin: bytes) -> int:
         raise ApduError(SW.REFERENCE_DATA_NOT_USABLE, "transport PIN must be changed first")
     if not pin:
         _spend_on_query(card, so=False)
+        if Fault.QUERY_ENDS_SESSION in card.faults:
+            card.logout()
         if card.state.user_tries == 0:
             return SW.AUTH_METHOD_BLOCKED
         if card.authenticated:
             return SW.OK
         return protocol.sw_tries(card.state.user_tries)
-    if user_blocked(card):
+    if user_blocked(card) or (Fault.SO_BLOCK_BLOCKS_USER_PIN in card.faults and state.so_tries == 0):
         return SW.AUTH_METHOD_BLOCKED
-    if not user_pin_length_ok(pin):
+    if not user_pin_length_ok(pin) and not (Fault.LONG_PIN_SPENDS_TRY in card.faults and len(pin) > protocol.USER_PIN_MAX):
         return refuse_wrong_length(card, so=False)
     if present_user_pin(card, pin, _unchanged, PersistencePoint.USER_TRY_RESTORED):
         card.login()
         return SW.OK
-    card.logout()
+    _spend_one_more(card, Fault.WRONG_VERIFY_SPENDS_TWO)
+    if card.profile.wrong_pin_ends_session or card.state.user_tries == 0:
+        card.logout()
     return wrong_pin_sw(card, card.state.user_tries)
 
 
@@ -192,7 +207,7 @@ def _verify_so(card: CardContext, pin: bytes) -> int:
     if not pin:
         _spend_on_query(card, so=True)
         if card.state.so_tries == 0:
-            return SW.AUTH_METHOD_BLOCKED
+            return protocol.sw_tries(0) if Fault.SO_BLOCK_QUERY_ANSWERS_63C0 in card.faults else SW.AUTH_METHOD_BLOCKED
         # No SO session exists: the SO-PIN authorizes nothing by itself (R09), so the query
         # always reports the counter.
         return protocol.sw_tries(card.state.so_tries)
@@ -232,26 +247,39 @@ def _change_user(card: CardContext, data: bytes) -> int:
         # Changing the PIN is also the way out of transport-PIN mode (R11).
         return replace(state, user_pin=new, transport_pin=False)
 
+    if Fault.CHANGE_USER_PIN_REFUSED in card.faults and not transport_active(card) and hmac.compare_digest(old, stored):
+        return SW.SECURITY_STATUS_NOT_SATISFIED
     if present_user_pin(card, old, set_pin, PersistencePoint.USER_PIN_CHANGED):
         if card.profile.auth_after_change:
             card.login()
         else:
             card.logout()
         return SW.OK
-    card.logout()
+    _spend_one_more(card, Fault.WRONG_CHANGE_SPENDS_TWO)
+    if card.profile.wrong_pin_ends_session or card.state.user_tries == 0:
+        card.logout()
     return wrong_pin_sw(card, card.state.user_tries)
 
 
 def _change_so(card: CardContext, data: bytes) -> int:
-    if so_blocked(card):
+    if so_blocked(card) and Fault.CHANGE_SO_UNBLOCKS not in card.faults:
         return SW.AUTH_METHOD_BLOCKED
     if len(data) != 2 * protocol.SO_PIN_LENGTH:
+        if Fault.SHORT_SO_PIN_SPENDS_TRY in card.faults and card.state.so_tries > 0:
+            card.commit(replace(card.state, so_tries=card.state.so_tries - 1), PersistencePoint.SO_TRY_SPENT)
         return refuse_wrong_length(card, so=True)
     old, new = data[: protocol.SO_PIN_LENGTH], data[protocol.SO_PIN_LENGTH :]
     if present_so_pin(
         card, old, lambda state: replace(state, so_pin=new), PersistencePoint.SO_PIN_CHANGED
     ):
+        if Fault.RIGHT_SO_PIN_SPENDS in card.faults and card.state.so_tries > 0:
+            card.commit(replace(card.state, so_tries=card.state.so_tries - 1), PersistencePoint.SO_TRY_SPENT)
+        if Fault.CHANGE_SO_LOGS_IN in card.faults:
+            card.login()
         return SW.OK
+    if Fault.WRONG_SO_ERASES_KEYS in card.faults:
+        kept = {fid: blob for fid, blob in card.state.keys.items() if fid in PROTECTED_FIDS}
+        card.commit(replace(card.state, keys=kept), PersistencePoint.OBJECT_DELETED)
     return wrong_pin_sw(card, card.state.so_tries)
 
 
@@ -268,13 +296,16 @@ def reset_retry_counter(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     state = card.state
     if not state.initialized:
         raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "not initialized")
-    if so_blocked(card):
+    if so_blocked(card) and Fault.RRC_WORKS_WHEN_SO_BLOCKED not in card.faults:
         return b"", SW.AUTH_METHOD_BLOCKED
     enabled = bool(state.options & protocol.OPTION_RESET_RETRY_COUNTER) or (
         Fault.RRC_IGNORES_OPTION in card.faults
     )
     disabled_sw = sw_hex(card.profile.rrc_disabled_sw)
     if not enabled and not card.profile.rrc_disabled_spends_so_try:
+        wrong = not hmac.compare_digest(cmd.data[: protocol.SO_PIN_LENGTH], state.so_pin or b"")
+        if Fault.RRC_DISABLED_SPENDS_TWO in card.faults and wrong:
+            card.commit(replace(state, so_tries=max(state.so_tries - 2, 0)), PersistencePoint.SO_TRY_SPENT)
         return b"", disabled_sw
     so_pin, new = cmd.data[: protocol.SO_PIN_LENGTH], cmd.data[protocol.SO_PIN_LENGTH :]
     if cmd.p1 == protocol.RRC_NEW_PIN:
@@ -294,9 +325,14 @@ def reset_retry_counter(card: CardContext, cmd: Command) -> tuple[bytes, int]:
         return b"", disabled_sw
 
     def unblock(target: CardState) -> CardState:
-        pin = new if cmd.p1 == protocol.RRC_NEW_PIN else target.user_pin
-        return replace(target, user_tries=target.user_max, user_pin=pin)
+        pin = new if cmd.p1 == protocol.RRC_NEW_PIN and Fault.RRC_IGNORES_NEW_PIN not in card.faults else target.user_pin
+        tries = state.user_tries if cmd.p1 == protocol.RRC_COUNTER_ONLY and Fault.RRC_DOES_NOT_RESET in card.faults else target.user_max
+        return replace(target, user_tries=tries, user_pin=pin)
 
     if present_so_pin(card, so_pin, unblock, PersistencePoint.USER_PIN_RESET):
+        if Fault.RRC_LOGS_IN in card.faults:
+            card.login()
         return b"", SW.OK
+    if Fault.RRC_WRONG_SPENDS_TWO in card.faults and card.state.so_tries > 0:
+        card.commit(replace(card.state, so_tries=card.state.so_tries - 1), PersistencePoint.SO_TRY_SPENT)
     return b"", wrong_pin_sw(card, card.state.so_tries)

@@ -53,6 +53,7 @@ class PortalFault(Enum):
     UNLIMITED_UPDATES = "unlimited-updates"  # R13: a blocked SO-PIN admits updates forever
     IDENTITY_KEPT_ON_UPDATE = "identity-kept-on-update"  # R14: the loader keeps CC00 and 2F02
     BLOCKED_HSM_LOGS_IN = "blocked-hsm-logs-in"  # R15: a blocked user PIN counts as verified
+    SO_BLOCK_NOT_ADMITTED = "so-block-not-admitted"  # R12: a blocked SO-PIN does not admit a token with keys
 
 
 def split_faults(names: Iterable[str | Fault | PortalFault]) -> tuple[frozenset[Fault], frozenset[PortalFault]]:
@@ -271,7 +272,7 @@ def decide(view: DeviceView, faults: frozenset[PortalFault] = frozenset()) -> Ad
     """The update gate. Condition 2 (SO-PIN blocked) first, because it is the one that counts:
     while fewer than 5 such updates were done it admits (and counts) whatever the keys; after
     that condition 1 (no keys) still admits, uncounted. A blocked user PIN is never asked about."""
-    if view.so_tries == 0:
+    if view.so_tries == 0 and not (PortalFault.SO_BLOCK_NOT_ADMITTED in faults and view.keys):
         if view.so_blocked_updates < UPDATE_LIMIT or PortalFault.UNLIMITED_UPDATES in faults:
             left = UPDATE_LIMIT - view.so_blocked_updates - 1
             return Admission(UpdateVerdict.OK, True, f"SO-PIN blocked: update admitted ({max(left, 0)} such updates left)")

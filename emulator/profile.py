@@ -48,6 +48,8 @@ class Profile:
     auth_after_init: bool = False
     # auth-after-change: the user is authenticated after a successful CHANGE REFERENCE DATA 81.
     auth_after_change: bool = False
+    # wrong-pin-ends-session: a wrong user PIN ends an open user session.
+    wrong_pin_ends_session: bool = True
     # Applet version in the FCP (tag 85), and the object storage budget in bytes.
     version: tuple[int, int] = protocol.DEFAULT_VERSION
     storage_bytes: int = protocol.EEPROM_BYTES
@@ -87,6 +89,7 @@ class Profile:
             "retries_by_pin_length": self.retries_by_pin_length,
             "auth_after_init": self.auth_after_init,
             "auth_after_change": self.auth_after_change,
+            "wrong_pin_ends_session": self.wrong_pin_ends_session,
             "version": list(self.version),
             "storage_bytes": self.storage_bytes,
             "model": self.model,
@@ -110,6 +113,7 @@ class Profile:
             "retries-by-pin-length": str(self.retries_by_pin_length).lower(),
             "auth-after-init": str(self.auth_after_init).lower(),
             "auth-after-change": str(self.auth_after_change).lower(),
+            "wrong-pin-ends-session": str(self.wrong_pin_ends_session).lower(),
         }
 
 
@@ -141,6 +145,51 @@ class Fault(Enum):
     INCOMPLETE_DKEK_USED = "incomplete-dkek-used"  # R23: wrap/unwrap with shares missing
     WRAP_UNDER_FIXED_KEY = "wrap-under-fixed-key"  # R23: blobs open on any token, any DKEK
     DKEK_SURVIVES_INIT = "dkek-survives-init"  # R23: INITIALIZE keeps the old DKEK
+    # Narrower switches, each breaking one check of one rule (model.checks):
+    RRC_DISABLED_SPENDS_TWO = "rrc-disabled-spends-two"  # R02: refused RRC, wrong SO-PIN: 2 tries
+    RRC_WRONG_SPENDS_TWO = "rrc-wrong-spends-two"  # R02: RRC with a wrong SO-PIN: 2 tries
+    CHANGE_USER_PIN_REFUSED = "change-user-pin-refused"  # R04: CHANGE 81 with the right PIN refused
+    REINIT_KEEPS_CERTIFICATES = "reinit-keeps-certificates"  # R07: CE files survive INITIALIZE
+    REINIT_KEEPS_DATA_OBJECTS = "reinit-keeps-data-objects"  # R07: CD/CF files survive INITIALIZE
+    REINIT_KEEPS_USER_PIN = "reinit-keeps-user-pin"  # R07: INITIALIZE keeps the old user PIN
+    PROTECTED_READ_WITHOUT_LOGIN = "protected-read-without-login"  # R09: CD files readable by anyone
+    UPDATE_WITHOUT_LOGIN = "update-without-login"  # R10: UPDATE BINARY needs no user PIN
+    DECIPHER_WITHOUT_LOGIN = "decipher-without-login"  # R10: DECIPHER needs no user PIN
+    SESSION_SURVIVES_WARM_RESET = "session-survives-warm-reset"  # R10: a warm reset keeps the login
+    LONG_PIN_SPENDS_TRY = "long-pin-spends-try"  # R16: a 17-byte VERIFY 81 costs a try
+    SHORT_SO_PIN_SPENDS_TRY = "short-so-pin-spends-try"  # R16: a wrong-length CHANGE 88 costs a try
+    QUERY_ENDS_SESSION = "query-ends-session"  # R19: VERIFY 81 without data logs out
+    LC_MISMATCH_ACCEPTED = "lc-mismatch-accepted"  # R22: Lc longer than the data is accepted
+    UNKNOWN_INS_ACCEPTED = "unknown-ins-accepted"  # R22: an unknown INS answers 9000
+    UNKNOWN_CLA_ACCEPTED = "unknown-cla-accepted"  # R22: an unknown CLA answers 9000
+    ENUMERATE_IGNORES_P1P2 = "enumerate-ignores-p1p2"  # R22: ENUMERATE OBJECTS takes any P1/P2
+    SLOW_ON_UNKNOWN_INS = "slow-on-unknown-ins"  # R22: an unknown INS is refused after 2.5 s
+    UNKNOWN_INS_SPENDS_TRY = "unknown-ins-spends-try"  # R22: an unknown INS costs a user try
+    SESSION_SURVIVES_POWER_OFF = "session-survives-power-off"  # R10: power off and on keep the login
+    GENERATE_WITHOUT_LOGIN = "generate-without-login"  # R10: GENERATE KEY needs no user PIN
+    DELETE_WITHOUT_LOGIN = "delete-without-login"  # R10: DELETE FILE needs no user PIN
+    WRONG_VERIFY_SPENDS_TWO = "wrong-verify-spends-two"  # R04: a wrong VERIFY 81 costs 2 tries
+    WRONG_CHANGE_SPENDS_TWO = "wrong-change-spends-two"  # R04: a wrong CHANGE 81 costs 2 tries
+    RIGHT_SO_PIN_SPENDS = "right-so-pin-spends"  # R02: a right CHANGE 88 costs a try
+    REINIT_CHANGES_SO_PIN = "reinit-changes-so-pin"  # R07: INITIALIZE sets another SO-PIN
+    REINIT_KEEPS_COUNTER = "reinit-keeps-counter"  # R07: INITIALIZE keeps the old user counter
+    FIRST_INIT_IGNORES_RETRIES = "first-init-ignores-retries"  # R04: the first INITIALIZE sets 3 tries
+    RRC_DOES_NOT_RESET = "rrc-does-not-reset"  # R06: RRC P1=01 answers 9000, resets nothing
+    RRC_IGNORES_NEW_PIN = "rrc-ignores-new-pin"  # R06: RRC P1=00 answers 9000, keeps the old PIN
+    WRONG_SO_ERASES_KEYS = "wrong-so-erases-keys"  # R01: a wrong CHANGE 88 deletes the keys
+    WRONG_INIT_SPENDS_USER_TRY = "wrong-init-spends-user-try"  # R01: a refused INITIALIZE costs a user try
+    SO_BLOCK_QUERY_ANSWERS_63C0 = "so-block-query-answers-63c0"  # R03: VERIFY 88 at 0 tries answers 63C0
+    RRC_WORKS_WHEN_SO_BLOCKED = "rrc-works-when-so-blocked"  # R03: RRC with the right SO-PIN works at 0
+    SO_BLOCK_BLOCKS_USER_PIN = "so-block-blocks-user-pin"  # R03: at 0 SO tries VERIFY 81 answers 6983
+    RRC_LOGS_IN = "rrc-logs-in"  # R09: a right RESET RETRY COUNTER opens key use
+    CHANGE_SO_LOGS_IN = "change-so-logs-in"  # R09: a right CHANGE 88 opens key use
+    UNINITIALIZED_KEY_USE_6982 = "uninitialized-key-use-6982"  # R20: key commands answer 6982, not 6A88
+    LC_SHORT_ACCEPTED = "lc-short-accepted"  # R22: an Lc shorter than the data: the rest is ignored
+    TEAR_REFUNDS_CHANGE_USER = "tear-refunds-change-user"  # R17: a torn CHANGE 81 gives the try back
+    TEAR_REFUNDS_RRC = "tear-refunds-rrc"  # R17: a torn RESET RETRY COUNTER gives the SO try back
+    CHANGE_SO_UNBLOCKS = "change-so-unblocks"  # R03: CHANGE 88 with the right SO-PIN works at 0 tries
+    FIRST_INIT_KEEPS_FACTORY_CODE = "first-init-keeps-factory-code"  # R21: the SO-PIN stays 3537363231383830
+    FIRST_INIT_ONLY_FACTORY_CODE = "first-init-only-factory-code"  # R21: only 3537363231383830 is taken
 
 
 def parse_faults(names: object) -> frozenset[Fault]:

@@ -107,21 +107,27 @@ class VirtualToken:
 
     def power_on(self) -> bytes:
         """Cold start: a new card session. Returns the ATR."""
+        survives = Fault.SESSION_SURVIVES_POWER_OFF in self._faults
+        kept = (self._applet.session.selected, self._applet.session.authenticated)
         if not self._powered:
             self._applet.reload()
         self._applet.end_session()
+        if survives:
+            self._applet.session.selected, self._applet.session.authenticated = kept
         self._powered = True
         return self.atr
 
     def power_off(self) -> None:
-        self._applet.end_session()
+        if Fault.SESSION_SURVIVES_POWER_OFF not in self._faults:
+            self._applet.end_session()
         self._powered = False
 
     def reset(self) -> bytes:
         """Warm reset: ends the card session (authentication cleared, applet deselected)."""
         if not self._powered:
             return self.power_on()
-        self._applet.end_session()
+        if Fault.SESSION_SURVIVES_WARM_RESET not in self._faults:
+            self._applet.end_session()
         return self.atr
 
     @property

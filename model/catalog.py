@@ -1,4 +1,4 @@
-"""The rule catalog (R01–R21, R23) as data: the project's copy of shared docs/rules.md.
+"""The rule catalog R01–R23 as data: the project's copy of shared docs/rules.md.
 
 Statements are copied verbatim from rules.md. `source` says where each rule comes from
 (story = the forum thread, digest §n = protocol-digest.md). `cost` is the cost class of the
@@ -193,6 +193,14 @@ RULES: dict[str, Rule] = {
             ("FMT_MTD.1",), WIPES,
         ),
         Rule(
+            "R22", "malformed-refused",
+            "A malformed command (Lc longer or shorter than the data, a truncated or inconsistent TLV, an "
+            "impossible P1/P2, an unknown INS or CLA) is answered with an ISO 7816-4 error status within a "
+            "deadline (default 2 s) and changes nothing: no counter, no session, no object.",
+            OBSERVED, "digest §1 (ISO 7816-4 framing); robustness fuzzing (docs/robustness.md)",
+            ("FPT_FLS.1", "FDP_ACF.1"), FREE,
+        ),
+        Rule(
             "R23", "key-backup-needs-dkek",
             "A private key leaves the device only wrapped under the device key encryption key (DKEK), and only "
             "once all DKEK shares announced at INITIALIZE have been imported; a wrapped key can be unwrapped only "
@@ -208,6 +216,7 @@ RULES: dict[str, Rule] = {
 # their catalog cost is below what a model path costs. Kept explicit so a test can hold the rest.
 CHECKED_OUTSIDE_ALPHABET: dict[str, str] = {
     "R18": "read EF.C_DevAut (2F02) and verify the CVC chain: a read, free on any token",
+    "R22": "malformed APDUs (bad Lc, truncated TLVs, impossible P1/P2, unknown INS/CLA): outside the abstract alphabet, free",
     "R23": "the DKEK commands (IMPORT DKEK SHARE, WRAP, UNWRAP) are a sub-model (model.dkek); the alphabet "
     "sees R23 only where INITIALIZE wipes",
 }

@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Mapping
 from hsm_lifecycle.model.cost import COST_CLASSES, OPERATOR, cost_rank
 from hsm_lifecycle.model.commands import Command
 from hsm_lifecycle.model.oracle import Outcome, expect
-from hsm_lifecycle.model.profiles import Profile
+from hsm_lifecycle.model.profiles import Profile, UnresolvedBehaviour
 from hsm_lifecycle.model.states import ExtState
 
 
@@ -81,12 +81,15 @@ def explore(
     max_cost: str = OPERATOR,
     on_step: Callable[[Outcome], None] | None = None,
     target: str | None = None,
+    skip_unresolved: bool = False,
 ) -> Exploration:
     """Visit every state reachable from `start` (default: shipped) within `bounds`.
 
     Only transitions of cost class `max_cost` or cheaper are followed. `on_step` sees the
     outcome of every (state, command) pair evaluated; `target` stops at the first step that
-    takes that transition. The profile must be resolved for every step reached.
+    takes that transition. The profile must be resolved for every step reached, unless
+    `skip_unresolved`: then a step whose next state hangs on an open behaviour the profile
+    leaves unknown is not taken (a campaign cannot predict it, so it does not plan it).
     """
     if max_cost not in COST_CLASSES:
         raise ValueError(f"unknown cost class {max_cost!r}")
@@ -103,7 +106,12 @@ def explore(
     while queue:
         state = queue.popleft()
         for command in commands:
-            outcome = expect(state, command, profile)
+            try:
+                outcome = expect(state, command, profile)
+            except UnresolvedBehaviour:
+                if not skip_unresolved:
+                    raise
+                continue
             steps += 1
             if on_step is not None:
                 on_step(outcome)

@@ -34,6 +34,7 @@ from hsm_lifecycle.model.profiles import (
     SO_SUCCESS_RESTORES,
     TRIES_FAMILY,
     WRONG_LENGTH_PIN_SW,
+    WRONG_PIN_ENDS_SESSION,
     Profile,
 )
 from hsm_lifecycle.model.states import (
@@ -179,11 +180,15 @@ def _user_right(s: ExtState, c: Command, p: Profile) -> Step:
 
 
 def _user_wrong(s: ExtState, c: Command, p: Profile) -> Step:
-    """A wrong user PIN spends one try (persistently: R17) and ends any verified session."""
+    """A wrong user PIN spends one try (persistently: R17). Whether it ends a verified session
+    is open (wrong-pin-ends-session): no rule says so, so it is asked of the profile only when
+    a session is open; a blocked PIN opens nothing either way."""
     left = s.user_tries - 1
-    nxt = s.but(user_tries=left, authenticated=False)
+    keeps = s.authenticated and left > 0 and not p.require(WRONG_PIN_ENDS_SESSION)
+    depends = (WRONG_PIN_ENDS_SESSION,) if s.authenticated and left > 0 else ()
+    nxt = s.but(user_tries=left, authenticated=keeps)
     if left:
-        return Step(nxt, frozenset({out.tries_sw(left)}))
+        return Step(nxt, frozenset({out.tries_sw(left)}), None, depends)
     return Step(nxt, out.expand(p.last_wrong_try_sw, 0), LAST_WRONG_TRY_SW)
 
 

@@ -22,13 +22,14 @@ SO_SUCCESS_RESTORES = "so-success-restores"
 RETRIES_BY_PIN_LENGTH = "retries-by-pin-length"
 AUTH_AFTER_INIT = "auth-after-init"
 AUTH_AFTER_CHANGE = "auth-after-change"
+WRONG_PIN_ENDS_SESSION = "wrong-pin-ends-session"
 
 OPEN_BEHAVIOURS: tuple[str, ...] = (
     INIT_WRONG_SO_SW, LAST_WRONG_TRY_SW, WRONG_LENGTH_PIN_SW, RRC_DISABLED,
-    SO_SUCCESS_RESTORES, RETRIES_BY_PIN_LENGTH, AUTH_AFTER_INIT, AUTH_AFTER_CHANGE,
+    SO_SUCCESS_RESTORES, RETRIES_BY_PIN_LENGTH, AUTH_AFTER_INIT, AUTH_AFTER_CHANGE, WRONG_PIN_ENDS_SESSION,
 )  # fmt: skip
 # Those that change the next state, so must be observed before a campaign predicts with them.
-STATE_AFFECTING: tuple[str, ...] = (SO_SUCCESS_RESTORES, RRC_DISABLED, AUTH_AFTER_INIT, AUTH_AFTER_CHANGE)
+STATE_AFFECTING: tuple[str, ...] = (SO_SUCCESS_RESTORES, RRC_DISABLED, AUTH_AFTER_INIT, AUTH_AFTER_CHANGE, WRONG_PIN_ENDS_SESSION)
 
 OPEN_MEANINGS: dict[str, str] = {
     INIT_WRONG_SO_SW: "SW for a wrong SO-PIN in INITIALIZE (69xx or 63Cx); either way a try is spent (R02)",
@@ -39,6 +40,7 @@ OPEN_MEANINGS: dict[str, str] = {
     RETRIES_BY_PIN_LENGTH: "whether the device enforces the 3/5/10 retries-per-PIN-length rule or only the tools do",
     AUTH_AFTER_INIT: "whether the user is authenticated right after INITIALIZE",
     AUTH_AFTER_CHANGE: "whether a successful CHANGE REFERENCE DATA 81 leaves the user authenticated",
+    WRONG_PIN_ENDS_SESSION: "whether a wrong user PIN ends an open user session (no rule or source says)",
 }
 
 TRIES_FAMILY = "63Cx"
@@ -71,6 +73,7 @@ class Profile:
     retries_by_pin_length: bool | None
     auth_after_init: bool | None
     auth_after_change: bool | None
+    wrong_pin_ends_session: bool | None = None
 
     # -- reading state-affecting behaviours --------------------------------------------------
 
@@ -144,6 +147,7 @@ _FIELD_OF_BOOL = {
     RETRIES_BY_PIN_LENGTH: "retries_by_pin_length",
     AUTH_AFTER_INIT: "auth_after_init",
     AUTH_AFTER_CHANGE: "auth_after_change",
+    WRONG_PIN_ENDS_SESSION: "wrong_pin_ends_session",
 }
 assert {f.name for f in fields(Profile)} == {"name", *_FIELD_OF_SW.values(), *_FIELD_OF_BOOL.values()}
 
@@ -196,6 +200,7 @@ EMULATOR_DEFAULTS = Profile(
     retries_by_pin_length=False,
     auth_after_init=False,
     auth_after_change=False,
+    wrong_pin_ends_session=True,
 )
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (SMARTCARD_HSM, EMULATOR_DEFAULTS)}

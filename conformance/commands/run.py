@@ -1,10 +1,11 @@
 """`hsm-lifecycle run`: the main job. Runs the conformance campaign in this process
 (pytest.main on conformance/suite, the plugin options mapped from ours), shows a progress display
-while it runs, leaves the evidence bundle in --out and exits 0 only if no rule failed.
+while it runs, leaves the evidence bundle in --out and exits 0 only if every rule was judged and
+passed (1 a rule failed, 4 partial: nothing failed but something was not judged, 5 the suite itself
+broke).
 
-Exit status: 0 every rule passed or was observed/not run; 1 a rule failed; 2 a usage mistake;
-3 the run was stopped before its end (e.g. the token's serial did not match --serial);
-130 interrupted (Ctrl-C). A bundle left by a run that did not finish says "complete": false.
+Exit status (architecture.md): 0 pass; 1 fail; 2 a usage mistake; 3 the run was stopped before
+its end (e.g. the token's serial did not match --serial); 4 partial; 5 error; 130 interrupted. A bundle left by a run that did not finish says "complete": false.
 """
 
 from __future__ import annotations
@@ -34,18 +35,25 @@ from hsm_lifecycle.conformance.errors import UsageError
 from hsm_lifecycle.conformance.evidence.bundle import REPORT_NAME, SUMMARY_NAME, read_summary, rebuild_bundle, write_bundle
 from hsm_lifecycle.conformance.evidence.manifest import MANIFEST_NAME, write_manifest
 from hsm_lifecycle.conformance.evidence.records import load_evidence_records
+from hsm_lifecycle.conformance.evidence.summary import headline_of
 from hsm_lifecycle.conformance.options import TargetSpec, parse_so_pin, parse_target, parse_user_pin
 
-HELP = "the main job: run the conformance campaign and write the evidence bundle (exit 0 iff no rule failed)"
+HELP = (
+    "the main job: run the conformance campaign and write the evidence bundle "
+    "(exit 0 pass: every rule judged and passed; 1 fail; 4 partial; 5 suite error)"
+)
 
 DEFAULT_OUT = Path("evidence")
 EXIT_RULE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_STOPPED = 3
+EXIT_PARTIAL = 4
+EXIT_ERROR = 5
 EXIT_INTERRUPTED = 130
+EXIT_OF_VERDICT = {"pass": 0, "fail": EXIT_RULE_FAILED, "partial": EXIT_PARTIAL, "error": EXIT_ERROR}
 # Files that mark a folder as an earlier evidence bundle (only those may be replaced by --force).
 BUNDLE_MARKERS = (SUMMARY_NAME, MANIFEST_NAME, REPORT_NAME)
-VERDICT_STYLE = {"pass": "green", "fail": "bold red", "observed": "cyan", "not-run": "yellow"}
+VERDICT_STYLE = {"pass": "green", "fail": "bold red", "observed": "cyan", "not-run": "yellow", "partial": "yellow"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -378,7 +386,12 @@ def main(args: argparse.Namespace) -> int:
     if code == pytest.ExitCode.INTERNAL_ERROR:
         console.print("[bold red]pytest failed internally[/]; the bundle is marked incomplete.")
         return EXIT_STOPPED
-    return 0 if summary.get("verdict") == "pass" else EXIT_RULE_FAILED
+    verdict = str(summary.get("verdict", "error"))
+    if code == pytest.ExitCode.TESTS_FAILED and verdict in ("pass", "partial"):
+        # pytest saw a failure the bundle does not hold (a test outside the records): the suite's.
+        console.print("[bold red]ERROR[/]: pytest reports a failed test that no rule's check accounts for; see junit.xml.")
+        return EXIT_ERROR
+    return EXIT_OF_VERDICT.get(verdict, EXIT_ERROR)
 
 
 def finish_bundle(campaign: Campaign, started: datetime, duration: float, *, complete: bool) -> dict:
@@ -417,14 +430,21 @@ def print_summary(console: Console, campaign: Campaign, summary: dict) -> None:
         style = VERDICT_STYLE.get(rule["verdict"], "")
         table.add_row(rule["id"], rule["title"], f"[{style}]{rule['verdict']}[/]", escape(rule.get("why", ""))[:160])
     console.print(table)
+    # Every check that keeps a rule from passing, with the trace that decided it (all are in the report).
+    open_checks = [(c, r["id"]) for r in summary.get("rules", []) for c in r.get("checks", []) if c.get("verdict") != "pass"]
+    for check, _ in open_checks[:40]:
+        trace = f" [{check['traces'][0]}]" if check.get("traces") else ""
+        console.print(f"  {check['id']}: {check['verdict']}{escape(trace)} {escape(check.get('why', ''))[:140]}", soft_wrap=True)
+    if len(open_checks) > 40:
+        console.print(f"  ... and {len(open_checks) - 40} more checks not passed (report.html lists every check)")
     cov, cost = summary.get("coverage", {}), summary.get("cost", {})
     s, t = cov.get("states", {}), cov.get("transitions", {})
     console.print(
-        f"coverage: {s.get('covered', 0)}/{s.get('total', 0)} states, {t.get('covered', 0)}/{t.get('total', 0)} transitions · "
+        f"coverage: {s.get('covered', 0)}/{s.get('total', 0)} states, {t.get('covered', 0)}/{t.get('applicable', t.get('total', 0))} applicable transitions · "
         f"cost: {cost.get('apdus', 0)} APDUs, {cost.get('user_tries_spent', 0)} user tries, {cost.get('so_tries_spent', 0)} SO tries"
         + (f", {cost['so_tries_left_end']} SO tries left" if cost.get("so_tries_left_end") is not None else "")
     )
-    verdict = summary.get("verdict", "fail")
-    label = verdict.upper() if summary.get("complete", True) else "INCOMPLETE"
-    colour = "green" if verdict == "pass" else "red"
-    console.print(f"[bold {colour}]{label}[/] — report: {escape(str(campaign.out / REPORT_NAME))}", soft_wrap=True)
+    verdict = summary.get("verdict", "error")
+    label = headline_of(summary) if summary.get("complete", True) else "INCOMPLETE: " + headline_of(summary)
+    colour = {"pass": "green", "partial": "yellow"}.get(verdict, "red")
+    console.print(f"[bold {colour}]{escape(label)}[/] — report: {escape(str(campaign.out / REPORT_NAME))}", soft_wrap=True)

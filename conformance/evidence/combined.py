@@ -73,10 +73,14 @@ class TokenEntry:
 
 
 def overall_verdict(entries: Sequence[TokenEntry], expected: int) -> str:
-    """pass only if every token of the fleet left a bundle and every bundle passed."""
-    if len(entries) != expected or not entries:
+    """pass only if every token of the fleet left a bundle and every bundle passed; fail if a
+    token failed a rule or left no bundle; else error (a suite error on some token) or partial."""
+    verdicts = {e.verdict for e in entries}
+    if len(entries) != expected or not entries or "fail" in verdicts:
         return "fail"
-    return "pass" if all(e.verdict == "pass" for e in entries) else "fail"
+    if verdicts == {"pass"}:
+        return "pass"
+    return "error" if "error" in verdicts else "partial"
 
 
 def write_combined(

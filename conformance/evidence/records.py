@@ -34,6 +34,8 @@ class TestRecord:
     # SO tries the device had left after this test (None: not queried). The bundle reports the
     # last known value as cost.so_tries_left_end: on a real token that is what the run cost.
     so_tries_left: int | None = None
+    # The checks (model.checks) the test decided from the device's answers: id -> {verdict, why}.
+    checks: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -45,6 +45,8 @@ def render_report(summary: Summary, view: ModelView, records: Sequence[TestRecor
     sections = [
         _header(summary, ctx),
         _matrix(summary, view, records),
+        _checks(summary),
+        _errors(summary),
         _coverage(summary, view, ctx),
         _cost(summary, records),
         _open_behaviours(summary),
@@ -93,6 +95,7 @@ def _header(summary: Summary, ctx: ReportContext) -> str:
     return (
         f'<header><h1>Conformance evidence <span class="badge v-{escape(label.lower())}" id="overall-verdict">'
         f"{escape(label)}</span></h1>"
+        f'<p class="headline" id="headline">{escape(summary.headline)}</p>'
         f'<p class="tally">{len(summary.rules)} rules: {escape(tally)}</p>{incomplete}'
         f'<table class="facts">{rows}</table></header>'
     )
@@ -171,6 +174,38 @@ def _rule_transitions(transitions: Sequence[TransitionInfo], covered: set[str]) 
     return head + taken + rest
 
 
+def _checks(summary: Summary) -> str:
+    """Every check of every rule: what part of the statement, what the device must answer,
+    the verdict and the traces that decided it."""
+    rows = []
+    for rule in summary.rules:
+        for c in rule.checks:
+            traces = " ".join(_trace_link(t) for t in c.traces)
+            why = f"<div class='why'>{escape(c.why)}</div>" if c.why else ""
+            rows.append(
+                f"<tr id='check-{escape(c.id)}' class='check-row'><td><code>{escape(c.id)}</code></td>"
+                f"<td>{escape(c.part)}</td><td>{escape(c.observation)}</td>"
+                f"<td><span class='badge v-{escape(c.verdict)}'>{escape(c.verdict)}</span>{why}</td><td>{traces}</td></tr>"
+            )
+    return (
+        "<section id='checks'><h2>Checks</h2><p>A rule passes only when every one of its checks ran against "
+        "the device's answers and passed; a check nobody decided is <em>not-run</em>, and the rule is then at most "
+        "<em>partial</em>.</p><table class='checks'><thead><tr><th>Check</th><th>Part of the rule</th>"
+        "<th>Decided by</th><th>Verdict</th><th>Traces</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></section>"
+    )
+
+
+def _errors(summary: Summary) -> str:
+    if not summary.errors:
+        return ""
+    items = "".join(f"<li>{escape(e)}</li>" for e in summary.errors)
+    return (
+        "<section id='errors'><h2>Suite errors</h2><p class='warn'>These tests broke on the suite's side (an "
+        "exception, a crash while planning, a Hypothesis health or consistency error). They are not the device's "
+        f"failures, and they keep the run from passing.</p><ul>{items}</ul></section>"
+    )
+
+
 def _coverage(summary: Summary, view: ModelView, ctx: ReportContext) -> str:
     cov = summary.coverage
     covered_states = set(cov.covered_states)
@@ -197,11 +232,15 @@ def _coverage(summary: Summary, view: ModelView, ctx: ReportContext) -> str:
     else:
         diagram = f"<p class='warn'>No diagram: {escape(ctx.diagram_problem or 'it could not be drawn')}.</p>"
     s, tr = cov.to_summary()["states"], cov.to_summary()["transitions"]
+    scope = ""
+    if cov.out_of_scope:
+        items = "".join(f"<li><code>{escape(tid)}</code>: {escape(why)}</li>" for tid, why in cov.out_of_scope)
+        scope = f"<div id='out-of-scope'><h3>Out of scope for this device</h3><ul>{items}</ul></div>"
     return (
         "<section id='coverage'><h2>Coverage of the model</h2>"
         f"<p><strong>States:</strong> {s['covered']} of {s['total']} · "
-        f"<strong>Transitions:</strong> {tr['covered']} of {tr['total']}</p>"
-        f"<ul class='states'>{states}</ul>{diagram}"
+        f"<strong>Transitions:</strong> {tr['covered']} of {tr['applicable']} applicable ({tr['total']} in the model)</p>"
+        f"<ul class='states'>{states}</ul>{diagram}{scope}"
         "<details><summary>Every transition of the model</summary><table class='transitions'><thead><tr>"
         "<th>Transition</th><th>From → to</th><th>Command</th><th>Rules</th><th>This run</th></tr></thead>"
         f"<tbody>{rows}</tbody></table></details></section>"
@@ -312,7 +351,7 @@ ul.tr{margin:2px 0;padding-left:0;list-style:none}ul.tr li{margin:1px 0}
 ul.tests{margin:0;padding-left:0;list-style:none}ul.tests li{margin:2px 0;word-break:break-all}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-weight:700;font-size:12px;color:#fff}
 h1 .badge{font-size:16px;vertical-align:middle}
-.v-pass{background:#1a7f37}.v-fail{background:#cf222e}.v-observed{background:#0969da}.v-not-run{background:#6e7781}
+.v-partial{background:#9a6700}.v-error{background:#8250df}.v-pass{background:#1a7f37}.v-fail{background:#cf222e}.v-observed{background:#0969da}.v-not-run{background:#6e7781}
 .v-incomplete{background:#bc4c00}
 .pill{display:inline-block;min-width:52px;text-align:center;border-radius:4px;font-size:11px;padding:0 4px;border:1px solid}
 .o-passed{color:#1a7f37;border-color:#1a7f37}.o-failed,.o-error{color:#cf222e;border-color:#cf222e}

@@ -2,6 +2,10 @@
 
 The keys are exactly the schema's, plus `complete`: false when the run was interrupted, and then
 the overall verdict is never "pass" (a partial run proves nothing about the rules it did not reach).
+
+Overall verdict: `fail` if any rule failed; else `error` if the suite itself broke (a test that
+failed without failing a check of the catalog, an exception in the suite); else `pass` only if
+the run completed and every rule of the catalog was judged and passed; else `partial`.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ from datetime import datetime, timezone
 
 from hsm_lifecycle.conformance.evidence.modelview import ModelView
 from hsm_lifecycle.conformance.evidence.records import TestRecord
-from hsm_lifecycle.conformance.evidence.verdicts import RuleVerdict, rule_verdicts
+from hsm_lifecycle.conformance.evidence.verdicts import RuleVerdict, rule_verdicts, tool_errors
+from hsm_lifecycle.model.applicability import out_of_scope, resolved_from_report
 
-SCHEMA = "hsm-lifecycle/evidence/1"
+SCHEMA = "hsm-lifecycle/evidence/2"
 TARGET_KEYS = ("kind", "reader", "serial", "version", "profile")
 # Kept when present: a fleet run (one token per xdist worker) names the worker that drove it.
 OPTIONAL_TARGET_KEYS = ("worker",)
@@ -26,17 +31,21 @@ class Coverage:
     missed_states: tuple[str, ...]
     covered_transitions: tuple[str, ...]
     missed_transitions: tuple[str, ...]
+    # Transitions the device's observed profile rules out -> why (model.applicability).
+    out_of_scope: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def of(cls, view: ModelView, records: Sequence[TestRecord]) -> "Coverage":
+    def of(cls, view: ModelView, records: Sequence[TestRecord], open_behaviours: Mapping[str, object] | None = None) -> "Coverage":
         seen_states = {s for r in records for s in r.states}
         seen_transitions = {t for r in records for t in r.transitions}
+        scope = out_of_scope(resolved_from_report({str(k): str(v) for k, v in (open_behaviours or {}).items()}))
         # Only what the model knows counts: a state name the model lacks is not coverage of it.
         return cls(
             covered_states=tuple(s for s in view.states if s in seen_states),
             missed_states=tuple(s for s in view.states if s not in seen_states),
             covered_transitions=tuple(t.id for t in view.transitions if t.id in seen_transitions),
-            missed_transitions=tuple(t.id for t in view.transitions if t.id not in seen_transitions),
+            missed_transitions=tuple(t.id for t in view.transitions if t.id not in seen_transitions and t.id not in scope),
+            out_of_scope=tuple((t.id, scope[t.id]) for t in view.transitions if t.id in scope and t.id not in seen_transitions),
         )
 
     def to_summary(self) -> dict[str, dict[str, int]]:
@@ -44,7 +53,8 @@ class Coverage:
             "states": {"covered": len(self.covered_states), "total": len(self.covered_states) + len(self.missed_states)},
             "transitions": {
                 "covered": len(self.covered_transitions),
-                "total": len(self.covered_transitions) + len(self.missed_transitions),
+                "applicable": len(self.covered_transitions) + len(self.missed_transitions),
+                "total": len(self.covered_transitions) + len(self.missed_transitions) + len(self.out_of_scope),
             },
         }
 
@@ -74,12 +84,14 @@ class RunCost:
             fresh_per_test=fresh_per_test,
         )
 
-    def to_summary(self) -> dict[str, int | None]:
+    def to_summary(self) -> dict[str, int | str | None]:
         return {
             "apdus": self.apdus,
             "user_tries_spent": self.user_tries_spent,
             "so_tries_spent": self.so_tries_spent,
             "so_tries_left_end": self.so_tries_left_end,
+            # The tries are what the suite's ledger counted from the model's accepted steps.
+            "measured_from": "suite ledger",
         }
 
 
@@ -93,13 +105,22 @@ class Summary:
     cost: RunCost
     open_behaviours: dict[str, str]
     complete: bool
+    errors: tuple[str, ...] = ()  # tests that broke on the suite's side: "nodeid: why"
 
     @property
     def verdict(self) -> str:
-        """pass: the run completed, no rule failed, and at least one rule was checked."""
-        if not self.complete or not any(r.verdict in ("pass", "observed") for r in self.rules):
+        """fail > error > partial > pass (module docstring)."""
+        if any(r.verdict == "fail" for r in self.rules):
             return "fail"
-        return "fail" if any(r.verdict == "fail" for r in self.rules) else "pass"
+        if self.errors:
+            return "error"
+        if self.complete and self.rules and all(r.verdict == "pass" for r in self.rules):
+            return "pass"
+        return "partial"
+
+    @property
+    def headline(self) -> str:
+        return headline_of(self.to_json_dict(), errors=len(self.errors))
 
     def to_json_dict(self) -> dict[str, object]:
         return {
@@ -110,6 +131,7 @@ class Summary:
             "rules": [r.to_summary() for r in self.rules],
             "coverage": self.coverage.to_summary(),
             "cost": self.cost.to_summary(),
+            "plan": {"segments": [], "firmware_updates": 0, "changed_by_device": False},
             "open_behaviours": dict(self.open_behaviours),
             "verdict": self.verdict,
             "complete": self.complete,
@@ -132,11 +154,31 @@ def build_summary(
         started=iso_time(started),
         duration_s=float(duration_s),
         rules=tuple(rule_verdicts(view, records)),
-        coverage=Coverage.of(view, records),
+        coverage=Coverage.of(view, records, open_behaviours),
         cost=RunCost.of(records, so_tries_left_end, fresh_per_test=fresh_token_per_test(target)),
         open_behaviours={str(k): str(v) for k, v in sorted(open_behaviours.items())},
         complete=complete,
+        errors=tuple(f"{r.nodeid}: {r.why.strip().splitlines()[0] if r.why.strip() else 'error'}" for r in tool_errors(records)),
     )
+
+
+def headline_of(doc: Mapping[str, object], errors: int | None = None) -> str:
+    """One line from a summary.json document: the verdict and what keeps it from `pass`."""
+    rules = [r for r in doc.get("rules", ()) if isinstance(r, Mapping)]  # type: ignore[union-attr]
+    verdict = str(doc.get("verdict", "error"))
+    parts = [verdict.upper()]
+    failed = [str(r.get("id")) for r in rules if r.get("verdict") == "fail"]
+    if failed:
+        parts.append(f"{len(failed)} of {len(rules)} rules failed ({', '.join(failed)})")
+    if verdict == "error" or errors:
+        parts.append(f"{errors or 'some'} test(s) broke on the suite's side, not the device's (see the report)")
+    rest = [r for r in rules if r.get("verdict") not in ("pass", "fail")]
+    if rest:
+        checks = sum(1 for r in rules for c in r.get("checks", ()) if c.get("verdict") == "not-run")  # type: ignore[union-attr]
+        parts.append(f"{len(rest)} of {len(rules)} rules not fully judged, {checks} checks not run")
+    if doc.get("complete") is False:
+        parts.append("the run did not reach its end")
+    return "; ".join(parts)
 
 
 def fresh_token_per_test(target: Mapping[str, object]) -> bool:

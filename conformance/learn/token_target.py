@@ -32,7 +32,7 @@ from hsm_lifecycle.conformance.transport.base import Transport
 from hsm_lifecycle import cvc
 from hsm_lifecycle.protocol import CLA_ISO, OPTION_RESET_RETRY_COUNTER, PIN_SO, SO_PIN_TRIES, SW, Ins, describe_sw, tries_from_sw
 from hsm_lifecycle.model.commands import INITIALIZE, QUERY_SO, RIGHT, Command
-from hsm_lifecycle.model.profiles import AUTH_AFTER_INIT, SMARTCARD_HSM, SO_SUCCESS_RESTORES, Profile
+from hsm_lifecycle.model.profiles import AUTH_AFTER_INIT, SMARTCARD_HSM, SO_SUCCESS_RESTORES, WRONG_PIN_ENDS_SESSION, Profile
 from hsm_lifecycle.model.states import ExtState
 
 DEFAULT_SO_FLOOR = 5
@@ -115,6 +115,12 @@ class RealTokenTarget(Target):
             )
         # Open behaviours the projection may need, observed rather than assumed.
         self._observed[AUTH_AFTER_INIT] = mapper.run(Command.query_user(), uninitialized=False) == OK
+        # wrong-pin-ends-session: right, wrong, query (9000: the session survived), right again
+        # (the token was just initialized: it has every try, and the right PIN restores them).
+        mapper.run(Command.verify_user("right"), uninitialized=False)
+        mapper.run(Command.verify_user("wrong"), uninitialized=False)
+        self._observed[WRONG_PIN_ENDS_SESSION] = mapper.run(Command.query_user(), uninitialized=False) != OK
+        mapper.run(Command.verify_user("right"), uninitialized=False)
         mapper.run(Command.power_cycle(), uninitialized=False)
         after = _so_tries(mapper)
         if after is None or after < before:

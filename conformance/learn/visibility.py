@@ -23,6 +23,24 @@ EXPOSED_BY: dict[str, str] = {
     "so-unblockable": "so",  # R03: 15 wrong SO-PINs, then a right one
     "rrc-ignores-option": "options",  # R06: RESET RETRY COUNTER with option 0x0001 off
     "transport-pin-ignored": "options",  # R11: option 0x0002, then query_user
+    "query-ends-session": "core",  # R19: verify_user(right), query_user, then the session is gone
+    "rrc-wrong-spends-two": "so",  # R02: reset_retry_counter(wrong), then query_so
+    "change-user-pin-refused": "options",  # R04: change_user_pin(right) refused
+    "reinit-keeps-user-pin": "options",  # R07: change_user_pin(right), INITIALIZE, verify_user(right)
+    "generate-without-login": "core",  # R10: generate_key without VERIFY
+    "delete-without-login": "core",  # R10: delete_key without VERIFY
+    "wrong-verify-spends-two": "core",  # R04: verify_user(wrong), then query_user
+    "wrong-change-spends-two": "options",  # R04: change_user_pin(wrong), then query_user
+    "reinit-changes-so-pin": "core",  # R07: a second INITIALIZE with the SO-PIN is refused
+    "first-init-ignores-retries": "core",  # R04: 3 tries where the reset's INITIALIZE asked for 2
+    "rrc-does-not-reset": "core",  # R04/R06: reset_retry_counter(right), then query_user
+    "rrc-logs-in": "core",  # R09: reset_retry_counter(right), then generate_key
+    "uninitialized-key-use-6982": "core",  # R20: generate_key on a shipped token
+    "wrong-init-spends-user-try": "so",  # R01: initialize(wrong), then query_user
+    "so-block-query-answers-63c0": "so",  # R03: query_so at 0 SO tries
+    "rrc-works-when-so-blocked": "so",  # R03: reset_retry_counter(right) at 0 SO tries
+    "so-block-blocks-user-pin": "so",  # R03: verify_user(right) at 0 SO tries
+    "wrong-so-erases-keys": "full",  # R01: a key, change_so_pin(wrong), then sign (about 45 s to learn)
 }
 
 # fault value -> why no alphabet over the model's abstract commands can see it
@@ -38,4 +56,31 @@ INVISIBLE: dict[str, str] = {
     "wrap-under-fixed-key": "R23: WRAP and UNWRAP are not in the alphabet (model.dkek)",
     "dkek-survives-init": "R23: INITIALIZE in the alphabet announces no DKEK shares, and the DKEK status is not an "
     "abstract output (model.dkek)",
+    "rrc-disabled-spends-two": "R02: needs RESET RETRY COUNTER with a wrong SO-PIN while option 0x0001 is off; no "
+    "learning alphabet combines INITIALIZE with options 0x0000 and a wrong SO-PIN in it",
+    "reinit-keeps-certificates": "R07: certificates (CE files) are written and read with commands outside the alphabet",
+    "reinit-keeps-data-objects": "R07: data objects (CD/CF files) are written and read with commands outside the alphabet",
+    "protected-read-without-login": "R09: READ BINARY of a data object is outside the alphabet",
+    "update-without-login": "R10: UPDATE BINARY is outside the alphabet",
+    "decipher-without-login": "R10: DECIPHER (and the RSA key it needs) is outside the alphabet",
+    "session-survives-warm-reset": "R10: the alphabet has the power cycle, not the warm reset",
+    "long-pin-spends-try": "R16: the alphabet's wrong-length PIN is a short one; a 17-byte PIN is outside it",
+    "short-so-pin-spends-try": "R16: an SO-PIN of the wrong length is outside the alphabet",
+    "lc-mismatch-accepted": "R22: malformed APDUs are outside the abstract alphabet, whose commands are well formed",
+    "unknown-ins-accepted": "R22: malformed APDUs are outside the abstract alphabet, whose commands are well formed",
+    "unknown-cla-accepted": "R22: malformed APDUs are outside the abstract alphabet, whose commands are well formed",
+    "enumerate-ignores-p1p2": "R22: malformed APDUs are outside the abstract alphabet, whose commands are well formed",
+    "slow-on-unknown-ins": "R22: malformed APDUs are outside the abstract alphabet (and its outputs carry no time)",
+    "unknown-ins-spends-try": "R22: malformed APDUs are outside the abstract alphabet, whose commands are well formed",
+    "session-survives-power-off": "R10: the alphabet's power_cycle re-SELECTs the applet, which ends the session by itself",
+    "reinit-keeps-counter": "R07: every INITIALIZE of the learning alphabets asks for the same 2 tries the token already has",
+    "right-so-pin-spends": "R02: no learning alphabet presents the right SO-PIN in CHANGE REFERENCE DATA 88",
+    "rrc-ignores-new-pin": "R06: no learning alphabet has RESET RETRY COUNTER with a new PIN (P1=00)",
+    "change-so-logs-in": "R09: no learning alphabet presents the right SO-PIN in CHANGE REFERENCE DATA 88",
+    "lc-short-accepted": "R22: malformed APDUs are outside the abstract alphabet, whose commands are well formed",
+    "tear-refunds-change-user": "R17: needs a power loss in the middle of a PIN check (see tear-refunds-try)",
+    "tear-refunds-rrc": "R17: needs a power loss in the middle of a PIN check (see tear-refunds-try)",
+    "change-so-unblocks": "R03: no learning alphabet presents the right SO-PIN in CHANGE REFERENCE DATA 88",
+    "first-init-keeps-factory-code": "R21: every learning reset initializes with the same code, the factory one",
+    "first-init-only-factory-code": "R21: every learning reset initializes with the same code, the factory one",
 }

@@ -12,13 +12,20 @@ def test_r04_counter_starts_at_tag_91(hsm):
     hsm.fresh()
     # 2, not the default 3: the count comes from tag 91. At most 3, because a 6-character PIN
     # allows no more where the card enforces the per-length rule (open: retries-by-pin-length).
-    hsm.steps(C.initialize("right", retries=2), C.query_user())
+    hsm.step(C.initialize("right", retries=2))
+    with hsm.checking("R04.starts-at-tag-91"):
+        hsm.step(C.query_user())
 
 
 @pytest.mark.rule("R04")
 @pytest.mark.cost("tries")
 def test_r04_wrong_spends_right_restores(hsm):
     hsm.provision(min_retries=3)
-    hsm.steps(C.query_user(), C.verify_user("wrong"), C.query_user(), C.change_user_pin("wrong"), C.query_user())
-    hsm.steps(C.verify_user("right"), C.select(), C.query_user())
-    hsm.steps(C.change_user_pin("wrong"), C.change_user_pin("right"), C.select(), C.query_user())
+    hsm.step(C.query_user())
+    with hsm.checking("R04.verify-wrong-spends-one"):
+        hsm.steps(C.verify_user("wrong"), C.query_user())
+    with hsm.checking("R04.change-wrong-spends-one"):
+        hsm.steps(C.change_user_pin("wrong"), C.query_user())
+    with hsm.checking("R04.right-restores"):
+        hsm.steps(C.verify_user("right"), C.select(), C.query_user())
+        hsm.steps(C.change_user_pin("wrong"), C.change_user_pin("right"), C.select(), C.query_user())

@@ -11,6 +11,10 @@ from hsm_lifecycle.model.commands import Command as C
 @pytest.mark.cost("wipes")
 def test_r11_transport_pin_until_changed(hsm):
     hsm.provision(options=OPTION_TRANSPORT_PIN | OPTION_RESET_RETRY_COUNTER)
-    hsm.steps(C.query_user(), C.verify_user("right"), C.verify_user("wrong"), C.generate_key(), C.sign())
-    hsm.steps(C.change_user_pin("right"), C.query_user())  # the session after it: open auth-after-change
-    hsm.steps(C.select(), C.verify_user("right"), C.generate_key(), C.sign())
+    with hsm.checking("R11.pin-answers-6984"):
+        hsm.steps(C.query_user(), C.verify_user("right"), C.verify_user("wrong"), C.query_user())
+    with hsm.checking("R11.key-use-refused"):
+        hsm.steps(C.generate_key(), C.sign())
+    with hsm.checking("R11.change-ends-transport"):
+        hsm.steps(C.change_user_pin("right"), C.query_user())  # the session after it: open auth-after-change
+        hsm.steps(C.select(), C.verify_user("right"), C.generate_key(), C.sign())

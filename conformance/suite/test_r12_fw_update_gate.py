@@ -7,16 +7,20 @@ import pytest
 from hsm_lifecycle.model.commands import Command as C
 
 
-@pytest.mark.rule("R12")
+@pytest.mark.rule("R12", "R15")
 @pytest.mark.cost("operator")
 def test_r12_update_refused_with_keys_admitted_without(hsm):
     hsm.require_portal()
     hsm.provision(keys=1)
-    hsm.step(C.firmware_update())  # refused: "Smartcard-HSM contains keys. Please remove keys first"
-    hsm.check_keys()  # and nothing changed
+    with hsm.checking("R12.refused-with-keys"):
+        hsm.step(C.firmware_update())  # refused: "Smartcard-HSM contains keys. Please remove keys first"
+        hsm.check_keys()  # and nothing changed
     hsm.step(C.verify_user("right"))
     while hsm.state.keys:
         hsm.step(C.delete_key())
     while hsm.state.user_tries:
         hsm.step(C.verify_user("wrong"))  # a blocked user PIN must not matter
-    hsm.steps(C.firmware_update(), C.query_so(), C.query_user())
+    # The portal session is another HSM's (the suite's own on the emulator, the operator's on a
+    # token): its account updates this blocked one (R15's last sentence).
+    with hsm.checking("R12.admitted-without-keys", "R15.account-updates-blocked-device"):
+        hsm.steps(C.firmware_update(), C.query_so(), C.query_user())

@@ -18,14 +18,18 @@ def block_so_pin(hsm):
 @pytest.mark.cost("operator")
 def test_r13_so_blocked_updates_limited_to_5(hsm):
     hsm.require_portal()
-    for _ in range(FIRMWARE_UPDATES_WHILE_SO_BLOCKED + 1):
+    for n in range(FIRMWARE_UPDATES_WHILE_SO_BLOCKED):
         hsm.provision(keys=1)
         block_so_pin(hsm)
-        hsm.step(C.firmware_update())  # admitted (counted) 5 times, then refused: keys remain
-    assert hsm.state.so_blocked_updates == FIRMWARE_UPDATES_WHILE_SO_BLOCKED
-    hsm.steps(C.query_so(), C.verify_user("right"), C.sign())  # the refusal changed nothing
+        with hsm.checking("R13.five-admitted", "R12.admitted-when-so-blocked"):
+            hsm.step(C.firmware_update())  # admitted although keys remain: the SO-PIN is blocked
+    hsm.provision(keys=1)
+    block_so_pin(hsm)
+    with hsm.checking("R13.sixth-refused"):
+        hsm.step(C.firmware_update())  # refused: keys remain and the 5 are used up
+        hsm.steps(C.query_so(), C.verify_user("right"), C.sign())  # the refusal changed nothing
+        hsm.check_keys()
     while hsm.state.keys:
         hsm.step(C.delete_key())
-    # No keys: admitted (condition 1), not counted; the token is left as shipped, usable again.
-    hsm.steps(C.firmware_update(), C.query_so())
-    assert hsm.state.so_blocked_updates == FIRMWARE_UPDATES_WHILE_SO_BLOCKED
+    with hsm.checking("R13.empty-not-counted"):
+        hsm.steps(C.firmware_update(), C.query_so())  # no keys: admitted (condition 1), not counted

@@ -13,14 +13,19 @@ from hsm_lifecycle.model.commands import Command as C
 def test_r15_blocked_token_cannot_log_in(hsm):
     hsm.require_portal()
     if not hsm.state.is_initialized:
-        hsm.step(C.portal_login())  # shipped: no user PIN to authenticate with
+        with hsm.checking("R15.uninitialized-refused"):
+            hsm.step(C.portal_login())  # shipped: no user PIN to authenticate with
     hsm.provision(options=OPTION_RESET_RETRY_COUNTER)
-    hsm.steps(C.portal_login(), C.generate_key())  # logged in: the login's VERIFY opened the session
+    with hsm.checking("R15.working-logs-in"):
+        hsm.steps(C.portal_login(), C.generate_key())  # logged in: the login's VERIFY opened the session
     while hsm.state.user_tries:
         hsm.step(C.verify_user("wrong"))
-    hsm.steps(C.portal_login(), C.reset_retry_counter("right", False), C.portal_login())
+    with hsm.checking("R15.user-blocked-refused"):
+        hsm.step(C.portal_login())
+    hsm.steps(C.reset_retry_counter("right", False), C.portal_login())
     hsm.provision(options=OPTION_TRANSPORT_PIN | OPTION_RESET_RETRY_COUNTER)
-    hsm.step(C.portal_login())
+    with hsm.checking("R15.transport-refused"):
+        hsm.step(C.portal_login())
 
 
 @pytest.mark.rule("R15")
@@ -30,4 +35,5 @@ def test_r15_so_blocked_token_still_logs_in(hsm):
     hsm.provision()
     while hsm.state.so_tries:
         hsm.step(C.change_so_pin("wrong"))  # irreversible: needs --hsm-allow-irreversible on a token
-    hsm.steps(C.portal_login(), C.query_user())
+    with hsm.checking("R15.so-blocked-logs-in"):
+        hsm.steps(C.portal_login(), C.query_user())

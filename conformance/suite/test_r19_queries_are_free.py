@@ -9,5 +9,9 @@ from hsm_lifecycle.model.commands import Command as C
 @pytest.mark.cost("free")
 def test_r19_queries_change_nothing(hsm):
     hsm.provision(keys=1)
-    hsm.steps(*[C.query_user(), C.query_so()] * 3)
-    hsm.steps(C.verify_user("right"), C.query_user(), C.query_so(), C.query_user(), C.sign())
+    with hsm.checking("R19.query-user-free"):
+        hsm.steps(*[C.query_user()] * 4)
+    with hsm.checking("R19.query-so-free"):
+        hsm.steps(*[C.query_so()] * 4, C.query_user())
+    with hsm.checking("R19.query-keeps-session"):
+        hsm.steps(C.verify_user("right"), C.query_user(), C.query_so(), C.query_user(), C.sign())

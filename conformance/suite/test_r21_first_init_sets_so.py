@@ -11,4 +11,9 @@ from hsm_lifecycle.model.commands import Command as C
 def test_r21_any_code_becomes_the_so_pin(hsm):
     hsm.fresh()
     # "wrong" on a shipped token: the mapper sends a code other than its primary SO-PIN.
-    hsm.steps(C.initialize("wrong"), C.query_so(), C.change_so_pin("right"), C.query_so())
+    with hsm.checking("R21.any-code-accepted"):
+        hsm.step(C.initialize("wrong"))
+    with hsm.checking("R21.so-tries-15"):
+        hsm.step(C.query_so())
+    with hsm.checking("R21.code-becomes-so-pin"):
+        hsm.steps(C.change_so_pin("right"), C.query_so())

@@ -45,7 +45,7 @@ def test_tour_is_deterministic_and_shorter_than_separate_shortest_paths():
 
 
 def test_real_token_tour_stays_inside_the_interlocks():
-    profile = SMARTCARD_HSM.resolve({"so-success-restores": True, "auth-after-init": False, "auth-after-change": False, "rrc-disabled": False})
+    profile = SMARTCARD_HSM.resolve({"so-success-restores": True, "auth-after-init": False, "auth-after-change": False, "rrc-disabled": False, "wrong-pin-ends-session": True})
     plan = plan_tour(profile, OWNER_TOKEN, REAL_NO_SERIAL)
     assert len(plan.segments) == 1, "a real token cannot be renewed"
     outcomes = walk(plan, profile, OWNER_TOKEN)
@@ -58,7 +58,7 @@ def test_real_token_tour_stays_inside_the_interlocks():
 
 @pytest.mark.parametrize("floor", [5, 14])
 def test_floor_limits_the_tour(floor):
-    profile = SMARTCARD_HSM.resolve({"so-success-restores": False, "auth-after-init": False, "auth-after-change": False, "rrc-disabled": False})
+    profile = SMARTCARD_HSM.resolve({"so-success-restores": False, "auth-after-init": False, "auth-after-change": False, "rrc-disabled": False, "wrong-pin-ends-session": True})
     limits = TourLimits(max_cost="tries", so_floor=floor, initialize=False, renewable=False)
     outcomes = walk(plan_tour(profile, OWNER_TOKEN, limits), profile, OWNER_TOKEN)
     assert min(o.next.so_tries for o in outcomes) >= floor

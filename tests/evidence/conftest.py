@@ -63,10 +63,39 @@ def small_view() -> ModelView:
 RecordFactory = Callable[..., TestRecord]
 
 
+def decided(verdicts: dict[str, str] | None = None, **by_rule: str) -> dict[str, dict[str, str]]:
+    """A record's `checks`: explicit {check id: verdict}, plus every check of a rule given as
+    R02="pass" (the real catalog's checks, model.checks)."""
+    from hsm_lifecycle.model.checks import checks_of
+
+    out = {cid: {"verdict": v, "why": "" if v == "pass" else f"{cid} broke"} for cid, v in (verdicts or {}).items()}
+    for rule, verdict in by_rule.items():
+        out.update({c.id: {"verdict": verdict, "why": ""} for c in checks_of(rule)})
+    return out
+
+
+@pytest.fixture(name="decided")
+def decided_fixture() -> Callable[..., dict[str, dict[str, str]]]:
+    return decided
+
+
 @pytest.fixture
 def record() -> RecordFactory:
+    """record(nodeid, rules, outcome, ...): a passed or failed record decides every check of its
+    rules (pass, or the first one fails) unless `checks` says otherwise."""
+    from hsm_lifecycle.model.checks import checks_of
+
     def make(nodeid: str, rules: tuple[str, ...], outcome: str = "passed", **kw: object) -> TestRecord:
         kw.setdefault("cost", "tries")
+        if "checks" not in kw:
+            checks: dict[str, dict[str, str]] = {}
+            if outcome == "passed":
+                for rule in rules:
+                    checks.update(decided(**{rule: "pass"}))
+            elif outcome == "failed":
+                first = [checks_of(r)[0].id for r in rules if checks_of(r)]
+                checks = decided({cid: "fail" for cid in first})
+            kw["checks"] = checks
         return TestRecord(nodeid=nodeid, rules=rules, outcome=outcome, **kw)  # type: ignore[arg-type]
 
     return make

@@ -51,8 +51,8 @@ def test_summary_json_carries_the_derived_verdicts(tmp_path, small_view, record)
     assert {r["id"]: r["verdict"] for r in doc["rules"]} == {"R01": "pass", "R02": "pass", "R03": "fail", "R04": "observed"}
     assert doc["verdict"] == "fail" and doc["complete"] is True
     assert doc["rules"][0]["traces"] == ["traces/so_wrong.jsonl"]
-    assert doc["coverage"]["transitions"] == {"covered": 2, "total": 4}
-    assert doc["cost"] == {"apdus": 52, "user_tries_spent": 0, "so_tries_spent": 16, "so_tries_left_end": 14}
+    assert doc["coverage"]["transitions"] == {"covered": 2, "applicable": 4, "total": 4}
+    assert doc["cost"] == {"apdus": 52, "user_tries_spent": 0, "so_tries_spent": 16, "so_tries_left_end": 14, "measured_from": "suite ledger"}
 
 
 def test_diagram_marks_the_covered_transitions(tmp_path, small_view, record):
@@ -88,11 +88,12 @@ def test_staged_worker_records_are_merged_into_records_jsonl(tmp_path, small_vie
 
 def test_rebuild_marks_an_interrupted_run_incomplete(tmp_path, small_view, record):
     recs = [r for r in _records(record) if r.outcome != "failed"]
+    recs.append(record("t::all", ("R01", "R02", "R03", "R04")))
     _write(tmp_path, small_view, recs)
     assert read_summary(tmp_path)["verdict"] == "pass"
     rebuild_bundle(tmp_path, complete=False, view=small_view)
     doc = read_summary(tmp_path)
-    assert doc["complete"] is False and doc["verdict"] == "fail"
+    assert doc["complete"] is False and doc["verdict"] == "partial"
     assert doc["cost"]["so_tries_left_end"] == 14 and doc["open_behaviours"] == {"last-wrong-try-sw": "63C0"}
     assert "INCOMPLETE" in (tmp_path / "report.html").read_text()
     assert verify_manifest(tmp_path).ok
@@ -114,7 +115,7 @@ def test_a_diagram_that_cannot_be_drawn_costs_only_the_diagram(tmp_path, small_v
     _write(tmp_path, view, _records(record))
     html = (tmp_path / "report.html").read_text()
     assert "No diagram: the diagram could not be drawn (RuntimeError: dot not found)" in html
-    assert read_summary(tmp_path)["schema"] == "hsm-lifecycle/evidence/1"
+    assert read_summary(tmp_path)["schema"] == "hsm-lifecycle/evidence/2"
 
 
 def test_untrusted_text_is_escaped(tmp_path, small_view, record):

@@ -20,13 +20,16 @@ def _summary(view, records, **kw):
 def test_keys_are_exactly_the_schema_plus_complete(small_view, record):
     doc = _summary(small_view, [record("t::a", ("R01",))]).to_json_dict()
     assert list(doc) == [
-        "schema", "target", "started", "duration_s", "rules", "coverage", "cost", "open_behaviours", "verdict", "complete",
+        "schema", "target", "started", "duration_s", "rules", "coverage", "cost", "plan", "open_behaviours", "verdict", "complete",
     ]
-    assert doc["schema"] == SCHEMA == "hsm-lifecycle/evidence/1"
-    assert set(doc["rules"][0]) == {"id", "title", "verdict", "why", "tests", "traces"}
+    assert doc["schema"] == SCHEMA == "hsm-lifecycle/evidence/2"
+    assert set(doc["rules"][0]) == {"id", "title", "verdict", "why", "tests", "traces", "checks"}
+    assert set(doc["rules"][0]["checks"][0]) == {"id", "verdict", "why", "traces"}
     assert set(doc["coverage"]) == {"states", "transitions"}
     assert set(doc["coverage"]["states"]) == {"covered", "total"}
-    assert set(doc["cost"]) == {"apdus", "user_tries_spent", "so_tries_spent", "so_tries_left_end"}
+    assert set(doc["coverage"]["transitions"]) == {"covered", "applicable", "total"}
+    assert set(doc["cost"]) == {"apdus", "user_tries_spent", "so_tries_spent", "so_tries_left_end", "measured_from"}
+    assert set(doc["plan"]) == {"segments", "firmware_updates", "changed_by_device"}
     assert doc["open_behaviours"] == {"last-wrong-try-sw": "63C0"}
 
 
@@ -38,7 +41,7 @@ def test_coverage_counts_only_what_the_model_knows(small_view, record):
     s = _summary(small_view, records)
     assert s.to_json_dict()["coverage"] == {
         "states": {"covered": 2, "total": 3},
-        "transitions": {"covered": 2, "total": 4},
+        "transitions": {"covered": 2, "applicable": 4, "total": 4},
     }
     assert s.coverage.missed_states == ("so-blocked",)
     assert s.coverage.missed_transitions == ("T3", "T4")
@@ -52,7 +55,7 @@ def test_cost_sums_the_records_and_takes_the_last_known_so_tries(small_view, rec
         record("t::d", ("R04",), apdus=2),
     ]
     assert _summary(small_view, records).to_json_dict()["cost"] == {
-        "apdus": 18, "user_tries_spent": 3, "so_tries_spent": 3, "so_tries_left_end": 12,
+        "apdus": 18, "user_tries_spent": 3, "so_tries_spent": 3, "so_tries_left_end": 12, "measured_from": "suite ledger",
     }
 
 
@@ -62,17 +65,29 @@ def test_so_tries_left_end_given_by_the_caller_wins_and_unknown_is_null(small_vi
     assert _summary(small_view, [record("t::a", ("R02",))]).to_json_dict()["cost"]["so_tries_left_end"] is None
 
 
-def test_verdict_is_fail_when_a_rule_fails_and_pass_otherwise(small_view, record):
-    ok = _summary(small_view, [record("t::a", ("R01",)), record("t::o", ("R02",), "observed")])
-    assert ok.verdict == "pass"  # not-run and observed rules do not fail the run
-    bad = _summary(small_view, [record("t::a", ("R01",)), record("t::b", ("R02",), "failed")])
+def test_pass_only_when_every_rule_was_judged_and_passed(small_view, record):
+    every = [record("t::a", ("R01", "R02", "R03", "R04"))]
+    assert _summary(small_view, every).verdict == "pass"
+    some = _summary(small_view, [record("t::a", ("R01",)), record("t::o", ("R02",), "observed")])
+    assert some.verdict == "partial"  # not-run and observed rules are not judged
+    assert some.headline.startswith("PARTIAL; 3 of 4 rules not fully judged")
+    bad = _summary(small_view, [*every, record("t::b", ("R02",), "failed")])
     assert bad.verdict == "fail"
 
 
+def test_a_suite_error_is_error_never_pass_and_a_device_failure_wins(small_view, record):
+    every = [record("t::a", ("R01", "R02", "R03", "R04"))]
+    broken = _summary(small_view, [*every, record("t::tour", (), "error", why="planning crashed")])
+    assert broken.verdict == "error" and broken.errors == ("t::tour: planning crashed",)
+    assert "broke on the suite's side" in broken.headline
+    both = _summary(small_view, [*every, record("t::tour", (), "error"), record("t::b", ("R02",), "failed")])
+    assert both.verdict == "fail"
+
+
 def test_an_incomplete_run_is_never_pass(small_view, record):
-    doc = _summary(small_view, [record("t::a", ("R01",))], complete=False).to_json_dict()
+    doc = _summary(small_view, [record("t::a", ("R01", "R02", "R03", "R04"))], complete=False).to_json_dict()
     assert doc["complete"] is False
-    assert doc["verdict"] == "fail"
+    assert doc["verdict"] == "partial"
 
 
 def test_target_has_exactly_the_five_schema_keys(small_view):
@@ -89,4 +104,4 @@ def test_started_datetime_becomes_iso_8601_utc(small_view):
 def test_a_run_that_checked_no_rule_is_not_a_pass(small_view, record):
     s = _summary(small_view, [record("t::s", ("R01",), "skipped", why="needs --hsm-serial")])
     assert {r.verdict for r in s.rules} == {"not-run"}
-    assert s.verdict == "fail"
+    assert s.verdict == "partial"

@@ -1,78 +1,90 @@
-"""Per-rule verdicts: derived from the records of the tests marked with each rule."""
+"""Per-rule verdicts: judged only through the rule's checks (model.checks), from the checks each
+test record says it decided."""
 
 from __future__ import annotations
 
-from hsm_lifecycle.conformance.evidence.verdicts import rule_verdict, rule_verdicts
+from hsm_lifecycle.conformance.evidence.verdicts import rule_verdict, rule_verdicts, tool_errors
+from hsm_lifecycle.model.checks import checks_of
 
 
-def test_any_failure_fails_the_rule(record):
+def test_any_failed_check_fails_the_rule_and_names_it(record, decided):
     v = rule_verdict(
         "R02",
         "so-retry-15",
         [
             record("t::a", ("R02",)),
-            record("t::b", ("R02",), "failed", why="expected 63CE, got 63CF\nmore lines"),
+            record("t::b", ("R02",), "failed", why="expected 63CE, got 63CF\nmore lines",
+                   checks=decided({"R02.change-so-wrong-spends-one": "fail"})),
         ],
     )
     assert v.verdict == "fail"
-    assert "1 of 2 tests failed" in v.why
-    assert "t::b: expected 63CE, got 63CF" in v.why
-    assert "more lines" not in v.why
+    assert f"1 of {len(checks_of('R02'))} checks failed" in v.why
+    assert "R02.change-so-wrong-spends-one" in v.why
+    failed = {c.id: c for c in v.checks}["R02.change-so-wrong-spends-one"]
+    assert failed.verdict == "fail" and failed.tests == ("t::b",)
 
 
-def test_an_error_fails_the_rule_like_a_failure(record):
-    v = rule_verdict("R02", "x", [record("t::a", ("R02",)), record("t::e", ("R02",), "error", why="boom")])
-    assert v.verdict == "fail"
+def test_a_passing_test_gives_no_credit_without_decided_checks(record):
+    v = rule_verdict("R04", "user-retry", [record("t::a", ("R04",), checks={})])
+    assert v.verdict == "not-run"
+    assert all(c.verdict == "not-run" for c in v.checks)
 
 
-def test_all_passed_is_pass_with_no_why(record):
+def test_every_check_passed_is_pass_with_no_why(record):
     v = rule_verdict("R04", "user-retry", [record("t::a", ("R04",)), record("t::b", ("R04",))])
     assert (v.verdict, v.why, v.tests) == ("pass", "", ("t::a", "t::b"))
+    assert {c.verdict for c in v.checks} == {"pass"}
 
 
-def test_pass_with_skipped_tests_says_it_was_partly_checked(record):
+def test_some_checks_not_run_is_partial_and_names_them_with_the_skip_reasons(record, decided):
+    first, *rest = checks_of("R01")
     v = rule_verdict(
-        "R01", "x", [record("t::a", ("R01",)), record("t::w", ("R01",), "skipped", why="wipes needs --hsm-serial")]
+        "R01",
+        "x",
+        [record("t::a", ("R01",), checks=decided({first.id: "pass"})),
+         record("t::w", ("R01",), "skipped", why="wipes needs --serial", checks={})],
     )
-    assert v.verdict == "pass"
-    assert v.why.startswith("partly checked: 1 of 2 tests skipped")
-    assert "wipes needs --hsm-serial" in v.why
+    assert v.verdict == "partial"
+    assert v.why.startswith(f"{len(rest)} of {len(rest) + 1} checks not run")
+    assert rest[0].id in v.why and "wipes needs --serial" in v.why
+
+
+def test_an_error_decides_nothing_and_is_the_suites(record):
+    records = [record("t::a", ("R02",)), record("t::e", ("R02",), "error", why="boom")]
+    v = rule_verdict("R02", "x", records)
+    assert v.verdict == "pass"  # the device's checks all passed in t::a
+    assert [r.nodeid for r in tool_errors(records)] == ["t::e"]
 
 
 def test_only_observations_is_observed_and_names_what_was_seen(record):
-    v = rule_verdict(
-        "R05",
-        "x",
-        [record("t::o", ("R05",), "observed", observations={"last-wrong-try-sw": "6983"})],
-    )
+    v = rule_verdict("R05", "x", [record("t::o", ("R05",), "observed", observations={"last-wrong-try-sw": "6983"})])
     assert v.verdict == "observed"
     assert "last-wrong-try-sw: 6983" in v.why
 
 
-def test_observation_next_to_a_pass_is_pass(record):
-    v = rule_verdict("R05", "x", [record("t::o", ("R05",), "observed"), record("t::p", ("R05",))])
-    assert v.verdict == "pass"
-
-
 def test_all_skipped_is_not_run_with_the_reasons(record):
     v = rule_verdict(
-        "R03",
-        "x",
-        [record(f"t::s{i}", ("R03",), "skipped", why="needs --hsm-allow-irreversible") for i in range(5)],
+        "R03", "x", [record(f"t::s{i}", ("R03",), "skipped", why="needs --allow-irreversible") for i in range(5)]
     )
     assert v.verdict == "not-run"
-    assert v.why.startswith("all 5 tests skipped")
-    assert "needs --hsm-allow-irreversible" in v.why
+    assert "needs --allow-irreversible" in v.why
     assert "and 2 more" in v.why
 
 
 def test_no_test_is_not_run(record):
     v = rule_verdict("R12", "fw-update-gate", [])
     assert v.verdict == "not-run"
-    assert v.why == "no test of this run checks this rule"
+    assert v.why.endswith("no test of this run checks this rule")
 
 
-def test_traces_are_listed_once_in_order(record):
+def test_a_check_decided_by_another_rules_test_counts(small_view, record, decided):
+    # The tour (no rule marker) failed R02's check: R02 fails although no R02 test ran.
+    verdicts = {v.id: v for v in rule_verdicts(small_view, [
+        record("t::tour", (), "failed", checks=decided({"R02.rrc-wrong-spends-one": "fail"}))])}
+    assert verdicts["R02"].verdict == "fail"
+
+
+def test_traces_come_from_the_deciding_records(record):
     v = rule_verdict(
         "R02",
         "x",

@@ -208,7 +208,13 @@ def small_view() -> ModelView:
 
 def _bundle(root: Path, name: str, worker: str, serial: str, outcome: str, small_view) -> Path:
     path = root / name
-    record = TestRecord(nodeid="t::a", rules=("R01",), cost="free", outcome=outcome, transitions=("S01",), states=("shipped",))
+    from hsm_lifecycle.model.checks import CHECKS, checks_of
+
+    # A passing token decides every check of the catalog; a failing one fails R01's first.
+    checks = {c.id: {"verdict": "pass", "why": ""} for c in CHECKS}
+    if outcome == "failed":
+        checks[checks_of("R01")[0].id] = {"verdict": "fail", "why": "broken"}
+    record = TestRecord(nodeid="t::a", rules=("R01",), cost="free", outcome=outcome, transitions=("S01",), states=("shipped",), checks=checks)
     target = {"kind": "pcsc", "reader": f"Reader {worker}", "serial": serial, "worker": worker}
     write_bundle(path, [record], target=target, started="2026-01-01T00:00:00+00:00", duration_s=1.0, open_behaviours={}, view=small_view)
     return path

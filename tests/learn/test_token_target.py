@@ -52,7 +52,7 @@ def test_learning_a_token_restores_it_and_matches_the_model():
     assert report.equivalent and report.diff.isomorphic
     assert report.result.states == 8  # core's nine minus shipped: the resets start initialized
     assert report.target["kind"] == "pcsc" and report.target["serial"] == token.serial
-    assert report.target["observed"] == {"auth-after-init": False}
+    assert report.target["observed"] == {"auth-after-init": False, "wrong-pin-ends-session": True}
     status = token.status()
     assert status.initialized and status.so_tries == 15 and status.user_tries == status.user_max == 2
     assert status.options == 0x0001 and [k for k in status.keys if k != 0xCC00] == []  # CC00: the device key

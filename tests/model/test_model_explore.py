@@ -59,7 +59,8 @@ def test_profile_dependent_transitions_follow_the_profile(explorations: tuple[Ex
 
 def test_every_rule_is_exercised_by_a_transition() -> None:
     exercised = {r for t in TRANSITIONS for r in t.rules}
-    assert exercised == set(RULES)
+    # R22 (malformed commands) lives outside the abstract alphabet: its checks send raw APDUs.
+    assert exercised | {"R22"} == set(RULES) and "R22" in CHECKED_OUTSIDE_ALPHABET
     assert all(r in RULES for t in TRANSITIONS for r in t.rules)
 
 
@@ -107,6 +108,8 @@ def test_each_rule_can_be_checked_at_its_catalogued_cost(rule_id: str, rule_cost
     """The catalog never claims a rule is cheaper to check than the model allows."""
     rule = RULES[rule_id]
     reachable = [cost_rank(rule_costs[t.id]) for t in TRANSITIONS if rule_id in t.rules and t.id in rule_costs]
+    if not reachable and rule_id in CHECKED_OUTSIDE_ALPHABET:
+        return  # judged only by APDUs outside the alphabet (malformed commands): no model path
     assert reachable, f"no transition exercising {rule_id} is reachable"
     cheapest = COST_CLASSES[min(reachable)]
     if rule_id in CHECKED_OUTSIDE_ALPHABET:

@@ -53,7 +53,7 @@ def test_operator_prompt_works_under_run(tmp_path: Path, monkeypatch, capfd, pse
     out = capfd.readouterr().out
     records = [json.loads(line) for line in (out_dir / "records.jsonl").read_text().splitlines()]
     assert [(r["outcome"], r["why"]) for r in records] == [("passed", "")], out
-    assert code == 0
+    assert code == 4  # partial: this one-test suite decides no check of the catalog
     assert "OPERATOR STEP: type done" in out
     assert terminal._pauses == before  # run.py and the inner session took theirs back
 

@@ -13,6 +13,7 @@ BREAKS: dict[PortalFault, str] = {
     PortalFault.UNLIMITED_UPDATES: "R13",
     PortalFault.IDENTITY_KEPT_ON_UPDATE: "R14",
     PortalFault.BLOCKED_HSM_LOGS_IN: "R15",
+    PortalFault.SO_BLOCK_NOT_ADMITTED: "R12",
 }
 PORTAL_RULES = ("R12", "R13", "R14", "R15")
 PORTAL_TESTS = "test_r12 or test_r13 or test_r14 or test_r15"

@@ -43,7 +43,8 @@ def hostile_run(tmp_path: Path, capfd: pytest.CaptureFixture[str], kind: Misbeha
 def test_the_suite_names_a_misbehaving_device_and_keeps_the_traces(tmp_path: Path, capfd: pytest.CaptureFixture[str], kind: Misbehaviour) -> None:
     run, plan = hostile_run(tmp_path, capfd, kind, in_test=0)  # from the first APDU of the first test on
     assert plan.injected, "the device never misbehaved: the test tests nothing"
-    assert run.rc == 1, f"exit status {run.rc} (0 would pass a broken device, others mean a crash):\n{run.output}"
+    # 1: the answer broke a check in progress; 5: it came while no check was being decided.
+    assert run.rc in (1, 5), f"exit status {run.rc} (0 or 4 would pass a broken device, others mean a crash):\n{run.output}"
     broken = [r for r in run.records if r.outcome in ("failed", "error")]
     assert broken and all(r.outcome in ("passed", "failed", "error") for r in run.records), run.records
     for record in broken:
@@ -56,8 +57,11 @@ def test_the_suite_names_a_misbehaving_device_and_keeps_the_traces(tmp_path: Pat
         if kind in TRANSPORT_FAILURES and not connect_failed:
             assert any(line.torn for line in lines), f"{record.nodeid}: the unanswered APDU is not in the trace"
     verdicts = run.verdicts()
-    assert run.summary["verdict"] == "fail" and run.summary["complete"] is True
-    assert {rule for r in broken for rule in r.rules} <= {rule for rule, v in verdicts.items() if v == "fail"}
+    assert run.summary["verdict"] in ("fail", "error") and run.summary["complete"] is True
+    failed = [r for r in broken if r.outcome == "failed"]
+    assert all(any(v["verdict"] == "fail" for v in r.checks.values()) for r in failed), "a failed test names no failed check"
+    assert {c.partition(".")[0] for r in failed for c, v in r.checks.items() if v["verdict"] == "fail"} <= {
+        rule for rule, v in verdicts.items() if v == "fail"}
 
 
 @pytest.mark.parametrize("kind", [Misbehaviour.SHORT, Misbehaviour.BLOCK, Misbehaviour.REMOVED], ids=lambda k: k.value)
@@ -66,7 +70,7 @@ def test_a_device_failing_during_session_set_up_stops_the_run_with_one_sentence(
     assert plan.injected
     assert run.rc == 3, run.output  # the plugin's pytest.exit: nothing could be judged
     assert "hsm target emulator: " in run.output and NAMES[kind] in run.output, run.output
-    assert run.summary["verdict"] == "fail" and run.summary["complete"] is False
+    assert run.summary["verdict"] != "pass" and run.summary["complete"] is False
 
 
 def test_a_failed_session_set_up_keeps_its_trace(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
