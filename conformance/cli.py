@@ -23,6 +23,7 @@ COMMANDS = {
     "emulate": "emulate",
     "learn": "learn",
     "replay": "replay",
+    "restore": "restore",
 }
 
 

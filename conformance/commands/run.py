@@ -88,7 +88,10 @@ class Campaign:
 
 def plan(args: argparse.Namespace, suite: Path) -> Campaign:
     """Validate everything before the first APDU; each mistake is one sentence (UsageError)."""
-    target_text = args.target or ("pcsc" if args.reader else "emulator")
+    for flag, value in (("--reader", args.reader), ("--serial", args.serial), ("--target", args.target)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{flag} is empty: give a value (for a reader, part of its name as `opensc-tool -l` lists it), or leave {flag} out.")
+    target_text = args.target or ("pcsc" if args.reader is not None else "emulator")
     try:
         target = parse_target(target_text, args.reader, False)
         if args.so_pin is not None:
@@ -115,6 +118,7 @@ def plan(args: argparse.Namespace, suite: Path) -> Campaign:
         f"--junitxml={out / 'junit.xml'}",
         "-o", "junit_family=xunit1",  # keeps record_property's rule-id properties
         "-p", "no:cacheprovider",
+        "--hsm-option-names=run",
     ]  # fmt: skip
     if target.kind == "emulator:vpcd" and target.reader:
         pytest_args.append(f"--hsm-reader={target.reader}")
@@ -160,8 +164,11 @@ def prepare_out(out: Path, *, force: bool) -> None:
                 child.unlink()
     try:
         out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".hsm-lifecycle-write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
     except OSError as exc:
-        raise UsageError(f"cannot create --out {out}: {exc.strerror}.") from None
+        raise UsageError(f"cannot write the evidence bundle to --out {out}: {exc.strerror}.") from None
 
 
 def _check_reader(substring: str) -> None:
@@ -359,6 +366,9 @@ def main(args: argparse.Namespace) -> int:
     if display.stop_message is not None:
         console.print(f"[bold red]Stopped[/]: {escape(display.stop_message)}", soft_wrap=True)
         return EXIT_STOPPED
+    if code == EXIT_STOPPED:  # the custody could not put everything back: the line above says what
+        console.print("[bold red]Stopped[/]: the token is not as its owner had it; the bundle is marked incomplete.", soft_wrap=True)
+        return EXIT_STOPPED
     if code == pytest.ExitCode.INTERNAL_ERROR:
         console.print("[bold red]pytest failed internally[/]; the bundle is marked incomplete.")
         return EXIT_STOPPED
@@ -408,6 +418,15 @@ def print_summary(console: Console, campaign: Campaign, summary: dict) -> None:
         f"cost: {cost.get('apdus', 0)} APDUs, {cost.get('user_tries_spent', 0)} user tries, {cost.get('so_tries_spent', 0)} SO tries"
         + (f", {cost['so_tries_left_end']} SO tries left" if cost.get("so_tries_left_end") is not None else "")
     )
+    if cost.get("measured_from") == "device counters":
+        before, after = cost.get("counters", {}).get("before", {}), cost.get("counters", {}).get("after", {})
+        console.print(
+            f"token tries (its own counters): user PIN {before.get('user_tries')} -> {after.get('user_tries')}, "
+            f"SO-PIN {before.get('so_tries')} -> {after.get('so_tries')}; owner's PINs "
+            + ("in place" if cost.get("owner_pins_in_place") else "[bold red]NOT in place[/]")
+        )
+    if cost.get("custody"):
+        console.print(escape(str(cost["custody"])), soft_wrap=True)
     verdict = summary.get("verdict", "fail")
     label = verdict.upper() if summary.get("complete", True) else "INCOMPLETE"
     colour = "green" if verdict == "pass" else "red"
