@@ -308,7 +308,7 @@ class Suite:
             outcome = custody.finish(TracingTransport(self._target.raw_transport(), recorder))
         finally:
             recorder.flush()
-        self.custody = outcome.to_json()
+        self.custody = {**outcome.to_json(), "apdus": custody.apdus, "windows": custody.windows}
         if outcome.after is not None:
             self.so_tries_left_end = outcome.after.so
 
@@ -538,7 +538,7 @@ def build_record(item: pytest.Item, reports: dict, run: TestRun | None) -> TestR
         so_tries_spent=ledger.so_tries_spent if ledger else 0,
         transitions=tuple(ledger.transitions) if ledger else (),
         states=tuple(ledger.states) if ledger else (),
-        observations=dict(ledger.observations) if ledger else {},
+        observations={k: option_names(item.config, v) for k, v in ledger.observations.items()} if ledger else {},
         duration_s=round(sum(rep.duration for rep, _ in reports.values()), 4),
         so_tries_left=ledger.so_tries_left if ledger else None,
     )
@@ -658,6 +658,7 @@ def write_token_bundle(suite: Suite, directory: Path, complete: bool, fallback_t
         behaviours.update(record.observations)
     for info in infos:
         behaviours.update(info.get("observations", {}))
+    behaviours = {b: option_names(suite.config, str(v)) for b, v in behaviours.items()}
     ends = [i["so_tries_left_end"] for i in infos if i.get("so_tries_left_end") is not None]
     custody = next((i["custody"] for i in infos if i.get("custody")), None)
     try:

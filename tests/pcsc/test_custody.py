@@ -1,0 +1,194 @@
+"""Owner safety on a token over PC/SC: the emulator served through vpcd, set up only with
+OpenSC's tools, driven by `hsm-lifecycle run --reader R` as its owner would. Each situation
+ends with OpenSC saying the token is as it was: the same tries, the owner's PINs working, the
+owner's key there and no object of the suite left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from owner_token import PIN, SO_PIN, WRONG_PIN, WRONG_SO_PIN, OwnerToken
+
+pytestmark = [pytest.mark.pcscd, pytest.mark.opensc]
+
+BOTH = ("--pin", PIN, "--so-pin", SO_PIN)
+
+
+@pytest.fixture
+def token(emulators, tmp_path) -> OwnerToken:
+    tok = OwnerToken.start(emulators, tmp_path)
+    tok.initialize()
+    tok.keygen()
+    return tok
+
+
+def assert_as_owner_had_it(tok: OwnerToken, so: int = 15, user: int = 3, objects: list[str] | None = None) -> None:
+    status = tok.status()
+    assert (status.so_tries, status.user_tries) == (so, user), status.text
+    if objects is not None:
+        assert tok.objects() == objects
+    if user:
+        assert tok.user_pin_works(), "the owner's user PIN no longer works"
+        assert tok.owner_key_present(), "the owner's key is gone"
+    assert tok.so_pin_works(), "the owner's SO-PIN no longer works"
+    status = tok.status()
+    assert (status.so_tries, status.user_tries) == (so, 3 if user or status.user_tries else 0), status.text
+
+
+def one_sentence_no_traceback(out: str) -> None:
+    assert "Traceback" not in out and "INTERNALERROR" not in out, out
+
+
+def test_a_run_without_pins_spends_nothing(token: OwnerToken) -> None:
+    objects = token.objects()
+    run = token.run()
+    one_sentence_no_traceback(run.out)
+    cost = run.summary["cost"]
+    assert cost["measured_from"] == "device counters"
+    assert (cost["user_tries_spent"], cost["so_tries_spent"]) == (0, 0)
+    assert cost["counters"]["before"] == cost["counters"]["after"] == {"user_tries": 3, "so_tries": 15}
+    assert "user PIN 3 -> 3, SO-PIN 15 -> 15; owner's PINs in place" in " ".join(run.out.split())
+    skipped = " ".join(r.get("why", "") for r in run.summary["rules"])
+    assert "--hsm-" not in skipped and "--pin" in skipped  # reasons name `run`'s own options
+    serial = run.summary["target"]["serial"]
+    with_serial = token.run("--serial", serial)
+    assert with_serial.summary["cost"]["so_tries_spent"] == 0, with_serial.out
+    assert_as_owner_had_it(token, objects=objects)
+
+
+def test_with_both_pins_every_try_comes_back_and_nothing_is_left(token: OwnerToken) -> None:
+    objects = token.objects()
+    run = token.run(*BOTH)
+    one_sentence_no_traceback(run.out)
+    assert run.rc == 0, run.out[-3000:]
+    assert run.summary["complete"] is True
+    cost = run.summary["cost"]
+    assert cost["measured_from"] == "device counters" and cost["owner_pins_in_place"] is True
+    assert (cost["user_tries_spent"], cost["so_tries_spent"]) == (0, 0)
+    assert cost["tries_spent_and_restored"]["user"] > 0  # it did test something that costs
+    assert_as_owner_had_it(token, objects=objects)
+    assert not list((token.tmp / "custody-state").glob("*.json"))  # the journal is gone
+
+
+@pytest.mark.parametrize("flag,value,counter", [("--so-pin", WRONG_SO_PIN, "so"), ("--pin", WRONG_PIN, "user")])
+def test_a_wrong_pin_costs_exactly_one_try_and_stops(token: OwnerToken, flag: str, value: str, counter: str) -> None:
+    other = {"--so-pin": ("--pin", PIN), "--pin": ("--so-pin", SO_PIN)}[flag]
+    run = token.run(flag, value, *other)
+    one_sentence_no_traceback(run.out)
+    assert run.rc == 3, run.out[-2000:]
+    assert "refused" in run.out and flag in run.out
+    assert "--hsm-" not in run.out
+    status = token.status()
+    expected = (14, 3) if counter == "so" else (15, 2)
+    assert (status.so_tries, status.user_tries) == expected, status.text
+    assert run.summary.get("complete") is False
+
+
+def test_so_tries_near_the_floor_spend_nothing(token: OwnerToken) -> None:
+    for _ in range(10):  # the owner mistyped the SO-PIN ten times: 5 left, the floor
+        token.sc_hsm_tool("--initialize", "--so-pin", WRONG_SO_PIN, "--pin", PIN)
+    assert token.status().so_tries == 5
+    run = token.run(*BOTH)
+    one_sentence_no_traceback(run.out)
+    status = token.status()
+    assert (status.so_tries, status.user_tries) == (5, 3), run.out[-2000:]
+    assert token.user_pin_works() and token.owner_key_present()
+
+
+def test_a_blocked_user_pin_is_left_to_its_owner(token: OwnerToken) -> None:
+    for _ in range(3):
+        token.pkcs11("--login", "--pin", WRONG_PIN, "--list-objects", check=False)
+    assert token.status().user_tries == 0
+    run = token.run(*BOTH)
+    one_sentence_no_traceback(run.out)
+    assert run.summary["cost"]["owner_pins_in_place"] is True, run.out[-2000:]
+    status = token.status()
+    assert (status.so_tries, status.user_tries) == (15, 0)
+    # The owner unblocks it with the SO-PIN: the owner's PINs and key are all there.
+    assert token.so_pin_works() and token.user_pin_works() and token.owner_key_present()
+
+
+def test_bad_input_is_one_sentence_and_spends_nothing(token: OwnerToken, tmp_path) -> None:
+    for args in (("--reader", ""), ("--serial", "")):
+        run = token.run(*args)
+        assert run.rc == 2 and "is empty" in run.out, run.out
+        one_sentence_no_traceback(run.out)
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    readonly.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        if os.geteuid() != 0:  # root writes anywhere: only a non-root user meets a read-only folder
+            run = token.run("--out", str(readonly / "bundle"))
+            assert run.rc == 2 and "cannot" in run.out, run.out
+            one_sentence_no_traceback(run.out)
+    finally:
+        readonly.chmod(stat.S_IRWXU)
+    run = token.run("--out", "/proc/version/bundle")  # unwritable for anyone
+    assert run.rc == 2 and "--out" in run.out, run.out
+    one_sentence_no_traceback(run.out)
+    assert (token.status().so_tries, token.status().user_tries) == (15, 3)
+
+
+def test_two_runs_on_one_reader(token: OwnerToken) -> None:
+    first = token.spawn(*BOTH)
+    try:
+        second = token.run(*BOTH)
+    finally:
+        out, _ = first.communicate(timeout=300)
+    one_sentence_no_traceback(second.out)
+    assert second.rc in (3, 0), second.out[-2000:]
+    if second.rc == 3:
+        assert "in use" in second.out or "another" in second.out, second.out[-2000:]
+    assert first.returncode == 0, out[-2000:]
+    assert_as_owner_had_it(token)
+
+
+# ---------------------------------------------------------------------------------------------
+# Interrupts: a signal at an APDU inside a PIN-change window, a token pulled mid-run
+
+
+def change_windows(run) -> list[int]:
+    """APDU numbers at which the token did not hold the owner's state (from the run's notes)."""
+    notes = json.loads((run.bundle / "session-main.json").read_text())
+    return [n for first, last in notes["custody"]["windows"] for n in range(first, last + 1)]
+
+
+def interrupt_at(token: OwnerToken, n: int, what: str) -> None:
+    run = token.run(*BOTH, inject=f"{n}:{what}")
+    one_sentence_no_traceback(run.out)
+    assert run.rc == 130, f"{what} at APDU {n}: rc {run.rc}\n{run.out[-2000:]}"
+    assert run.summary.get("complete") is False
+    assert run.summary["cost"].get("owner_pins_in_place") is True, run.out[-2000:]
+
+
+def pull_at(token: OwnerToken, n: int) -> None:
+    run = token.run(*BOTH, inject=f"{n}:KILL={token.emulator_pid}")
+    one_sentence_no_traceback(run.out)
+    assert run.rc == 3, f"pulled at APDU {n}: rc {run.rc}\n{run.out[-2000:]}"
+    assert run.summary.get("complete") is False
+    token.served.emulator.proc.wait()
+    from pcsc_support import wait_reader_empty
+
+    wait_reader_empty(token.reader)
+    token.put_back()
+    restore = token.run(command="restore", *("--reader", token.reader))
+    one_sentence_no_traceback(restore.out)
+    assert restore.rc == 0, restore.out
+
+
+def test_interrupts_inside_pin_change_windows_lose_nothing(token: OwnerToken) -> None:
+    objects = token.objects()
+    baseline = token.run(*BOTH)
+    points = change_windows(baseline)
+    assert len(points) > 10
+    sample = [points[0], points[len(points) // 2], points[-1]]
+    for n, what in zip(sample, ("INT", "TERM", "INT")):
+        interrupt_at(token, n, what)
+        assert_as_owner_had_it(token, objects=objects)
+    pull_at(token, points[len(points) // 3])
+    assert_as_owner_had_it(token, objects=objects)
