@@ -181,6 +181,7 @@ class Custody:
         self.earlier: Outcome | None = None  # a leftover journal restored before this run
         self.privileged = 0
         self.closed = False  # finish() ran: nothing but free reads from here on
+        self.allowance = {"user": 0, "so": 0}  # the one try a refused PIN cost
         self.apdus = 0
         self.windows: list[list[int]] = []  # [first, last] APDU numbers while not the owner's state
         self._so_check: int | None = None
@@ -252,6 +253,7 @@ class Custody:
         rsp = self.send(_case3(CLA_ISO, Ins.VERIFY, 0x00, PIN_USER, self.pin), via)
         if rsp.sw != SW.OK:
             left = _tries(rsp)
+            self._refused("user")
             raise CredentialError(
                 f"the token refused the user PIN given with --hsm-pin ({rsp.sw_hex}{'' if left is None else f', {left} tries left'}): "
                 "it is not this token's user PIN; one user try was spent and the run stopped before spending more"
@@ -276,11 +278,21 @@ class Custody:
         rsp = self.send(_case3(CLA_ISO, Ins.CHANGE_REFERENCE_DATA, 0x00, PIN_SO, self.so_pin + self.so_pin), via)
         if rsp.sw != SW.OK:
             left = _tries(rsp)
+            self._refused("so")
             raise CredentialError(
                 f"the token refused the SO-PIN given with --hsm-so-pin ({rsp.sw_hex}{'' if left is None else f', {left} tries left'}): "
                 "it is not this token's SO-PIN; one SO try was spent and the run stopped before spending more"
             )
         self.so_proven = True
+
+    def _refused(self, which: str) -> None:
+        """The PIN given is not the token's: never presented again (the restore included); the
+        one try it cost is the price the owner was told of."""
+        self.allowance[which] = 1
+        if which == "user":
+            self.pin, self.t.user_pins = None, ()
+        else:
+            self.so_pin, self.t.so_pins = None, ()
 
     def read_counters(self, via: Transport | None = None) -> Counters:
         self.send(select_apdu(), via)
@@ -412,9 +424,9 @@ class Custody:
             return False
         if self.so_pin is not None and t.so_pins != (self.so_pin,):
             return False
-        if s is not None and s.user is not None and t.user_tries is not None and t.user_tries < s.user:
+        if s is not None and s.user is not None and t.user_tries is not None and t.user_tries < s.user - self.allowance["user"]:
             return False
-        if s is not None and s.so is not None and t.so_tries is not None and t.so_tries < s.so:
+        if s is not None and s.so is not None and t.so_tries is not None and t.so_tries < s.so - self.allowance["so"]:
             return False
         return True
 
@@ -761,7 +773,9 @@ def _restore(custody: Custody, via: Transport | None) -> Outcome:
         if owner_user is not None:
             now = custody.read_counters(via)
             candidates = t.user_pins or (owner_user,)
-            if now.user == 0:
+            if now.user == 0 and not (custody.start is not None and custody.start.user):
+                pass  # blocked before the run began: the owner's to unblock, not the suite's
+            elif now.user == 0:
                 if so_known is not None and t.options is not None and t.options & OPTION_RESET_RETRY_COUNTER:
                     rsp = send(_case3(CLA_ISO, Ins.RESET_RETRY_COUNTER, RRC_NEW_PIN, PIN_USER, so_known + owner_user))
                     if rsp.sw == SW.OK:

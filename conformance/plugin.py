@@ -280,6 +280,7 @@ class Suite:
         """The token cannot be used. Alone, it stops the run before anything else is sent
         (pytest.exit); in a fleet only this token's tests fail with the reason and the other
         tokens go on (xdist cannot take a worker that leaves before its tests are done)."""
+        message = option_names(self.config, message)
         if self.slot is None:
             pytest.exit(message, returncode=3)
         self._broken = f"{self.slot.worker}: {message}"
