@@ -26,7 +26,7 @@ def test_keys_are_exactly_the_schema_plus_complete(small_view, record):
     assert set(doc["rules"][0]) == {"id", "title", "verdict", "why", "tests", "traces"}
     assert set(doc["coverage"]) == {"states", "transitions"}
     assert set(doc["coverage"]["states"]) == {"covered", "total"}
-    assert set(doc["cost"]) == {"apdus", "user_tries_spent", "so_tries_spent", "so_tries_left_end"}
+    assert set(doc["cost"]) == {"apdus", "user_tries_spent", "so_tries_spent", "so_tries_left_end", "measured_from"}
     assert doc["open_behaviours"] == {"last-wrong-try-sw": "63C0"}
 
 
@@ -52,7 +52,7 @@ def test_cost_sums_the_records_and_takes_the_last_known_so_tries(small_view, rec
         record("t::d", ("R04",), apdus=2),
     ]
     assert _summary(small_view, records).to_json_dict()["cost"] == {
-        "apdus": 18, "user_tries_spent": 3, "so_tries_spent": 3, "so_tries_left_end": 12,
+        "apdus": 18, "user_tries_spent": 3, "so_tries_spent": 3, "so_tries_left_end": 12, "measured_from": "suite steps",
     }
 
 
