@@ -310,6 +310,9 @@ class Suite:
         finally:
             recorder.flush()
         self.custody = {**outcome.to_json(), "apdus": custody.apdus, "windows": custody.windows}
+        if custody.earlier is not None:  # a journal left by an earlier run was taken up first
+            self.custody["earlier"] = custody.earlier.to_json()
+            self.custody["message"] = f"{custody.earlier.sentence} {outcome.sentence}"
         if outcome.after is not None:
             self.so_tries_left_end = outcome.after.so
 

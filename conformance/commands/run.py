@@ -203,6 +203,7 @@ class ProgressDisplay:
     _task: Any = None
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        release_stop_signals()  # every module is imported: from here a signal stops the run cleanly
         self.total = len(session.items)
         if not self.enabled or not self.total:
             return
@@ -329,7 +330,29 @@ def suite_dir() -> Path:
     return Path(conformance.__file__).parent / "suite"
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+def hold_stop_signals() -> None:
+    """Signals wait while pytest and the suite load: a Ctrl-C inside an import leaves a half
+    module that breaks the rest of the run with a traceback. They are let through once the tests
+    are collected (or when pytest returns), where they stop the run cleanly."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def release_stop_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
 def main(args: argparse.Namespace) -> int:
+    hold_stop_signals()
+    try:
+        return _main(args)
+    finally:
+        release_stop_signals()
+
+
+def _main(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     campaign = plan(args, suite_dir())
     console.print(
@@ -346,6 +369,7 @@ def main(args: argparse.Namespace) -> int:
             code = pytest.main(list(campaign.pytest_args), plugins=[display])
         finally:
             terminal.remove_pause(pause)
+            release_stop_signals()  # pytest stopped before collecting: a held signal lands here
         display.pytest_sessionfinish()
     duration = time.perf_counter() - t0
 
