@@ -46,7 +46,8 @@ class Status:
         so = re.search(r"SO-PIN tries left\s*:\s*(\d+)", text)
         user = re.search(r"User PIN tries left\s*:\s*(\d+)", text)
         user_tries = int(user.group(1)) if user else (0 if "User PIN locked" in text else None)
-        return cls(int(so.group(1)) if so else None, user_tries, "User PIN reset with SO-PIN enabled" in text, text)
+        so_tries = int(so.group(1)) if so else (0 if re.search(r"SO-PIN (locked|blocked)", text) else None)
+        return cls(so_tries, user_tries, "User PIN reset with SO-PIN enabled" in text, text)
 
 
 @dataclass
