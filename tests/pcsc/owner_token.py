@@ -139,6 +139,17 @@ class OwnerToken:
                 kind = None
         return sorted(found)
 
+    def files(self) -> list[str]:
+        """Every file the applet holds (keys CCxx, CV requests and certificates CExx, ...),
+        from ENUMERATE OBJECTS sent with opensc-tool: also what no PKCS#15 directory lists."""
+        out = self.tool("opensc-tool", "--reader", self.reader, "-s", "00:A4:04:00:0B:E8:2B:06:01:04:01:81:C3:1F:02:01:00",
+                        "-s", "80:58:00:00:00").stdout
+        blocks = re.split(r"Received \(SW1=0x([0-9a-f]{2}), SW2=0x([0-9a-f]{2})\)", out, flags=re.I)
+        assert len(blocks) >= 5 and blocks[-3:-1] == ["90", "00"], out
+        lines = [re.match(r"^((?:[0-9A-F]{2} )+)", line) for line in blocks[-1].strip().splitlines()]
+        data = bytes.fromhex("".join(m.group(1) for m in lines if m))
+        return sorted(data[i : i + 2].hex().upper() for i in range(0, len(data) - 1, 2))
+
     def user_pin_works(self, pin: str = PIN) -> bool:
         return self.pkcs11("--login", "--pin", pin, "--list-objects", check=False).returncode == 0
 

@@ -47,7 +47,7 @@ def one_sentence_no_traceback(out: str) -> None:
 
 
 def test_a_run_without_pins_spends_nothing(token: OwnerToken) -> None:
-    objects = token.objects()
+    objects, files = token.objects(), token.files()
     run = token.run()
     one_sentence_no_traceback(run.out)
     cost = run.summary["cost"]
@@ -60,11 +60,13 @@ def test_a_run_without_pins_spends_nothing(token: OwnerToken) -> None:
     serial = run.summary["target"]["serial"]
     with_serial = token.run("--serial", serial)
     assert with_serial.summary["cost"]["so_tries_spent"] == 0, with_serial.out
+    assert token.files() == files
     assert_as_owner_had_it(token, objects=objects)
 
 
 def test_with_both_pins_every_try_comes_back_and_nothing_is_left(token: OwnerToken) -> None:
-    objects = token.objects()
+    objects, files = token.objects(), token.files()
+    assert "CC01" in files and "2F02" in files
     run = token.run(*BOTH)
     one_sentence_no_traceback(run.out)
     assert run.rc == 0, run.out[-3000:]
@@ -74,6 +76,7 @@ def test_with_both_pins_every_try_comes_back_and_nothing_is_left(token: OwnerTok
     assert (cost["user_tries_spent"], cost["so_tries_spent"]) == (0, 0)
     assert cost["tries_spent_and_restored"]["user"] > 0  # it did test something that costs
     assert_as_owner_had_it(token, objects=objects)
+    assert token.files() == files, "an object of the suite (key, CV request, certificate) was left"
     assert not list((token.tmp / "custody-state").glob("*.json"))  # the journal is gone
     secrets = (SO_PIN, PIN.encode().hex().upper(), PIN.encode().hex())
     for trace in (run.bundle / "traces").iterdir():  # the owner's PINs are masked in the evidence
@@ -204,10 +207,12 @@ def test_interrupts_inside_pin_change_windows_lose_nothing(token: OwnerToken) ->
     baseline = token.run(*BOTH)
     points = change_windows(baseline)
     assert len(points) > 10
+    files = token.files()
     sample = [points[0], points[len(points) // 2], points[-1]]
     for n, what in zip(sample, ("INT", "TERM", "INT")):
         interrupt_at(token, n, what)
         assert_as_owner_had_it(token, objects=objects)
+        assert token.files() == files
     pull_at(token, points[len(points) // 3])
     assert_as_owner_had_it(token, objects=objects)
     pull_at(token, points[2 * len(points) // 3], then="run")
