@@ -324,10 +324,12 @@ class Custody:
 
     @property
     def rrc_open(self) -> bool:
-        """RESET RETRY COUNTER can bring a blocked user PIN back."""
+        """A blocked user PIN can be brought back: RESET RETRY COUNTER (option 0x0001), or with
+        the owner's consent to wipe, INITIALIZE; both need the proven SO-PIN above the floor."""
         opts = self.t.options
+        by_rrc = opts is not None and bool(opts & OPTION_RESET_RETRY_COUNTER)
         return bool(
-            self.so_proven and opts is not None and opts & OPTION_RESET_RETRY_COUNTER
+            self.so_proven and (by_rrc or self.may_wipe())
             and self.t.so_tries is not None and self.t.so_tries >= self.so_floor
         )
 
@@ -351,8 +353,8 @@ class Custody:
                 self._refresh()
             if cost == "user" and self._user_wrong(a) and (self.t.user_tries or 0) <= 1 and not self.rrc_open:
                 raise InterlockRefused(
-                    "a wrong user PIN now would block it, and RESET RETRY COUNTER could not bring it back "
-                    "(option 0x0001 off on this token, SO-PIN not proven, or SO tries at the floor)"
+                    "a wrong user PIN now would block it, and nothing could bring it back (RESET RETRY COUNTER: "
+                    "option 0x0001 off, SO-PIN not proven or SO tries below the floor; INITIALIZE: no --hsm-serial)"
                 )
         elif cost == "so":
             if not self.so_proven:
@@ -729,10 +731,13 @@ def restore_tracked(custody: Custody, via: Transport | None) -> Outcome:
 def _left_where(custody: Custody) -> str:
     t = custody.t
     parts = []
+    # Only the suite's own test PINs are named (public constants), never the owner's.
     if custody.pin is not None and t.user_pins != (custody.pin,):
-        parts.append("the user PIN may still be the suite's test PIN" if len(t.user_pins) == 1 else "a user-PIN change was in flight")
+        test_pins = " or ".join(repr(p.decode("ascii", "replace")) for p in t.user_pins if p != custody.pin)
+        parts.append(f"the user PIN may be the suite's test PIN {test_pins} instead of the owner's")
     if custody.so_pin is not None and t.so_pins != (custody.so_pin,):
-        parts.append("the SO-PIN may still be the suite's test SO-PIN" if len(t.so_pins) == 1 else "an SO-PIN change was in flight")
+        test_pins = " or ".join(p.hex().upper() for p in t.so_pins if p != custody.so_pin)
+        parts.append(f"the SO-PIN may be the suite's test SO-PIN {test_pins} instead of the owner's")
     if not parts:
         return "the owner's PINs were in place when it left."
     return "; ".join(parts) + "."

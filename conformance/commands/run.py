@@ -72,7 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plain", action="store_true", help="show pytest's own output instead of the progress display")
     parser.epilog = (
         "Exit status: 0 no rule failed, 1 a rule failed, 2 usage mistake, 3 the run stopped early, "
-        "130 interrupted. An interrupted run leaves a partial bundle marked \"complete\": false."
+        "130 interrupted. An interrupted run leaves a partial bundle marked \"complete\": false. On a real token the "
+        "owner's PINs are put back at the end of every run; after a pulled token, `hsm-lifecycle restore` (or the next run) does it."
     )
 
 
