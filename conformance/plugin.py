@@ -561,6 +561,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         lost = getattr(getattr(suite._target, "custody", None), "lost", None)
         if exitstatus in (0, 1) and (lost is not None or not (suite.custody or {}).get("owner_pins_in_place", True)):
             exitstatus = session.exitstatus = 3  # not ended in custody: the bundle says incomplete
+        elif exitstatus in (0, 1) and getattr(getattr(suite._target, "custody", None), "interrupted", False):
+            # A signal held through the last PIN-change window, with no APDU after it to stop at.
+            exitstatus = session.exitstatus = pytest.ExitCode.INTERRUPTED
     if suite is not None and (suite.evidence is not None or suite.slot is not None):
         suite.read_so_tries_at_end()
     if suite is not None and suite.slot is not None:

@@ -385,7 +385,7 @@ def _main(args: argparse.Namespace) -> int:
         raise UsageError(f"the conformance suite could not be loaded: {display.collect_errors[0]}")
 
     print_summary(console, campaign, summary)
-    if display.interrupted:
+    if display.interrupted or code == pytest.ExitCode.INTERRUPTED:
         console.print(f"[bold red]Interrupted[/]: the partial bundle in {escape(str(campaign.out))} is marked incomplete.", soft_wrap=True)
         return EXIT_INTERRUPTED
     if display.stop_message is not None:
