@@ -17,7 +17,7 @@ that lets a try-spending APDU through:
 * signals: SIGINT/SIGTERM never cut an APDU or a restore; they are delivered at the next APDU
   boundary, where the token's state is exactly known, and `finish` puts the owner's state back.
 * a token that stops answering stops the run (exit 3) instead of failing rules.
-* `finish` (end of every run) and `restore_token` (`hsm-lifecycle restore`, the next run) bring
+* `finish` (end of every run) and conformance.custody_restore (`hsm-lifecycle restore`, the next run) bring
   the owner's PINs back, present the right PINs to restore the counters, delete every object the
   suite created, read the counters again (free) and say in one sentence what they did.
 """
@@ -29,17 +29,31 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from hsm_lifecycle import tlv
 from hsm_lifecycle.conformance.interlocks import Apdu, Cost, InterlockRefused
-from hsm_lifecycle.conformance.journal import Entry, Journal, JournalError
+from hsm_lifecycle.conformance.custody_apdus import (
+    Counters,
+    Outcome,
+    Tracked,
+    case3,
+    classify,
+    describe_apdu,
+    hex_pin,
+    init_options,
+    init_pins,
+    init_retries,
+    parse_inject,
+    query_apdu,
+    select_apdu,
+    tries_left,
+)
+from hsm_lifecycle.conformance.custody_restore import restore_from_journal, restore_tracked
+from hsm_lifecycle.conformance.journal import Entry, Journal
 from hsm_lifecycle.conformance.observe import CredentialError  # a PIN the owner gave is not the token's: exit 3
 from hsm_lifecycle.conformance.transport.base import Response, Transport, TransportError, TransportWrapper
 from hsm_lifecycle.protocol import (
-    AID,
     CLA_ISO,
     CLA_PROPRIETARY,
     OPTION_RESET_RETRY_COUNTER,
@@ -48,10 +62,7 @@ from hsm_lifecycle.protocol import (
     RRC_NEW_PIN,
     SO_PIN_TRIES,
     SW,
-    TAG_INIT_SO_PIN,
-    TAG_INIT_USER_PIN,
     Ins,
-    tries_from_sw,
 )
 
 # A test hook (project tests and bench only): "N:INT", "N:TERM" raise that signal in this
@@ -74,85 +85,6 @@ def skip_reason(guarded: bool, cost: Cost, pin: bytes | None, so_pin: bytes | No
     if guarded and cost == Cost.TRIES and (pin is None or so_pin is None):
         return WHY_NO_PINS
     return None
-
-
-def _hex(pin: bytes | None) -> str | None:
-    return pin.hex().upper() if pin is not None else None
-
-
-def _sw_text(rsp: Response) -> str:
-    return rsp.sw_hex
-
-
-@dataclass(frozen=True)
-class Counters:
-    """What the token says of itself through free queries. None: not initialized / not known."""
-
-    user: int | None
-    so: int | None
-    user_sw: str = ""
-
-    def describe(self) -> str:
-        user = "not set" if self.user is None else str(self.user)
-        so = "not set" if self.so is None else str(self.so)
-        return f"user PIN {user} tries, SO-PIN {so} tries"
-
-
-def select_apdu() -> bytes:
-    return bytes([CLA_ISO, Ins.SELECT, 0x04, 0x00, len(AID)]) + AID + b"\x00"
-
-
-def query_apdu(ref: int) -> bytes:
-    return bytes([CLA_ISO, Ins.VERIFY, 0x00, ref])
-
-
-def _case3(cla: int, ins: int, p1: int, p2: int, data: bytes) -> bytes:
-    return bytes([cla, ins, p1, p2, len(data)]) + data
-
-
-def _tries(rsp: Response) -> int | None:
-    if rsp.sw == SW.AUTH_METHOD_BLOCKED:
-        return 0
-    return tries_from_sw(rsp.sw)
-
-
-@dataclass
-class Tracked:
-    """The token as the custody knows it from the APDUs and answers."""
-
-    user_pins: tuple[bytes, ...] = ()  # what the user PIN may be, most likely first
-    so_pins: tuple[bytes, ...] = ()
-    user_tries: int | None = None
-    user_max: int | None = None
-    so_tries: int | None = None
-    options: int | None = None
-    initialized: bool = True
-    wiped: bool = False
-
-
-@dataclass
-class Outcome:
-    """What `finish` / `restore_token` did, for the bundle and the one sentence."""
-
-    before: Counters | None
-    after: Counters | None
-    pins_in_place: bool
-    objects_left: tuple[str, ...] = ()
-    sentence: str = ""
-    journal: str = ""
-
-    def to_json(self) -> dict[str, object]:
-        def counters(c: Counters | None) -> dict[str, int | None] | None:
-            return None if c is None else {"user_tries": c.user, "so_tries": c.so}
-
-        return {
-            "before": counters(self.before),
-            "after": counters(self.after),
-            "owner_pins_in_place": self.pins_in_place,
-            "objects_left": list(self.objects_left),
-            "message": self.sentence,
-            "journal": self.journal,
-        }
 
 
 class Custody:
@@ -188,7 +120,7 @@ class Custody:
         self._pending_signal: int | None = None
         self._busy = False
         self._handlers: dict[int, object] = {}
-        self._inject = _parse_inject(os.environ.get(INJECT_ENV, ""))
+        self._inject = parse_inject(os.environ.get(INJECT_ENV, ""))
 
     # -- wiring ---------------------------------------------------------------------------------
 
@@ -250,9 +182,9 @@ class Custody:
             self.why_unproven["user"] = "the user PIN is blocked (unblock it with the SO-PIN first: pkcs11-tool --init-pin)"
             return
         self.send(select_apdu(), via)
-        rsp = self.send(_case3(CLA_ISO, Ins.VERIFY, 0x00, PIN_USER, self.pin), via)
+        rsp = self.send(case3(CLA_ISO, Ins.VERIFY, 0x00, PIN_USER, self.pin), via)
         if rsp.sw != SW.OK:
-            left = _tries(rsp)
+            left = tries_left(rsp)
             self._refused("user")
             raise CredentialError(
                 f"the token refused the user PIN given with --hsm-pin ({rsp.sw_hex}{'' if left is None else f', {left} tries left'}): "
@@ -275,9 +207,9 @@ class Custody:
                 f"{left - 1}, below the floor of {self.so_floor} (--hsm-so-floor)"
             )
             return
-        rsp = self.send(_case3(CLA_ISO, Ins.CHANGE_REFERENCE_DATA, 0x00, PIN_SO, self.so_pin + self.so_pin), via)
+        rsp = self.send(case3(CLA_ISO, Ins.CHANGE_REFERENCE_DATA, 0x00, PIN_SO, self.so_pin + self.so_pin), via)
         if rsp.sw != SW.OK:
-            left = _tries(rsp)
+            left = tries_left(rsp)
             self._refused("so")
             raise CredentialError(
                 f"the token refused the SO-PIN given with --hsm-so-pin ({rsp.sw_hex}{'' if left is None else f', {left} tries left'}): "
@@ -300,10 +232,10 @@ class Custody:
         if so_rsp.sw == SW.REFERENCED_DATA_NOT_FOUND:
             return Counters(None, None, "6A88")
         user_rsp = self.send(query_apdu(PIN_USER), via)
-        user = _tries(user_rsp)
+        user = tries_left(user_rsp)
         if user_rsp.sw == SW.OK:  # a session was open: the counter is at its maximum
             user = self.t.user_max
-        return Counters(user, _tries(so_rsp), user_rsp.sw_hex)
+        return Counters(user, tries_left(so_rsp), user_rsp.sw_hex)
 
     def _options(self, via: Transport) -> int | None:
         rsp = self.send(select_apdu(), via)
@@ -401,7 +333,7 @@ class Custody:
             raise KeyboardInterrupt(signal.Signals(sig).name)
         self.admit(a)
         if self.begun and classify(a) != "free":
-            self._write_journal(if_lost=self._if_lost(a), pending=_describe(a))
+            self._write_journal(if_lost=self._if_lost(a), pending=describe_apdu(a))
 
     def after(self, capdu: bytes, rsp: Response) -> None:
         a = Apdu.parse(capdu)
@@ -447,7 +379,7 @@ class Custody:
         elif a.ins == Ins.RESET_RETRY_COUNTER and a.p1 == RRC_NEW_PIN and cur_user is not None and a.data[8:] != cur_user:
             t.user_pins = (cur_user, a.data[8:])
         elif a.ins == Ins.INITIALIZE_DEVICE:
-            user, so = _init_pins(a.data)
+            user, so = init_pins(a.data)
             if user is not None and cur_user is not None and user != cur_user:
                 t.user_pins = (cur_user, user)
             if so is not None and cur_so is not None and so != cur_so:
@@ -458,7 +390,7 @@ class Custody:
     def _follow(self, a: Apdu, rsp: Response) -> None:
         t = self.t
         ok = rsp.sw == SW.OK
-        tries = _tries(rsp)
+        tries = tries_left(rsp)
         if a.ins == Ins.SELECT:
             return
         if a.ins == Ins.VERIFY and a.p2 == PIN_SO and not a.data:
@@ -499,17 +431,17 @@ class Custody:
             return
         if a.ins == Ins.INITIALIZE_DEVICE:
             if ok:
-                user, so = _init_pins(a.data)
+                user, so = init_pins(a.data)
                 if user is not None:
                     t.user_pins = (user,)
                 if so is not None and not t.initialized:
                     t.so_pins = (so,)
-                retries = _init_retries(a.data)
+                retries = init_retries(a.data)
                 t.user_max = retries or t.user_max
                 t.user_tries = t.user_max
                 t.initialized = True
                 t.wiped = True
-                opts = _init_options(a.data)
+                opts = init_options(a.data)
                 t.options = opts if opts is not None else t.options
             elif tries is not None:
                 t.so_tries = tries
@@ -517,7 +449,7 @@ class Custody:
 
     def _follow_so(self, presented: bytes, rsp: Response, new: bytes | None = None) -> None:
         t = self.t
-        tries = _tries(rsp)
+        tries = tries_left(rsp)
         if rsp.sw == SW.OK:
             t.so_pins = (new,) if new is not None else (presented,)
             if t.so_tries is not None and t.so_tries < SO_PIN_TRIES:
@@ -533,8 +465,8 @@ class Custody:
         self.entry = Entry(
             serial=self.serial,
             reader=self.reader,
-            owner_user_pin=_hex(self.pin),
-            owner_so_pin=_hex(self.so_pin),
+            owner_user_pin=hex_pin(self.pin),
+            owner_so_pin=hex_pin(self.so_pin),
             user_pins=tuple(p.hex().upper() for p in t.user_pins),
             so_pins=tuple(p.hex().upper() for p in t.so_pins),
             user_tries_start=self.start.user if self.start else None,
@@ -632,290 +564,28 @@ class CustodyTransport(TransportWrapper):
         return rsp
 
 
-# ---------------------------------------------------------------------------------------------
-# Classification and parsing
+class CustodyTransport(TransportWrapper):
+    """The custody's layer on the device transport (see the module docstring)."""
 
+    def __init__(self, inner: Transport, custody: Custody) -> None:
+        super().__init__(inner)
+        self.custody = custody
 
-def classify(a: Apdu) -> str:
-    """free | user (presents the user PIN) | so (presents the SO-PIN) | write (keys, objects)."""
-    if a.ins in (Ins.VERIFY,):
-        if not a.data:
-            return "free"
-        return "so" if a.p2 == PIN_SO else "user"
-    if a.ins == Ins.CHANGE_REFERENCE_DATA:
-        return "so" if a.p2 == PIN_SO else "user"
-    if a.ins == Ins.RESET_RETRY_COUNTER:
-        return "so"
-    if a.ins == Ins.INITIALIZE_DEVICE:
-        return "so"
-    if a.ins in (Ins.SELECT, Ins.READ_BINARY_ODD, Ins.ENUMERATE_OBJECTS, Ins.GET_CHALLENGE, Ins.GET_RESPONSE,
-                 Ins.PKA_STATUS, Ins.SIGN, Ins.DECIPHER):
-        return "free"
-    if a.ins == Ins.IMPORT_DKEK_SHARE and not a.data:
-        return "free"
-    return "write"
-
-
-def _describe(a: Apdu) -> str:
-    names = {Ins.VERIFY: "VERIFY", Ins.CHANGE_REFERENCE_DATA: "CHANGE REFERENCE DATA", Ins.RESET_RETRY_COUNTER: "RESET RETRY COUNTER",
-             Ins.INITIALIZE_DEVICE: "INITIALIZE DEVICE"}
-    try:
-        name = names.get(Ins(a.ins), Ins(a.ins).name.replace("_", " "))
-    except ValueError:
-        name = f"INS {a.ins:02X}"
-    return f"{name} {a.p1:02X} {a.p2:02X}"
-
-
-def _init_tlvs(data: bytes) -> dict[int, bytes]:
-    try:
-        return {obj.tag: obj.value for obj in tlv.decode_all(data)}
-    except ValueError:
-        return {}
-
-
-def _init_pins(data: bytes) -> tuple[bytes | None, bytes | None]:
-    tags = _init_tlvs(data)
-    return tags.get(TAG_INIT_USER_PIN), tags.get(TAG_INIT_SO_PIN)
-
-
-def _init_retries(data: bytes) -> int | None:
-    value = _init_tlvs(data).get(0x91)
-    return value[0] if value else None
-
-
-def _init_options(data: bytes) -> int | None:
-    value = _init_tlvs(data).get(0x80)
-    return int.from_bytes(value[:2], "big") if value and len(value) >= 2 else None
-
-
-def _parse_inject(text: str) -> tuple[int, str] | None:
-    if not text or ":" not in text:
-        return None
-    n, what = text.split(":", 1)
-    try:
-        return int(n), what.strip().upper()
-    except ValueError:
-        return None
-
-
-# ---------------------------------------------------------------------------------------------
-# Restoring the owner's state
-
-
-def restore_tracked(custody: Custody, via: Transport | None) -> Outcome:
-    """At the end of a run: from what the custody followed (exact unless the token was lost)."""
-    journal = custody.journal
-    where = str(journal.path) if journal is not None else ""
-    if custody.lost is not None:
-        transport = custody.transport
-        assert transport is not None
-        try:  # a token pulled and put back, or a reader that recovered
-            with custody.own():
-                transport.inner.connect()
-            custody.lost = None
-        except (TransportError, OSError):
-            what = _left_where(custody)
-            sentence = (
-                f"custody: the token stopped answering ({custody.lost}); {what} "
-                + (f"Its journal {where} holds the owner's PINs: put the token back and run `hsm-lifecycle restore` "
-                   f"(or the same run again)." if where else "No journal was kept (the serial was never read).")
-            )
-            return Outcome(custody.start, None, custody.owner_state(), sentence=sentence, journal=where)
-    result = _restore(custody, via)
-    if result.pins_in_place and not result.objects_left and journal is not None:
-        journal.remove()
-        result.journal = ""
-    return result
-
-
-def _left_where(custody: Custody) -> str:
-    t = custody.t
-    parts = []
-    # Only the suite's own test PINs are named (public constants), never the owner's.
-    if custody.pin is not None and t.user_pins != (custody.pin,):
-        test_pins = " or ".join(repr(p.decode("ascii", "replace")) for p in t.user_pins if p != custody.pin)
-        parts.append(f"the user PIN may be the suite's test PIN {test_pins} instead of the owner's")
-    if custody.so_pin is not None and t.so_pins != (custody.so_pin,):
-        test_pins = " or ".join(p.hex().upper() for p in t.so_pins if p != custody.so_pin)
-        parts.append(f"the SO-PIN may be the suite's test SO-PIN {test_pins} instead of the owner's")
-    if not parts:
-        return "the owner's PINs were in place when it left."
-    return "; ".join(parts) + "."
-
-
-def _restore(custody: Custody, via: Transport | None) -> Outcome:
-    """Bring the token back to the owner's PINs, tries and objects. Each step presents a PIN
-    the custody knows (at most one wrong candidate while a change was in flight)."""
-    t = custody.t
-    done: list[str] = []
-    problems: list[str] = []
-    send = lambda capdu: custody.send(capdu, via)  # noqa: E731
-    try:
-        now = custody.read_counters(via)
-        if now.so is None:  # uninitialized (after a firmware update): nothing of the owner's left to restore
-            after = now
-            return Outcome(custody.start, after, custody.pin is None, sentence="custody: the token is not initialized; no PIN to restore")
-        owner_user, owner_so = custody.pin, custody.so_pin
-        # SO-PIN first: it may be needed to unblock the user PIN.
-        so_known: bytes | None = None
-        if owner_so is not None:
-            candidates = t.so_pins or (owner_so,)
-            needs = candidates != (owner_so,) or (custody.start is not None and custody.start.so is not None and now.so is not None and now.so < custody.start.so)
-            if needs and not now.so:
-                problems.append("the SO-PIN is blocked")
-            elif needs:
-                for cand in _ordered(candidates, owner_so):
-                    rsp = send(_case3(CLA_ISO, Ins.CHANGE_REFERENCE_DATA, 0x00, PIN_SO, cand + owner_so))
-                    if rsp.sw == SW.OK:
-                        so_known = owner_so
-                        if cand != owner_so:
-                            done.append("SO-PIN put back")
-                        break
-                else:
-                    problems.append("no SO-PIN the suite knows was accepted")
-            else:
-                so_known = owner_so
-        if owner_user is not None:
-            now = custody.read_counters(via)
-            candidates = t.user_pins or (owner_user,)
-            if now.user == 0 and not (custody.start is not None and custody.start.user):
-                pass  # blocked before the run began: the owner's to unblock, not the suite's
-            elif now.user == 0:
-                if so_known is not None and t.options is not None and t.options & OPTION_RESET_RETRY_COUNTER:
-                    rsp = send(_case3(CLA_ISO, Ins.RESET_RETRY_COUNTER, RRC_NEW_PIN, PIN_USER, so_known + owner_user))
-                    if rsp.sw == SW.OK:
-                        done.append("user PIN unblocked and set back")
-                    else:
-                        problems.append(f"RESET RETRY COUNTER answered {rsp.sw_hex}")
-                else:
-                    problems.append("the user PIN is blocked and RESET RETRY COUNTER is not available")
-            elif now.user_sw != "6984":
-                needs = candidates != (owner_user,) or (custody.start is not None and (custody.start.user or 0) > (now.user or 0))
-                if needs:
-                    for cand in _ordered(candidates, owner_user):
-                        send(select_apdu())
-                        rsp = send(_case3(CLA_ISO, Ins.VERIFY, 0x00, PIN_USER, cand))
-                        if rsp.sw == SW.OK:
-                            if cand != owner_user:
-                                rsp = send(_case3(CLA_ISO, Ins.CHANGE_REFERENCE_DATA, 0x00, PIN_USER, cand + owner_user))
-                                if rsp.sw == SW.OK:
-                                    done.append("user PIN put back")
-                                else:
-                                    problems.append(f"changing the user PIN back answered {rsp.sw_hex}")
-                            break
-                    else:
-                        problems.append("no user PIN the suite knows was accepted")
-        left = _delete_own_objects(custody, via, done, problems)
-        send(select_apdu())
-        after = custody.read_counters(via)
-    except TransportError as exc:
-        return Outcome(custody.start, None, False, sentence=f"custody: the token stopped answering while its PINs were being put back ({exc}); "
-                       + (f"its journal {custody.journal.path} is kept: run `hsm-lifecycle restore` when it is back." if custody.journal else ""),
-                       journal=str(custody.journal.path) if custody.journal else "")
-    in_place = not problems and custody.owner_state()
-    before = custody.start
-    tries = f"tries {before.describe() if before else '?'} -> {after.describe()}"
-    if in_place:
-        sentence = "custody: the owner's PINs are in place" + (f" ({', '.join(done)})" if done else "") + f"; {tries}"
-    else:
-        sentence = f"custody: the owner's PINs could not all be put back ({'; '.join(problems) or 'state unknown'}); {tries}"
-    if left:
-        sentence += f"; objects of the suite still on the token: {', '.join(left)}"
-    sentence += "."
-    return Outcome(before, after, in_place, objects_left=tuple(left), sentence=sentence,
-                   journal=str(custody.journal.path) if custody.journal and (not in_place or left) else "")
-
-
-def _ordered(candidates: tuple[bytes, ...], owner: bytes) -> list[bytes]:
-    """The tracked candidates first (most likely first), the owner's PIN at the end if absent."""
-    out = list(dict.fromkeys(candidates))
-    if owner not in out:
-        out.append(owner)
-    return out
-
-
-def _delete_own_objects(custody: Custody, via: Transport | None, done: list[str], problems: list[str]) -> list[str]:
-    """Every object that was not on the token at the start is the suite's: delete it. After a
-    consented wipe the owner's objects are gone anyway; then nothing is compared."""
-    if custody.objects_start is None or custody.t.wiped or custody.pin is None:
-        return []
-    now = custody._objects(via) if via is None else custody._objects(via)
-    if now is None:
-        return []
-    extra = [fid for fid in now if fid not in custody.objects_start]
-    if not extra:
-        return []
-    custody.send(select_apdu(), via)
-    rsp = custody.send(_case3(CLA_ISO, Ins.VERIFY, 0x00, PIN_USER, custody.pin), via)
-    if rsp.sw != SW.OK:
-        problems.append(f"could not log in to delete the suite's objects ({rsp.sw_hex})")
-        return extra
-    left = []
-    for fid in extra:
-        rsp = custody.send(_case3(CLA_ISO, Ins.DELETE_FILE, 0x02, 0x00, bytes.fromhex(fid)), via)
-        if rsp.sw != SW.OK and rsp.sw != SW.FILE_NOT_FOUND:
-            left.append(fid)
-    if len(extra) > len(left):
-        done.append(f"{len(extra) - len(left)} object(s) of the suite deleted")
-    return left
-
-
-def restore_from_journal(custody: Custody, journal: Journal, via: Transport) -> Outcome:
-    """A journal left by a run that did not finish: take its PINs and start state, restore."""
-    entry = journal.load()
-    if entry.pid != os.getpid() and _alive(entry.pid) and entry.pid != 0:
-        raise CredentialError(
-            f"another hsm-lifecycle run (pid {entry.pid}) holds this token's custody journal {journal.path}; "
-            "wait for it to end (two runs on one token would spend each other's tries)"
-        )
-    saved = (custody.pin, custody.so_pin, custody.t, custody.start, custody.objects_start, custody.begun)
-    custody.pin = bytes.fromhex(entry.owner_user_pin) if entry.owner_user_pin else None
-    custody.so_pin = bytes.fromhex(entry.owner_so_pin) if entry.owner_so_pin else None
-    custody.t = Tracked(
-        user_pins=tuple(bytes.fromhex(p) for p in entry.user_pins),
-        so_pins=tuple(bytes.fromhex(p) for p in entry.so_pins),
-        wiped=entry.wiped,
-    )
-    custody.start = Counters(entry.user_tries_start, entry.so_tries_start)
-    custody.objects_start = entry.objects_start
-    custody.t.options = custody._options(via)
-    custody.begun = True
-    custody.journal = journal
-    try:
-        out = _restore(custody, via)
-    finally:
-        custody.pin, custody.so_pin, _, _, _, custody.begun = saved
-    if out.pins_in_place and not out.objects_left:
-        journal.remove()
-        out.journal = ""
-    pending = f" (interrupted during {entry.pending})" if entry.pending else ""
-    out.sentence = out.sentence.replace("custody:", f"custody: an earlier run from {entry.started} was restored{pending}:", 1)
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def journal_for(path: Path | None, serial: str) -> Journal:
-    return Journal(path) if path is not None else Journal.for_serial(serial)
-
-
-__all__ = [
-    "Counters",
-    "CredentialError",
-    "Custody",
-    "CustodyTransport",
-    "JournalError",
-    "Outcome",
-    "TokenLost",
-    "journal_for",
-    "restore_from_journal",
-    "skip_reason",
-]
+    def transmit(self, capdu: bytes) -> Response:
+        c = self.custody
+        if c.lost is not None and not c.privileged:
+            raise TokenLost(f"the token stopped answering earlier in this run ({c.lost})")
+        c.before(capdu)
+        c._busy = True
+        try:
+            c.apdus += 1
+            c.inject(c.apdus)
+            try:
+                rsp = self.inner.transmit(capdu)
+            except TransportError as exc:
+                c.on_lost(exc)
+                raise TokenLost(f"the token stopped answering ({exc})") from None
+            c.after(capdu, rsp)
+        finally:
+            c._busy = False
+        return rsp
