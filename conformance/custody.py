@@ -52,7 +52,7 @@ from hsm_lifecycle.conformance.custody_apdus import (
 from hsm_lifecycle.conformance.custody_restore import restore_from_journal, restore_tracked
 from hsm_lifecycle.conformance.journal import Entry, Journal
 from hsm_lifecycle.conformance.observe import CredentialError  # a PIN the owner gave is not the token's: exit 3
-from hsm_lifecycle.conformance.transport.base import Response, Transport, TransportError, TransportWrapper
+from hsm_lifecycle.conformance.transport.base import Response, Transport, TransportError, TransportTimeout, TransportWrapper
 from hsm_lifecycle.protocol import (
     CLA_ISO,
     CLA_PROPRIETARY,
@@ -109,6 +109,7 @@ class Custody:
         self.serial = ""
         self.reader = ""
         self.lost: str | None = None
+        self.lost_by_timeout = False  # a token that hangs is not asked again
         self.outcome: Outcome | None = None
         self.earlier: Outcome | None = None  # a leftover journal restored before this run
         self.privileged = 0
@@ -482,6 +483,7 @@ class Custody:
     def on_lost(self, exc: TransportError) -> None:
         if self.lost is None:
             self.lost = str(exc) or type(exc).__name__
+            self.lost_by_timeout = isinstance(exc, TransportTimeout)
 
     def inject(self, n: int) -> None:
         spec = self._inject

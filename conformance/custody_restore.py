@@ -25,7 +25,9 @@ def restore_tracked(custody: Custody, via: Transport | None) -> Outcome:
     if custody.lost is not None:
         transport = custody.transport
         assert transport is not None
-        try:  # a token pulled and put back, or a reader that recovered
+        try:  # a token pulled and put back, or a reader that recovered (not one that hangs)
+            if custody.lost_by_timeout:
+                raise TransportError(custody.lost)
             with custody.own():
                 transport.inner.connect()
             custody.lost = None

@@ -558,8 +558,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     suite: Suite | None = session.config.stash.get(SUITE_KEY, None)
     if suite is not None:
         suite.finish_custody()
-        lost = getattr(getattr(suite._target, "custody", None), "lost", None)
-        if exitstatus in (0, 1) and (lost is not None or not (suite.custody or {}).get("owner_pins_in_place", True)):
+        custody = getattr(suite._target, "custody", None)
+        lost = getattr(custody, "lost", None)
+        # With consent to wipe (or block the SO-PIN) the owner gave up what custody keeps.
+        kept = custody is None or custody.may_wipe() or (suite.custody or {}).get("owner_pins_in_place", True)
+        if exitstatus in (0, 1) and (lost is not None or not kept):
             exitstatus = session.exitstatus = 3  # not ended in custody: the bundle says incomplete
         elif exitstatus in (0, 1) and getattr(getattr(suite._target, "custody", None), "interrupted", False):
             # A signal held through the last PIN-change window, with no APDU after it to stop at.
