@@ -23,10 +23,6 @@ class Counters:
     so: int | None
     user_sw: str = ""
 
-    def describe(self) -> str:
-        user = "not set" if self.user is None else str(self.user)
-        so = "not set" if self.so is None else str(self.so)
-        return f"user PIN {user} tries, SO-PIN {so} tries"
 
 
 def describe_change(before: Counters | None, after: Counters | None) -> str:

@@ -109,11 +109,10 @@ class OwnerToken:
     def pkcs11(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.tool("pkcs11-tool", "--module", module(), "--slot-description", self.reader, *args, check=check)
 
-    def initialize(self, *, rrc: bool = True, so_pin: str = SO_PIN, pin: str = PIN) -> None:
+    def initialize(self, *, so_pin: str = SO_PIN, pin: str = PIN) -> None:
+        """As the owner does it: sc-hsm-tool (which sets option 0x0001, RESET RETRY COUNTER)."""
         out = self.sc_hsm_tool("--initialize", "--so-pin", so_pin, "--pin", pin)
         assert "failed" not in out.lower(), out
-        if not rrc:  # sc-hsm-tool always enables RRC; a second INITIALIZE without it is not offered,
-            raise NotImplementedError("sc-hsm-tool initializes with option 0x0001 only")
 
     def keygen(self, key_id: str = "01", label: str = "owner") -> None:
         self.pkcs11("--login", "--pin", PIN, "--keypairgen", "--key-type", "EC:prime256v1", "--id", key_id, "--label", label)
