@@ -24,7 +24,6 @@ class Counters:
     user_sw: str = ""
 
 
-
 def describe_change(before: Counters | None, after: Counters | None) -> str:
     """'tries: user PIN 3 -> 3, SO-PIN 15 -> 15' (None: not read / not set)."""
     def show(c: Counters | None, which: str) -> str:
