@@ -127,8 +127,9 @@ def _restore(custody: Custody, via: Transport | None) -> Outcome:
         send(select_apdu())
         after = custody.read_counters(via)
     except TransportError as exc:
-        return Outcome(custody.start, None, False, sentence=f"custody: the token stopped answering while its PINs were being put back ({exc}); "
-                       + (f"its journal {custody.journal.path} is kept: run `hsm-lifecycle restore` when it is back." if custody.journal else ""),
+        why = custody.lost or str(exc)
+        where = f"Its journal {custody.journal.path} holds the owner's PINs: put the token back and run `hsm-lifecycle restore` (or the same run again)." if custody.journal else ""
+        return Outcome(custody.start, None, False, sentence=f"custody: the token stopped answering ({why}); {_left_where(custody)} {where}".rstrip(),
                        journal=str(custody.journal.path) if custody.journal else "")
     in_place = not problems and custody.owner_state()
     before = custody.start
@@ -137,6 +138,9 @@ def _restore(custody: Custody, via: Transport | None) -> Outcome:
         sentence = "custody: the owner's PINs are in place" + (f" ({', '.join(done)})" if done else "") + f"; {tries}"
     else:
         sentence = f"custody: the owner's PINs could not all be put back ({'; '.join(problems) or 'state unknown'}); {tries}"
+    refused = [name for name, spent in (("user PIN", custody.allowance["user"]), ("SO-PIN", custody.allowance["so"])) if spent]
+    if refused:
+        sentence += f" (the refused {' and '.join(refused)} given cost one try)"
     if left:
         sentence += f"; objects of the suite still on the token: {', '.join(left)}"
     sentence += "."
