@@ -564,7 +564,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         kept = custody is None or custody.may_wipe() or (suite.custody or {}).get("owner_pins_in_place", True)
         if exitstatus in (0, 1) and (lost is not None or not kept):
             exitstatus = session.exitstatus = 3  # not ended in custody: the bundle says incomplete
-        elif exitstatus in (0, 1) and getattr(getattr(suite._target, "custody", None), "interrupted", False):
+        elif exitstatus in (0, 1) and getattr(custody, "interrupted", False):
             # A signal held through the last PIN-change window, with no APDU after it to stop at.
             exitstatus = session.exitstatus = pytest.ExitCode.INTERRUPTED
     if suite is not None and (suite.evidence is not None or suite.slot is not None):
