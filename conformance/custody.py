@@ -110,6 +110,7 @@ class Custody:
         self.reader = ""
         self.lost: str | None = None
         self.lost_by_timeout = False  # a token that hangs is not asked again
+        self.stopping = False  # a signal stopped the run: the tests' own restores are skipped
         self.outcome: Outcome | None = None
         self.earlier: Outcome | None = None  # a leftover journal restored before this run
         self.privileged = 0
@@ -331,6 +332,7 @@ class Custody:
         a = Apdu.parse(capdu)
         if self._pending_signal is not None and not self.privileged:
             sig, self._pending_signal = self._pending_signal, None
+            self.stopping = True
             raise KeyboardInterrupt(signal.Signals(sig).name)
         self.admit(a)
         if self.begun and classify(a) != "free":
@@ -508,6 +510,7 @@ class Custody:
             if self._busy or self.privileged or not self.owner_state():
                 self._pending_signal = signum  # delivered at the next APDU boundary
                 return
+            self.stopping = True
             raise KeyboardInterrupt(signal.Signals(signum).name)
 
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -420,7 +420,10 @@ class TestRun:
         for device in self.devices:
             target = device.target
             if target.persistent:
-                if failed:
+                custody = target.custody
+                if failed or (custody is not None and (custody.stopping or custody.lost is not None)):
+                    # A failed step, or a run stopping (signal, lost token): the model twin is not
+                    # to be trusted; the custody puts the owner's state back at the session's end.
                     target.twin = None
                 else:
                     device.restore()
