@@ -23,6 +23,7 @@ COMMANDS = {
     "emulate": "emulate",
     "learn": "learn",
     "replay": "replay",
+    "restore": "restore",
 }
 
 
@@ -47,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:  # a Ctrl-C while the command modules load is an interruption too, not a traceback
+        parser = build_parser()
+    except KeyboardInterrupt:
+        print("hsm-lifecycle: interrupted while starting; nothing was sent to any token.", file=sys.stderr)
+        return 130
     args = parser.parse_args(argv)
     try:
         return int(args._main(args) or 0)

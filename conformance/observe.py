@@ -187,7 +187,10 @@ class Observer:
         else:
             for b in (AUTH_AFTER_INIT, RRC_DISABLED, RETRIES_BY_PIN_LENGTH, INIT_WRONG_SO_SW):
                 self.unknown(b, "probing it re-initializes the token (needs --hsm-serial and a wiping test selected)")
-        self.wrong_length()
+        try:
+            self.wrong_length()
+        except InterlockRefused as exc:  # a faulty token could spend a try on it: needs the PINs
+            self.unknown(WRONG_LENGTH_PIN_SW, exc.reason)
         if state.transport:
             self.unknown(AUTH_AFTER_CHANGE, "the transport PIN is active; changing it is the owner's first step")
         elif not self.user_pin_known:

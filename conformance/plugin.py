@@ -17,6 +17,7 @@ and combined-summary.json.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shutil
@@ -30,6 +31,7 @@ import pytest
 
 from hsm_lifecycle.conformance import terminal
 from hsm_lifecycle.conformance.evidence.records import TestRecord, append_record, load_evidence_records, records_file
+from hsm_lifecycle.conformance.custody import skip_reason as custody_skip_reason
 from hsm_lifecycle.conformance.fleet import TOKEN_KEY, Fleet, FleetWatch, Slot, TokenConsent
 from hsm_lifecycle.conformance.interlocks import Consent, SerialMismatch
 from hsm_lifecycle.model.cost import CostClass
@@ -52,6 +54,13 @@ TRACE_SECTION_LINES = 200
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
+    # Set by `hsm-lifecycle run`: reasons then name its options (--serial, not --hsm-serial).
+    parser.getgroup("hsm").addoption("--hsm-option-names", default="pytest", choices=("pytest", "run"), help=argparse.SUPPRESS)
+
+
+def option_names(config: pytest.Config, text: str) -> str:
+    """`text` with the options of the command the user ran."""
+    return text.replace("--hsm-", "--") if config.getoption("hsm_option_names", "pytest") == "run" else text
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -174,9 +183,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         cost = marked_cost(item)
         if cost is None:
             continue
-        reason = suite.consent.skip_reason(cost)
+        o = suite.options
+        reason = suite.consent.skip_reason(cost) or custody_skip_reason(o.target.guarded, cost, o.pin, o.so_pin)
         if reason:
-            item.add_marker(pytest.mark.skip(reason=f"interlock: {reason}"))
+            item.add_marker(pytest.mark.skip(reason=f"interlock: {option_names(config, reason)}"))
         else:
             suite.selected_costs.add(cost)
 
@@ -202,6 +212,7 @@ class Suite:
     _described: dict[str, str] | None = None
     so_tries_left_end: int | None = None  # asked of a persistent device at the end (free)
     made_evidence: bool = False  # the evidence folder is this run's (removed if nothing ran)
+    custody: dict[str, Any] | None = None  # what the custody did at the end (conformance.custody)
 
     def __post_init__(self) -> None:
         self.evidence = Path(self.options.evidence).resolve() if self.options.evidence else None
@@ -258,6 +269,7 @@ class Suite:
         if self._broken is not None:
             pytest.fail(self._broken, pytrace=False)
         if self._target is None:
+            from hsm_lifecycle.conformance.journal import JournalError
             from hsm_lifecycle.conformance.observe import CredentialError
             from hsm_lifecycle.conformance.targets import make_target, prepare
             from hsm_lifecycle.conformance.transport.base import TransportError
@@ -269,15 +281,19 @@ class Suite:
             try:
                 target = make_target(self.options, self.consent)
                 wiping = any(c in (CostClass.WIPES, CostClass.IRREVERSIBLE) for c in self.selected_costs)
-                prepare(target, recorder, wiping_test_selected=wiping)
-            except (SerialMismatch, CredentialError) as exc:
+                spending = any(c != CostClass.FREE for c in self.selected_costs)
+                prepare(target, recorder, wiping_test_selected=wiping, spending_test_selected=spending)
+            except (SerialMismatch, CredentialError, JournalError) as exc:
                 if target is not None:
                     self._described = target.describe()
                 self.stop(str(exc))
             except TransportError as exc:
+                self._target = target  # its custody still puts back what it changed
                 self.stop(f"hsm target {self.options.target}: {exc}")
             finally:
                 recorder.flush()  # prepare() flushes only on success: keep what led to a failure
+                if self._target is None and target is not None and target.custody is not None and target.custody.begun:
+                    self._target = target  # stopped after its custody began: finish() restores
             self._target = target
         return self._target
 
@@ -285,6 +301,7 @@ class Suite:
         """The token cannot be used. Alone, it stops the run before anything else is sent
         (pytest.exit); in a fleet only this token's tests fail with the reason and the other
         tokens go on (xdist cannot take a worker that leaves before its tests are done)."""
+        message = option_names(self.config, message)
         if self.slot is None:
             pytest.exit(message, returncode=3)
         self._broken = f"{self.slot.worker}: {message}"
@@ -298,11 +315,33 @@ class Suite:
             return ()
         return tuple((name, value) for name, value in (("pin", o.pin), ("so-pin", o.so_pin)) if value)
 
+    def finish_custody(self) -> None:
+        """A guarded token: the owner's PINs, tries and objects put back, counters read (free)."""
+        custody = getattr(self._target, "custody", None)
+        if custody is None or self.custody is not None:
+            return
+        from hsm_lifecycle.conformance.trace import TracingTransport
+
+        alone = self.worker == "main" or self.slot is not None
+        path, _ = self.trace_path("session-custody" if alone else f"session-custody-{self.worker}")
+        recorder = TraceRecorder(path, secrets=self.trace_secrets())
+        recorder.context("custody: restore the owner's state, read the counters", "")
+        try:
+            outcome = custody.finish(TracingTransport(self._target.raw_transport(), recorder))
+        finally:
+            recorder.flush()
+        self.custody = {**outcome.to_json(), "apdus": custody.apdus, "windows": custody.windows}
+        if custody.earlier is not None:  # a journal left by an earlier run was taken up first
+            self.custody["earlier"] = custody.earlier.to_json()
+            self.custody["message"] = f"{custody.earlier.sentence} {outcome.sentence}"
+        if outcome.after is not None:
+            self.so_tries_left_end = outcome.after.so
+
     def read_so_tries_at_end(self) -> None:
         """A persistent device is asked how many SO tries it has left (a free query); the
         in-process emulator gives every test a fresh token, so no count there means anything."""
-        if self._target is None or not self._target.persistent:
-            return
+        if self._target is None or not self._target.persistent or self.custody is not None:
+            return  # the custody read the counters itself
         from hsm_lifecycle.conformance.targets import read_so_tries
 
         alone = self.worker == "main" or self.slot is not None
@@ -320,6 +359,8 @@ class Suite:
             "observations": dict(target.observations) if target is not None else {},
             "so_tries_left_end": self.so_tries_left_end,
         }
+        if self.custody is not None:
+            info["custody"] = self.custody
         if self.slot is not None:  # a fleet token: which worker drove it, when, with what consent
             described = info["target"] if target is not None or self._described else {"kind": self.slot.target.kind, "reader": self.slot.target.reader or ""}
             info["target"] = {**described, "worker": self.slot.worker}
@@ -401,7 +442,10 @@ class TestRun:
         for device in self.devices:
             target = device.target
             if target.persistent:
-                if failed:
+                custody = target.custody
+                if failed or (custody is not None and (custody.stopping or custody.lost is not None)):
+                    # A failed step, or a run stopping (signal, lost token): the model twin is not
+                    # to be trusted; the custody puts the owner's state back at the session's end.
                     target.twin = None
                     continue
                 try:
@@ -516,6 +560,7 @@ def build_record(item: pytest.Item, reports: dict, run: TestRun | None) -> TestR
             why = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
             why = why.removeprefix("Skipped: ").removeprefix("InterlockRefused: ")
             break
+    why = option_names(item.config, why)
     ledger = run.ledger if run is not None else None
     if outcome == "passed" and ledger is not None and ledger.observed_note:
         outcome, why = "observed", ledger.observed_note
@@ -533,7 +578,7 @@ def build_record(item: pytest.Item, reports: dict, run: TestRun | None) -> TestR
         so_tries_spent=ledger.so_tries_spent if ledger else 0,
         transitions=tuple(ledger.transitions) if ledger else (),
         states=tuple(ledger.states) if ledger else (),
-        observations=dict(ledger.observations) if ledger else {},
+        observations={k: option_names(item.config, v) for k, v in ledger.observations.items()} if ledger else {},
         duration_s=round(sum(rep.duration for rep, _ in reports.values()), 4),
         so_tries_left=ledger.so_tries_left if ledger else None,
         checks=ledger.checks.to_record() if ledger else {},
@@ -551,8 +596,20 @@ def _first_lines(text: str, limit: int = 600) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
+@pytest.hookimpl(trylast=True)  # after the runner tore down the tests (their restores ran)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     suite: Suite | None = session.config.stash.get(SUITE_KEY, None)
+    if suite is not None:
+        suite.finish_custody()
+        custody = getattr(suite._target, "custody", None)
+        lost = getattr(custody, "lost", None)
+        # With consent to wipe (or block the SO-PIN) the owner gave up what custody keeps.
+        kept = custody is None or custody.may_wipe() or (suite.custody or {}).get("owner_pins_in_place", True)
+        if exitstatus in (0, 1) and (lost is not None or not kept):
+            exitstatus = session.exitstatus = 3  # not ended in custody: the bundle says incomplete
+        elif exitstatus in (0, 1) and getattr(custody, "interrupted", False):
+            # A signal held through the last PIN-change window, with no APDU after it to stop at.
+            exitstatus = session.exitstatus = pytest.ExitCode.INTERRUPTED
     if suite is not None and (suite.evidence is not None or suite.slot is not None):
         suite.read_so_tries_at_end()
     if suite is not None and suite.slot is not None:
@@ -588,6 +645,25 @@ def write_evidence(suite: Suite, complete: bool) -> None:
         write_fleet_evidence(suite, complete)
         return
     write_token_bundle(suite, suite.evidence, complete, suite.session_info()["target"])
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """pytest users see the custody's sentence too (`hsm-lifecycle run` prints it itself)."""
+    suite: Suite | None = terminalreporter.config.stash.get(SUITE_KEY, None)
+    if suite is not None and suite.custody and suite.custody.get("message"):
+        terminalreporter.write_line(str(suite.custody["message"]))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """A token that stopped answering stops the run (exit 3): its later tests would only
+    report the missing token as rule failures."""
+    result = yield
+    suite: Suite | None = item.config.stash.get(SUITE_KEY, None)
+    custody = getattr(suite._target, "custody", None) if suite is not None else None
+    if custody is not None and custody.lost is not None:
+        pytest.exit(f"the token stopped answering ({custody.lost}); the run stopped", returncode=3)
+    return result
 
 
 def write_fleet_evidence(suite: Suite, complete: bool) -> None:
@@ -640,7 +716,9 @@ def write_token_bundle(suite: Suite, directory: Path, complete: bool, fallback_t
         behaviours.update(record.observations)
     for info in infos:
         behaviours.update(info.get("observations", {}))
+    behaviours = {b: option_names(suite.config, str(v)) for b, v in behaviours.items()}
     ends = [i["so_tries_left_end"] for i in infos if i.get("so_tries_left_end") is not None]
+    custody = next((i["custody"] for i in infos if i.get("custody")), None)
     try:
         from hsm_lifecycle.conformance.evidence.bundle import write_bundle
     except ImportError:  # the bundle writer is another module's; records stay for `hsm-lifecycle run`
@@ -656,4 +734,5 @@ def write_token_bundle(suite: Suite, directory: Path, complete: bool, fallback_t
         open_behaviours=behaviours,
         complete=complete,
         so_tries_left_end=ends[-1] if ends else None,
+        custody=custody,
     )

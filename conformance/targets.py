@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Callable, NoReturn
 
 import pytest
 
+from hsm_lifecycle.conformance.custody import Custody
 from hsm_lifecycle.conformance.interlocks import Consent, GuardedTransport, InterlockRefused, SerialMismatch
 from hsm_lifecycle.conformance.judging import CheckLog, checks_to_fail
 from hsm_lifecycle.model.cost import CostClass
@@ -147,6 +148,17 @@ class Target:
         self.serial: str | None = None
         self.version: str | None = None  # applet version from the FCP
         self.found: ExtState | None = None  # a persistent device as the session found it
+        self.custody: Custody | None = None  # a guarded token's custody (conformance.custody)
+
+    def in_custody(self, transport: Transport) -> Transport:
+        """A guarded token's transport under its custody: every APDU to it passes there."""
+        if not self.consent.guarded:
+            return transport
+        self.custody = Custody(
+            pin=self.options.pin, so_pin=self.options.so_pin, so_floor=self.consent.so_floor,
+            may_wipe=lambda: self.consent.ceiling() >= CostClass.WIPES,
+        )
+        return self.custody.wrap(transport)
 
     def raw_transport(self) -> Transport:
         raise NotImplementedError
@@ -284,7 +296,7 @@ class AsRealTarget(Target):
             self.set_up_as_owner(self.token, options.pin, options.so_pin)
         # Timed like the real token it stands for (the in-process target is not: a thread per
         # APDU would slow its 200-example runs, and its token cannot hang without a bug).
-        self._transport = self.timed(InProcessTransport(self.token, kind="pcsc", reader=AS_REAL_READER))
+        self._transport = self.in_custody(self.timed(InProcessTransport(self.token, kind="pcsc", reader=AS_REAL_READER)))
 
     @staticmethod
     def set_up_as_owner(token: VirtualToken, pin: bytes | None = None, so_pin: bytes | None = None) -> None:
@@ -313,7 +325,7 @@ class PcscTarget(Target):
         super().__init__(spec, options, consent)
         from hsm_lifecycle.conformance.transport.pcsc import PcscTransport
 
-        self._transport = self.timed(PcscTransport(spec.reader or ""))
+        self._transport = self.in_custody(self.timed(PcscTransport(spec.reader or "")))
 
     def raw_transport(self) -> Transport:
         return self._transport
@@ -934,7 +946,7 @@ def read_so_tries(target: Target, recorder: TraceRecorder) -> int | None:
     return 0 if sw == SW.AUTH_METHOD_BLOCKED else tries_from_sw(sw)
 
 
-def prepare(target: Target, recorder: TraceRecorder, *, wiping_test_selected: bool) -> None:
+def prepare(target: Target, recorder: TraceRecorder, *, wiping_test_selected: bool, spending_test_selected: bool = True) -> None:
     """Open the target for the session. On a persistent device: compare the serial with
     --hsm-serial before any state-changing APDU (SerialMismatch), read the device's state, and
     observe the open behaviours within the consent. On the in-process emulator the probes run on
@@ -958,13 +970,19 @@ def prepare(target: Target, recorder: TraceRecorder, *, wiping_test_selected: bo
     if consent.guarded and consent.serial is not None and serial is None:
         raise SerialMismatch("the token's serial could not be read from EF.C_DevAut, so --hsm-serial cannot be confirmed; nothing was changed")
     consent.confirm_serial(serial or "")
+    if target.custody is not None:  # counters read, a leftover journal restored, PINs proven
+        target.custody.begin(serial or "", tracing, spending=spending_test_selected or wiping_test_selected)
     if not target.persistent:
         observations, _ = observe(probe, ExtState.shipped(), may_wipe=True, so_floor=None)
     else:
         pin_known = not consent.guarded or target.options.pin is not None
+        if target.custody is not None:
+            pin_known = target.custody.user_proven
         state = read_state(probe, user_pin_known=pin_known)
         target.found = state
         so_pin_known = not consent.guarded or target.options.so_pin is not None
+        if target.custody is not None:
+            so_pin_known = target.custody.so_proven
         # Re-initializing an initialized token presents its SO-PIN: only the owner's.
         may_wipe = not consent.guarded or (consent.serial_confirmed and wiping_test_selected and (so_pin_known or not state.is_initialized))
         observations, _ = observe(

@@ -80,7 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plain", action="store_true", help="show pytest's own output instead of the progress display")
     parser.epilog = (
         "Exit status: 0 no rule failed, 1 a rule failed, 2 usage mistake, 3 the run stopped early, "
-        "130 interrupted. An interrupted run leaves a partial bundle marked \"complete\": false."
+        "130 interrupted. An interrupted run leaves a partial bundle marked \"complete\": false. On a real token the "
+        "owner's PINs are put back at the end of every run; after a pulled token, `hsm-lifecycle restore` (or the next run) does it."
     )
 
 
@@ -96,7 +97,10 @@ class Campaign:
 
 def plan(args: argparse.Namespace, suite: Path) -> Campaign:
     """Validate everything before the first APDU; each mistake is one sentence (UsageError)."""
-    target_text = args.target or ("pcsc" if args.reader else "emulator")
+    for flag, value in (("--reader", args.reader), ("--serial", args.serial), ("--target", args.target)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{flag} is empty: give a value (for a reader, part of its name as `opensc-tool -l` lists it), or leave {flag} out.")
+    target_text = args.target or ("pcsc" if args.reader is not None else "emulator")
     try:
         target = parse_target(target_text, args.reader, False)
         if args.so_pin is not None:
@@ -123,6 +127,7 @@ def plan(args: argparse.Namespace, suite: Path) -> Campaign:
         f"--junitxml={out / 'junit.xml'}",
         "-o", "junit_family=xunit1",  # keeps record_property's rule-id properties
         "-p", "no:cacheprovider",
+        "--hsm-option-names=run",
     ]  # fmt: skip
     if target.kind == "emulator:vpcd" and target.reader:
         pytest_args.append(f"--hsm-reader={target.reader}")
@@ -164,8 +169,11 @@ def prepare_out(out: Path, *, force: bool) -> None:
         _empty(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".hsm-lifecycle-write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
     except OSError as exc:
-        raise UsageError(f"cannot create --out {out}: {exc.strerror}.") from None
+        raise UsageError(f"cannot write the evidence bundle to --out {out}: {exc.strerror}.") from None
 
 
 def discard_out(out: Path, out_is_new: bool) -> None:
@@ -217,6 +225,7 @@ class ProgressDisplay:
     _task: Any = None
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        release_stop_signals()  # every module is imported: from here a signal stops the run cleanly
         self.total = len(session.items)
         if not self.enabled or not self.total:
             return
@@ -343,7 +352,29 @@ def suite_dir() -> Path:
     return conformance.SUITE_DIR
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+def hold_stop_signals() -> None:
+    """Signals wait while pytest and the suite load: a Ctrl-C inside an import leaves a half
+    module that breaks the rest of the run with a traceback. They are let through once the tests
+    are collected (or when pytest returns), where they stop the run cleanly."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def release_stop_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
 def main(args: argparse.Namespace) -> int:
+    hold_stop_signals()
+    try:
+        return _main(args)
+    finally:
+        release_stop_signals()
+
+
+def _main(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     out_is_new = not args.out.expanduser().exists()
     campaign = plan(args, suite_dir())
@@ -361,6 +392,7 @@ def main(args: argparse.Namespace) -> int:
             code = pytest.main(list(campaign.pytest_args), plugins=[display])
         finally:
             terminal.remove_pause(pause)
+            release_stop_signals()  # pytest stopped before collecting: a held signal lands here
         display.pytest_sessionfinish()
     duration = time.perf_counter() - t0
 
@@ -377,11 +409,14 @@ def main(args: argparse.Namespace) -> int:
     summary = finish_bundle(campaign, started, duration, complete=ran_all)
 
     print_summary(console, campaign, summary)
-    if display.interrupted:
+    if display.interrupted or code == pytest.ExitCode.INTERRUPTED:
         console.print(f"[bold red]Interrupted[/]: the partial bundle in {escape(str(campaign.out))} is marked incomplete.", soft_wrap=True)
         return EXIT_INTERRUPTED
     if display.stop_message is not None:
         console.print(f"[bold red]Stopped[/]: {escape(display.stop_message)}", soft_wrap=True)
+        return EXIT_STOPPED
+    if code == EXIT_STOPPED:  # the custody could not put everything back: the line above says what
+        console.print("[bold red]Stopped[/]: the token is not as its owner had it; the bundle is marked incomplete.", soft_wrap=True)
         return EXIT_STOPPED
     if code == pytest.ExitCode.INTERNAL_ERROR:
         console.print("[bold red]pytest failed internally[/]; the bundle is marked incomplete.")
@@ -444,6 +479,15 @@ def print_summary(console: Console, campaign: Campaign, summary: dict) -> None:
         f"cost: {cost.get('apdus', 0)} APDUs, {cost.get('user_tries_spent', 0)} user tries, {cost.get('so_tries_spent', 0)} SO tries"
         + (f", {cost['so_tries_left_end']} SO tries left" if cost.get("so_tries_left_end") is not None else "")
     )
+    if cost.get("measured_from") == "device counters":
+        before, after = cost.get("counters", {}).get("before", {}), cost.get("counters", {}).get("after", {})
+        console.print(
+            f"token tries (its own counters): user PIN {before.get('user_tries')} -> {after.get('user_tries')}, "
+            f"SO-PIN {before.get('so_tries')} -> {after.get('so_tries')}; owner's PINs "
+            + ("in place" if cost.get("owner_pins_in_place") else "[bold red]NOT in place[/]")
+        )
+    if cost.get("custody"):
+        console.print(escape(str(cost["custody"])), soft_wrap=True)
     verdict = summary.get("verdict", "error")
     label = headline_of(summary) if summary.get("complete", True) else "INCOMPLETE: " + headline_of(summary)
     colour = {"pass": "green", "partial": "yellow"}.get(verdict, "red")

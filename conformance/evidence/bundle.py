@@ -44,6 +44,7 @@ def write_bundle(
     complete: bool = True,
     so_tries_left_end: int | None = None,
     view: ModelView | None = None,
+    custody: Mapping[str, object] | None = None,
 ) -> Summary:
     """Write every file of the bundle into `out_dir` (created if needed) and return the summary.
 
@@ -63,6 +64,7 @@ def write_bundle(
         open_behaviours=open_behaviours,
         complete=complete,
         so_tries_left_end=so_tries_left_end,
+        custody=custody,
     )
     _write_records(out_dir, records)
     svg, problem = _draw_diagram(out_dir / DIAGRAM_NAME, view, set(summary.coverage.covered_transitions))
@@ -95,7 +97,16 @@ def rebuild_bundle(out_dir: Path, *, complete: bool | None = None, view: ModelVi
         complete=bool(previous.get("complete", True)) if complete is None else complete,
         so_tries_left_end=cost.get("so_tries_left_end") if isinstance(cost, dict) else None,
         view=view,
+        custody=_custody_from_cost(cost) if isinstance(cost, dict) else None,
     )
+
+
+def _custody_from_cost(cost: dict) -> dict | None:
+    """The custody part of an earlier summary's cost, to write it again unchanged."""
+    counters = cost.get("counters")
+    if not counters and "owner_pins_in_place" not in cost:
+        return None
+    return {**(counters or {}), "owner_pins_in_place": cost.get("owner_pins_in_place", True), "message": cost.get("custody", "")}
 
 
 def read_summary(out_dir: Path) -> dict:

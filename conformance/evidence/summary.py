@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from hsm_lifecycle.conformance.evidence.modelview import ModelView
 from hsm_lifecycle.conformance.evidence.records import TestRecord
@@ -68,9 +69,11 @@ class RunCost:
     so_tries_spent: int
     so_tries_left_end: int | None  # None: nobody asked the device at the end
     fresh_per_test: bool = False  # the in-process emulator: no device lives to "the end"
+    custody: Mapping[str, Any] | None = None  # a guarded token's counters before/after (conformance.custody)
 
     @classmethod
-    def of(cls, records: Sequence[TestRecord], so_tries_left_end: int | None = None, *, fresh_per_test: bool = False) -> "RunCost":
+    def of(cls, records: Sequence[TestRecord], so_tries_left_end: int | None = None, *, fresh_per_test: bool = False,
+           custody: Mapping[str, Any] | None = None) -> "RunCost":
         if fresh_per_test:
             so_tries_left_end = None  # each test had a token of its own: no count is the run's
         elif so_tries_left_end is None:
@@ -82,17 +85,41 @@ class RunCost:
             so_tries_spent=sum(r.so_tries_spent for r in records),
             so_tries_left_end=so_tries_left_end,
             fresh_per_test=fresh_per_test,
+            custody=custody,
         )
 
-    def to_summary(self) -> dict[str, int | str | None]:
-        return {
+    def to_summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "apdus": self.apdus,
             "user_tries_spent": self.user_tries_spent,
             "so_tries_spent": self.so_tries_spent,
             "so_tries_left_end": self.so_tries_left_end,
-            # The tries are what the suite's ledger counted from the model's accepted steps.
-            "measured_from": "suite ledger",
+            "measured_from": "suite steps (a fresh token per test)" if self.fresh_per_test else "suite steps",
         }
+        before = (self.custody or {}).get("before")
+        after = (self.custody or {}).get("after")
+        if before and after:
+            # What the token itself says it lost, from its counters (free queries) before and after;
+            # what the tests spent on the way, and the custody gave back, is kept beside it.
+            def lost(key: str) -> int | None:
+                b, a = before.get(key), after.get(key)
+                return max(0, b - a) if b is not None and a is not None else None
+
+            out.update(
+                user_tries_spent=lost("user_tries"),
+                so_tries_spent=lost("so_tries"),
+                so_tries_left_end=after.get("so_tries"),
+                measured_from="device counters",
+                tries_spent_and_restored={"user": self.user_tries_spent, "so": self.so_tries_spent},
+                counters={"before": dict(before), "after": dict(after)},
+                owner_pins_in_place=bool(self.custody.get("owner_pins_in_place")),  # type: ignore[union-attr]
+            )
+        if self.custody is not None and self.custody.get("message"):
+            out["custody"] = str(self.custody["message"])
+        elif self.custody is not None:
+            out.update(measured_from="unknown: the token's counters could not be read at the end",
+                       owner_pins_in_place=bool(self.custody.get("owner_pins_in_place")))
+        return out
 
 
 @dataclass(frozen=True)
@@ -148,6 +175,7 @@ def build_summary(
     open_behaviours: Mapping[str, object],
     complete: bool = True,
     so_tries_left_end: int | None = None,
+    custody: Mapping[str, Any] | None = None,
 ) -> Summary:
     return Summary(
         target=normalize_target(target),
@@ -155,7 +183,7 @@ def build_summary(
         duration_s=float(duration_s),
         rules=tuple(rule_verdicts(view, records)),
         coverage=Coverage.of(view, records, open_behaviours),
-        cost=RunCost.of(records, so_tries_left_end, fresh_per_test=fresh_token_per_test(target)),
+        cost=RunCost.of(records, so_tries_left_end, fresh_per_test=fresh_token_per_test(target), custody=custody),
         open_behaviours={str(k): str(v) for k, v in sorted(open_behaviours.items())},
         complete=complete,
         errors=tuple(f"{r.nodeid}: {r.why.strip().splitlines()[0] if r.why.strip() else 'error'}" for r in tool_errors(records)),

@@ -60,7 +60,7 @@ def test_a_target_that_cannot_redo_an_event_stops_with_the_reason(tmp_path):
 
 
 def test_a_trace_begun_on_a_used_device_says_so_when_it_diverges(run_suite, capfd):
-    run = run_suite("--hsm-emulator-as-real", "--hsm-pin", "648219", select="r04_wrong")
+    run = run_suite("--hsm-emulator-as-real", "--hsm-pin", "648219", "--hsm-so-pin", "3537363231383830", select="r04_wrong")
     path = next((run.evidence / "traces").glob("*r04_wrong*.jsonl"))
     assert next(read_trace(path)).state == "initialized"
     assert cli(["replay", str(path), "--pin", "648219"]) == 1

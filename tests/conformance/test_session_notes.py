@@ -54,7 +54,7 @@ def test_persistent_device_reports_the_so_tries_it_has_at_the_end(run_suite, tmp
     run = run_suite("--hsm-emulator-as-real", "--hsm-emulator-state", str(path), select="r18 or r19")
     assert run.rc == 0, run.output
     assert run.summary["cost"]["so_tries_left_end"] == 13
-    end = list((run.evidence / "traces").glob("session-end*.jsonl"))
+    end = list((run.evidence / "traces").glob("session-custody*.jsonl"))  # the custody reads them
     assert end and "00200088" in end[0].read_text()
 
 

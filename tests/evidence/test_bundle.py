@@ -52,7 +52,7 @@ def test_summary_json_carries_the_derived_verdicts(tmp_path, small_view, record)
     assert doc["verdict"] == "fail" and doc["complete"] is True
     assert doc["rules"][0]["traces"] == ["traces/so_wrong.jsonl"]
     assert doc["coverage"]["transitions"] == {"covered": 2, "applicable": 4, "total": 4}
-    assert doc["cost"] == {"apdus": 52, "user_tries_spent": 0, "so_tries_spent": 16, "so_tries_left_end": 14, "measured_from": "suite ledger"}
+    assert doc["cost"] == {"apdus": 52, "user_tries_spent": 0, "so_tries_spent": 16, "so_tries_left_end": 14, "measured_from": "suite steps"}
 
 
 def test_diagram_marks_the_covered_transitions(tmp_path, small_view, record):

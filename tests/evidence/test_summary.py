@@ -55,7 +55,7 @@ def test_cost_sums_the_records_and_takes_the_last_known_so_tries(small_view, rec
         record("t::d", ("R04",), apdus=2),
     ]
     assert _summary(small_view, records).to_json_dict()["cost"] == {
-        "apdus": 18, "user_tries_spent": 3, "so_tries_spent": 3, "so_tries_left_end": 12, "measured_from": "suite ledger",
+        "apdus": 18, "user_tries_spent": 3, "so_tries_spent": 3, "so_tries_left_end": 12, "measured_from": "suite steps",
     }
 
 

@@ -1,0 +1,597 @@
+"""Custody of a real token: the run never costs what it cannot give back (rules.md, "Custody").
+
+Every APDU to a guarded token (a real one, or the emulator posing as one) passes one
+`CustodyTransport`, the layer closest to the device. It follows the token's PINs, counters
+and objects from the APDUs and their answers (never from the model), and it is the one place
+that lets a try-spending APDU through:
+
+* credentials before cost: nothing that presents a PIN, spends a try or writes reaches the token
+  until `Custody.begin` has read its counters (free) and proven the PINs the owner gave, each with
+  one presentation (the user PIN with one VERIFY; the SO-PIN with one CHANGE REFERENCE DATA 88
+  from itself to itself, only if a wrong one would still leave the SO floor). A refused PIN stops
+  the run (`CredentialError`, exit 3) after exactly one try. A wrong presentation is let through
+  only while the way back is open: the proven PIN restores the counter, and a user counter
+  brought to 0 needs RESET RETRY COUNTER allowed by the token's options and a proven SO-PIN.
+* the journal (conformance.journal): before each APDU that changes a PIN or spends a try, what
+  the token will hold if the run is lost right there; after the answer, what it holds.
+* signals: SIGINT/SIGTERM never cut an APDU or a restore; they are delivered at the next APDU
+  boundary, where the token's state is exactly known, and `finish` puts the owner's state back.
+* a token that stops answering stops the run (exit 3) instead of failing rules.
+* `finish` (end of every run) and conformance.custody_restore (`hsm-lifecycle restore`, the next run) bring
+  the owner's PINs back, present the right PINs to restore the counters, delete every object the
+  suite created, read the counters again (free) and say in one sentence what they did.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Callable
+
+from hsm_lifecycle import tlv
+from hsm_lifecycle.conformance.interlocks import Apdu, InterlockRefused
+from hsm_lifecycle.model.cost import CostClass
+from hsm_lifecycle.conformance.custody_apdus import (
+    Counters,
+    Outcome,
+    Tracked,
+    case3,
+    classify,
+    describe_apdu,
+    hex_pin,
+    init_options,
+    init_pins,
+    init_retries,
+    parse_inject,
+    query_apdu,
+    select_apdu,
+    tries_left,
+)
+from hsm_lifecycle.conformance.custody_restore import restore_from_journal, restore_tracked
+from hsm_lifecycle.conformance.journal import Entry, Journal
+from hsm_lifecycle.conformance.observe import CredentialError  # a PIN the owner gave is not the token's: exit 3
+from hsm_lifecycle.conformance.transport.base import Response, Transport, TransportError, TransportTimeout, TransportWrapper
+from hsm_lifecycle.protocol import (
+    CLA_ISO,
+    CLA_PROPRIETARY,
+    OPTION_RESET_RETRY_COUNTER,
+    PIN_SO,
+    PIN_USER,
+    RRC_NEW_PIN,
+    SO_PIN_TRIES,
+    SW,
+    Ins,
+)
+
+# A test hook (project tests and bench only): "N:INT", "N:TERM" raise that signal in this
+# process while APDU number N is in flight; "N:KILL=PID" kills PID (the emulator serving the
+# token) just before APDU N, as a pulled token.
+INJECT_ENV = "HSM_CUSTODY_INJECT"
+
+WHY_NO_PINS = (
+    "cost class 'tries' spends PIN tries that only the token's own PINs give back: "
+    "pass --hsm-pin and --hsm-so-pin to allow it"
+)
+
+
+class TokenLost(TransportError):
+    """The token stopped answering during the run."""
+
+
+def skip_reason(guarded: bool, cost: CostClass, pin: bytes | None, so_pin: bytes | None) -> str | None:
+    """Why a test of this cost class may not run for lack of credentials, or None."""
+    if guarded and cost == CostClass.TRIES and (pin is None or so_pin is None):
+        return WHY_NO_PINS
+    return None
+
+
+class Custody:
+    """The custody of one guarded token for one run (or one `hsm-lifecycle restore`)."""
+
+    def __init__(self, *, pin: bytes | None, so_pin: bytes | None, so_floor: int, may_wipe: Callable[[], bool]) -> None:
+        self.pin = pin
+        self.so_pin = so_pin
+        self.so_floor = so_floor
+        self.may_wipe = may_wipe
+        self.transport: CustodyTransport | None = None
+        self.journal: Journal | None = None
+        self.entry: Entry | None = None
+        self.t = Tracked()
+        self.begun = False
+        self.user_proven = False
+        self.so_proven = False
+        self.so_restorable = True  # until a right SO-PIN is seen not to restore the counter
+        self.why_unproven: dict[str, str] = {}
+        self.start: Counters | None = None
+        self.objects_start: tuple[str, ...] | None = None
+        self.serial = ""
+        self.reader = ""
+        self.lost: str | None = None
+        self.lost_by_timeout = False  # a token that hangs is not asked again
+        self.stopping = False  # a signal stopped the run: the tests' own restores are skipped
+        self.outcome: Outcome | None = None
+        self.earlier: Outcome | None = None  # a leftover journal restored before this run
+        self.privileged = 0
+        self.closed = False  # finish() ran: nothing but free reads from here on
+        self.allowance = {"user": 0, "so": 0}  # the one try a refused PIN cost
+        self.apdus = 0
+        self.windows: list[list[int]] = []  # [first, last] APDU numbers while not the owner's state
+        self._so_check: int | None = None
+        self._pending_signal: int | None = None
+        self._busy = False
+        self._handlers: dict[int, object] = {}
+        self._inject = parse_inject(os.environ.get(INJECT_ENV, ""))
+
+    # -- wiring ---------------------------------------------------------------------------------
+
+    def wrap(self, inner: Transport) -> "CustodyTransport":
+        self.transport = CustodyTransport(inner, self)
+        self.reader = inner.describe().get("reader", "")
+        return self.transport
+
+    @contextmanager
+    def own(self) -> Iterator[None]:
+        """The custody's own APDUs (proofs, restores): not gated, never cut by a signal."""
+        self.privileged += 1
+        try:
+            yield
+        finally:
+            self.privileged -= 1
+
+    def send(self, capdu: bytes, via: Transport | None = None) -> Response:
+        assert self.transport is not None
+        with self.own():
+            return (via or self.transport).transmit(capdu)
+
+    # -- start of a run ---------------------------------------------------------------------------
+
+    def begin(self, serial: str, via: Transport, *, spending: bool) -> None:
+        """Read the token (free), restore a leftover journal, prove the owner's PINs.
+        `via`: the traced path to the custody transport. `spending`: a test that may spend a
+        try is selected (otherwise no PIN is presented at all)."""
+        self.serial = serial or ""
+        self.journal = Journal.for_serial(self.serial) if self.serial else None
+        self._install_signals()
+        if self.journal is not None and self.journal.exists():
+            self.earlier = restore_from_journal(self, self.journal, via)
+            if not self.earlier.pins_in_place:
+                raise CredentialError(
+                    f"an earlier run left this token without its owner's PINs and they could not be put back: "
+                    f"{self.earlier.sentence}"
+                )
+        self.t = Tracked(user_pins=(self.pin,) if self.pin else (), so_pins=(self.so_pin,) if self.so_pin else ())
+        self.start = self.read_counters(via)
+        self.t.options = self._options(via)
+        self.objects_start = self._objects(via)
+        self.t.initialized = self.start.so is not None
+        self.begun = True
+        self._write_journal()
+        if spending and self.start.so is not None:
+            self._prove_user(via)
+            self._prove_so(via)
+        self.send(select_apdu(), via)
+
+    def _prove_user(self, via: Transport) -> None:
+        if self.pin is None:
+            self.why_unproven["user"] = "no user PIN given"
+            return
+        if self.start is None or self.start.user_sw == "6984":
+            self.why_unproven["user"] = "the transport PIN is active"
+            return
+        if not self.start.user:
+            self.why_unproven["user"] = "the user PIN is blocked (unblock it with the SO-PIN first: pkcs11-tool --init-pin)"
+            return
+        self.send(select_apdu(), via)
+        rsp = self.send(case3(CLA_ISO, Ins.VERIFY, 0x00, PIN_USER, self.pin), via)
+        if rsp.sw != SW.OK:
+            left = tries_left(rsp)
+            self._refused("user")
+            raise CredentialError(
+                f"the token refused the user PIN given with --hsm-pin ({rsp.sw_hex}{'' if left is None else f', {left} tries left'}): "
+                "it is not this token's user PIN; one user try was spent and the run stopped before spending more"
+            )
+        self.user_proven = True
+        self.t.user_max = self.read_counters(via).user  # after SELECT ended the session: the maximum
+
+    def _prove_so(self, via: Transport) -> None:
+        if self.so_pin is None:
+            self.why_unproven["so"] = "no SO-PIN given"
+            return
+        left = self.t.so_tries
+        if not left:
+            self.why_unproven["so"] = "the SO-PIN is blocked"
+            return
+        if left - 1 < self.so_floor:
+            self.why_unproven["so"] = (
+                f"the SO-PIN has {left} tries left: if the SO-PIN given were wrong, presenting it would leave "
+                f"{left - 1}, below the floor of {self.so_floor} (--hsm-so-floor)"
+            )
+            return
+        rsp = self.send(case3(CLA_ISO, Ins.CHANGE_REFERENCE_DATA, 0x00, PIN_SO, self.so_pin + self.so_pin), via)
+        if rsp.sw != SW.OK:
+            left = tries_left(rsp)
+            self._refused("so")
+            raise CredentialError(
+                f"the token refused the SO-PIN given with --hsm-so-pin ({rsp.sw_hex}{'' if left is None else f', {left} tries left'}): "
+                "it is not this token's SO-PIN; one SO try was spent and the run stopped before spending more"
+            )
+        self.so_proven = True
+
+    def _refused(self, which: str) -> None:
+        """The PIN given is not the token's: never presented again (the restore included); the
+        one try it cost is the price the owner was told of."""
+        self.allowance[which] = 1
+        if which == "user":
+            self.pin, self.t.user_pins = None, ()
+        else:
+            self.so_pin, self.t.so_pins = None, ()
+
+    def read_counters(self, via: Transport | None = None) -> Counters:
+        self.send(select_apdu(), via)
+        so_rsp = self.send(query_apdu(PIN_SO), via)
+        if so_rsp.sw == SW.REFERENCED_DATA_NOT_FOUND:
+            return Counters(None, None, "6A88")
+        user_rsp = self.send(query_apdu(PIN_USER), via)
+        user = tries_left(user_rsp)
+        if user_rsp.sw == SW.OK:  # a session was open: the counter is at its maximum
+            user = self.t.user_max
+        return Counters(user, tries_left(so_rsp), user_rsp.sw_hex)
+
+    def _options(self, via: Transport) -> int | None:
+        rsp = self.send(select_apdu(), via)
+        try:
+            fcp = tlv.decode_exact(rsp.data)
+            prop = tlv.find(tlv.decode_all(fcp.value), 0x85)
+        except ValueError:
+            return None
+        return int.from_bytes(prop.value[:2], "big") if prop is not None and len(prop.value) >= 5 else None
+
+    def _objects(self, via: Transport) -> tuple[str, ...] | None:
+        rsp = self.send(bytes([CLA_PROPRIETARY, Ins.ENUMERATE_OBJECTS, 0, 0, 0, 0, 0]), via)
+        if rsp.sw != SW.OK:
+            return None
+        return tuple(sorted(rsp.data[i : i + 2].hex().upper() for i in range(0, len(rsp.data) - 1, 2)))
+
+    # -- the gate ------------------------------------------------------------------------------
+
+    @property
+    def rrc_open(self) -> bool:
+        """A blocked user PIN can be brought back: RESET RETRY COUNTER (option 0x0001), or with
+        the owner's consent to wipe, INITIALIZE; both need the proven SO-PIN above the floor."""
+        opts = self.t.options
+        by_rrc = opts is not None and bool(opts & OPTION_RESET_RETRY_COUNTER)
+        return bool(
+            self.so_proven and (by_rrc or self.may_wipe())
+            and self.t.so_tries is not None and self.t.so_tries >= self.so_floor
+        )
+
+    def admit(self, a: Apdu) -> None:
+        """Refuse (InterlockRefused) an APDU whose cost the custody could not give back."""
+        if self.privileged:
+            return
+        cost = classify(a)
+        if self.closed and cost != "free":
+            raise InterlockRefused("the run has ended and the owner's PINs are back: nothing more is presented")
+        if cost == "free":
+            return
+        if not self.begun:
+            raise InterlockRefused("nothing that spends a try is sent before the token's counters are read and its PINs proven")
+        if not self.t.initialized:
+            return  # no PIN to lose: an uninitialized token takes any code (consent is the guard's)
+        if cost in ("user", "write"):
+            if not self.user_proven:
+                raise InterlockRefused(self._missing("user"))
+            if cost == "user" and self._user_wrong(a):
+                self._refresh()
+            if cost == "user" and self._user_wrong(a) and (self.t.user_tries or 0) <= 1 and not self.rrc_open:
+                raise InterlockRefused(
+                    "a wrong user PIN now would block it, and nothing could bring it back (RESET RETRY COUNTER: "
+                    "option 0x0001 off, SO-PIN not proven or SO tries below the floor; INITIALIZE: no --hsm-serial)"
+                )
+        elif cost == "so":
+            if not self.so_proven:
+                raise InterlockRefused(self._missing("so"))
+            if self._so_wrong(a) and not self.so_restorable:
+                raise InterlockRefused("this token did not restore its SO counter after a right SO-PIN: a wrong one would cost a try for good")
+            if a.ins == Ins.RESET_RETRY_COUNTER and not self.user_proven:
+                raise InterlockRefused(self._missing("user"))
+
+    def _refresh(self) -> None:
+        """Both counters asked of the token (free queries, untraced: they change nothing) when a
+        wrong presentation is about to be judged against them and one is not known."""
+        if self.t.so_tries is None:
+            self.send(query_apdu(PIN_SO))
+        if self.t.user_tries is None:
+            rsp = self.send(query_apdu(PIN_USER))
+            if rsp.sw == SW.OK:  # verified in this session: at the maximum
+                self.t.user_tries = self.t.user_max
+
+    def _missing(self, which: str) -> str:
+        option = "--hsm-pin" if which == "user" else "--hsm-so-pin"
+        what = "the user PIN" if which == "user" else "the SO-PIN"
+        why = self.why_unproven.get(which, "")
+        if why in ("no user PIN given", "no SO-PIN given", ""):
+            return f"this step spends tries of {what} that only the token's own PIN gives back: pass it with {option}"
+        return f"this step spends tries of {what}, which the suite could not prove: {why}"
+
+    def _user_wrong(self, a: Apdu) -> bool:
+        cur = self.t.user_pins[0] if self.t.user_pins else None
+        if a.ins == Ins.VERIFY:
+            return a.data != cur
+        return cur is None or a.data[: len(cur)] != cur
+
+    def _so_wrong(self, a: Apdu) -> bool:
+        cur = self.t.so_pins[0] if self.t.so_pins else None
+        return a.data[:8] != cur
+
+    # -- following the token ----------------------------------------------------------------------
+
+    def before(self, capdu: bytes) -> None:
+        a = Apdu.parse(capdu)
+        if self._pending_signal is not None and not self.privileged:
+            sig, self._pending_signal = self._pending_signal, None
+            self.stopping = True
+            raise KeyboardInterrupt(signal.Signals(sig).name)
+        self.admit(a)
+        if self.begun and classify(a) != "free":
+            self._write_journal(if_lost=self._if_lost(a), pending=describe_apdu(a))
+
+    def after(self, capdu: bytes, rsp: Response) -> None:
+        a = Apdu.parse(capdu)
+        self._follow(a, rsp)
+        if not self.begun:
+            return
+        if classify(a) != "free":
+            self._write_journal()
+        self._note_window()
+
+    def _note_window(self) -> None:
+        dirty = not self.owner_state()
+        if dirty and (not self.windows or self.windows[-1][1] != self.apdus - 1):
+            self.windows.append([self.apdus, self.apdus])
+        elif dirty:
+            self.windows[-1][1] = self.apdus
+
+    def owner_state(self) -> bool:
+        """The token holds the owner's PINs and at least the tries it started with."""
+        t, s = self.t, self.start
+        if self.pin is not None and t.user_pins != (self.pin,):
+            return False
+        if self.so_pin is not None and t.so_pins != (self.so_pin,):
+            return False
+        if s is not None and s.user is not None and t.user_tries is not None and t.user_tries < s.user - self.allowance["user"]:
+            return False
+        if s is not None and s.so is not None and t.so_tries is not None and t.so_tries < s.so - self.allowance["so"]:
+            return False
+        return True
+
+    def _if_lost(self, a: Apdu) -> Tracked:
+        """The token's state if this APDU is its last: a PIN change may or may not have landed."""
+        t = Tracked(**vars(self.t))
+        cur_user = t.user_pins[0] if t.user_pins else None
+        cur_so = t.so_pins[0] if t.so_pins else None
+        if a.ins == Ins.CHANGE_REFERENCE_DATA and a.p2 == PIN_USER and cur_user is not None:
+            old, new = a.data[: len(cur_user)], a.data[len(cur_user) :]
+            if old == cur_user and new != cur_user:
+                t.user_pins = (cur_user, new)
+        elif a.ins == Ins.CHANGE_REFERENCE_DATA and a.p2 == PIN_SO and cur_so is not None:
+            if a.data[:8] == cur_so and a.data[8:16] != cur_so:
+                t.so_pins = (cur_so, a.data[8:16])
+        elif a.ins == Ins.RESET_RETRY_COUNTER and a.p1 == RRC_NEW_PIN and cur_user is not None and a.data[8:] != cur_user:
+            t.user_pins = (cur_user, a.data[8:])
+        elif a.ins == Ins.INITIALIZE_DEVICE:
+            user, so = init_pins(a.data)
+            if user is not None and cur_user is not None and user != cur_user:
+                t.user_pins = (cur_user, user)
+            if so is not None and cur_so is not None and so != cur_so:
+                t.so_pins = (cur_so, so)
+            t.wiped = True
+        return t
+
+    def _follow(self, a: Apdu, rsp: Response) -> None:
+        t = self.t
+        ok = rsp.sw == SW.OK
+        tries = tries_left(rsp)
+        if a.ins == Ins.SELECT:
+            return
+        if a.ins == Ins.VERIFY and a.p2 == PIN_SO and not a.data:
+            if rsp.sw == SW.REFERENCED_DATA_NOT_FOUND:
+                t.initialized = False
+            elif tries is not None:
+                t.initialized = True
+                if self._so_check is not None and tries == self._so_check and tries < SO_PIN_TRIES:
+                    self.so_restorable = False
+                self._so_check = None
+                t.so_tries = tries
+            return
+        if a.ins == Ins.VERIFY and a.p2 == PIN_USER:
+            if ok and a.data:
+                t.user_pins, t.user_tries = (a.data,), t.user_max
+            elif tries is not None:
+                t.user_tries = tries
+            return
+        if a.ins == Ins.VERIFY and a.p2 == PIN_SO:  # VERIFY 88 with data
+            self._follow_so(a.data[:8], rsp)
+            return
+        if a.ins == Ins.CHANGE_REFERENCE_DATA and a.p2 == PIN_USER:
+            cur = t.user_pins[0] if t.user_pins else None
+            if ok and cur is not None:
+                t.user_pins, t.user_tries = (a.data[len(cur) :],), t.user_max
+            elif tries is not None:
+                t.user_tries = tries
+            return
+        if a.ins == Ins.CHANGE_REFERENCE_DATA and a.p2 == PIN_SO:
+            self._follow_so(a.data[:8], rsp, new=a.data[8:16])
+            return
+        if a.ins == Ins.RESET_RETRY_COUNTER:
+            self._follow_so(a.data[:8], rsp)
+            if ok:
+                t.user_tries = t.user_max
+                if a.p1 == RRC_NEW_PIN:
+                    t.user_pins = (a.data[8:],)
+            return
+        if a.ins == Ins.INITIALIZE_DEVICE:
+            if ok:
+                user, so = init_pins(a.data)
+                if user is not None:
+                    t.user_pins = (user,)
+                if so is not None and not t.initialized:
+                    t.so_pins = (so,)
+                retries = init_retries(a.data)
+                t.user_max = retries or t.user_max
+                t.user_tries = t.user_max
+                t.initialized = True
+                t.wiped = True
+                opts = init_options(a.data)
+                t.options = opts if opts is not None else t.options
+            elif tries is not None:
+                t.so_tries = tries
+            return
+
+    def _follow_so(self, presented: bytes, rsp: Response, new: bytes | None = None) -> None:
+        t = self.t
+        tries = tries_left(rsp)
+        if rsp.sw == SW.OK:
+            t.so_pins = (new,) if new is not None else (presented,)
+            if t.so_tries is not None and t.so_tries < SO_PIN_TRIES:
+                self._so_check = t.so_tries  # the next query says whether a right SO-PIN restores
+            t.so_tries = None  # unknown until the next free query
+        elif tries is not None:
+            t.so_tries = tries
+
+    def _write_journal(self, if_lost: Tracked | None = None, pending: str = "") -> None:
+        if self.journal is None:
+            return
+        t = if_lost or self.t
+        self.entry = Entry(
+            serial=self.serial,
+            reader=self.reader,
+            owner_user_pin=hex_pin(self.pin),
+            owner_so_pin=hex_pin(self.so_pin),
+            user_pins=tuple(p.hex().upper() for p in t.user_pins),
+            so_pins=tuple(p.hex().upper() for p in t.so_pins),
+            user_tries_start=self.start.user if self.start else None,
+            so_tries_start=self.start.so if self.start else None,
+            objects_start=self.objects_start,
+            pending=pending,
+            wiped=t.wiped,
+        )
+        self.journal.write(self.entry)
+
+    # -- transport events ----------------------------------------------------------------------
+
+    def on_lost(self, exc: TransportError) -> None:
+        if self.lost is None:
+            self.lost = str(exc) or type(exc).__name__
+            self.lost_by_timeout = isinstance(exc, TransportTimeout)
+
+    def inject(self, n: int) -> None:
+        spec = self._inject
+        if spec is None or spec[0] != n:
+            return
+        what = spec[1]
+        if what.startswith("KILL="):
+            try:
+                os.kill(int(what[5:]), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        else:
+            os.kill(os.getpid(), getattr(signal, f"SIG{what}"))
+
+    # -- signals -------------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread() or self._handlers:
+            return
+
+        def handler(signum: int, frame: object) -> None:
+            if self._busy or self.privileged or not self.owner_state():
+                self._pending_signal = signum  # delivered at the next APDU boundary
+                return
+            self.stopping = True
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._handlers[sig] = signal.signal(sig, handler)
+
+    def _uninstall_signals(self) -> None:
+        for sig, previous in self._handlers.items():
+            signal.signal(sig, previous)  # type: ignore[arg-type]
+        self._handlers.clear()
+
+    @property
+    def interrupted(self) -> bool:
+        return self._pending_signal is not None
+
+    # -- the end of a run ------------------------------------------------------------------------
+
+    def finish(self, via: Transport | None = None) -> Outcome:
+        """Put the owner's state back (whatever happened), read the counters, say so."""
+        if self.outcome is not None:
+            return self.outcome
+        try:
+            if not self.begun:
+                self.outcome = Outcome(None, None, True, sentence="custody: the token was not used (no counters read)")
+                return self.outcome
+            self.outcome = restore_tracked(self, via)
+            return self.outcome
+        finally:
+            self.closed = True
+            self._uninstall_signals()
+
+
+class CustodyTransport(TransportWrapper):
+    """The custody's layer on the device transport (see the module docstring)."""
+
+    def __init__(self, inner: Transport, custody: Custody) -> None:
+        super().__init__(inner)
+        self.custody = custody
+
+    def transmit(self, capdu: bytes) -> Response:
+        c = self.custody
+        if c.lost is not None and not c.privileged:
+            raise TokenLost(f"the token stopped answering earlier in this run ({c.lost})")
+        c.before(capdu)
+        c._busy = True
+        try:
+            c.apdus += 1
+            c.inject(c.apdus)
+            try:
+                rsp = self.inner.transmit(capdu)
+            except TransportError as exc:
+                c.on_lost(exc)
+                raise TokenLost(f"the token stopped answering ({exc})") from None
+            c.after(capdu, rsp)
+        finally:
+            c._busy = False
+        return rsp
+
+
+class CustodyTransport(TransportWrapper):
+    """The custody's layer on the device transport (see the module docstring)."""
+
+    def __init__(self, inner: Transport, custody: Custody) -> None:
+        super().__init__(inner)
+        self.custody = custody
+
+    def transmit(self, capdu: bytes) -> Response:
+        c = self.custody
+        if c.lost is not None and not c.privileged:
+            raise TokenLost(f"the token stopped answering earlier in this run ({c.lost})")
+        c.before(capdu)
+        c._busy = True
+        try:
+            c.apdus += 1
+            c.inject(c.apdus)
+            try:
+                rsp = self.inner.transmit(capdu)
+            except TransportError as exc:
+                c.on_lost(exc)
+                raise TokenLost(f"the token stopped answering ({exc})") from None
+            c.after(capdu, rsp)
+        finally:
+            c._busy = False
+        return rsp
