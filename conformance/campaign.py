@@ -1,0 +1,275 @@
+"""The campaign on a persistent token, conformance side: from the collected tests, the token's
+start state (free reads only) and the user's consent to `model.plan`'s walk, and back.
+
+* `check_specs` turns collected tests into `CheckSpec`s: rule and cost markers, the `walk`
+  marker (where a test starts and leaves the token, the firmware updates it makes) and the
+  cost of each test measured on the emulator (data/check-costs.json, made by
+  `python -m bench.check_costs`).
+* `read_start` reads the token as `doctor` does (conformance.doctor.read_token: a guard lets
+  only free APDUs through) and takes the model state the reading names.
+* `LatencyTable` prices commands on a Nitrokey HSM 2 (data/latency-nitrokey-hsm2.json,
+  docs/latency.md) for the duration estimate.
+* `render` words the plan for a person, with the options of the command they ran.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hsm_lifecycle.model.commands import Command
+from hsm_lifecycle.model.plan import (
+    NEED_IRREVERSIBLE,
+    NEED_OPERATOR,
+    NEED_PIN,
+    NEED_SERIAL,
+    NEED_SO_PIN,
+    RENEWAL,
+    START_STATES,
+    CheckSpec,
+    Plan,
+    PlanConsent,
+    Pricing,
+)
+from hsm_lifecycle.model.states import ExtState
+from hsm_lifecycle.protocol import Ins
+
+DATA = Path(__file__).resolve().parent / "data"
+LATENCY_FILE = DATA / "latency-nitrokey-hsm2.json"
+COSTS_FILE = DATA / "check-costs.json"
+
+WALK_MARKER = "walk"
+WALK_MARKER_HELP = (
+    "walk(start=..., leaves=..., updates=N): on a persistent token, where the test can start "
+    f"({', '.join(START_STATES)}), the lifecycle state it leaves the token in, and the firmware updates it makes"
+)
+
+# How the options that would allow a check are named, per command the user ran.
+OPTION_WORDS: dict[str, dict[str, str]] = {
+    "pytest": {
+        NEED_SERIAL: "--hsm-serial SERIAL",
+        NEED_IRREVERSIBLE: "--hsm-allow-irreversible",
+        NEED_OPERATOR: "--hsm-allow-operator",
+        NEED_PIN: "--hsm-pin PIN",
+        NEED_SO_PIN: "--hsm-so-pin HEX16",
+    },
+    "run": {
+        NEED_SERIAL: "--serial S",
+        NEED_IRREVERSIBLE: "--allow-irreversible",
+        NEED_OPERATOR: "--allow-operator",
+        NEED_PIN: "--pin Y",
+        NEED_SO_PIN: "--so-pin X",
+    },
+}
+
+# The command APDUs the mapper sends for each abstract command (conformance.mapper).
+COMMAND_INS: dict[str, tuple[tuple[int, bool], ...]] = {  # (INS, carries a PIN/data)
+    "select": ((Ins.SELECT, True),),
+    "power_cycle": ((Ins.SELECT, True),),
+    "query_user": ((Ins.VERIFY, False),),
+    "query_so": ((Ins.VERIFY, False),),
+    "verify_user": ((Ins.VERIFY, True),),
+    "initialize": ((Ins.INITIALIZE_DEVICE, True),),
+    "reset_retry_counter": ((Ins.RESET_RETRY_COUNTER, True),),
+    "change_user_pin": ((Ins.CHANGE_REFERENCE_DATA, True),),
+    "change_so_pin": ((Ins.CHANGE_REFERENCE_DATA, True),),
+    "generate_key": ((Ins.GENERATE_ASYMMETRIC_KEY_PAIR, True),),
+    "sign": ((Ins.SIGN, True),),
+    "delete_key": ((Ins.DELETE_FILE, True),),
+    "firmware_update": (),
+    "portal_login": ((Ins.VERIFY, True),),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Prices
+
+
+@dataclass(frozen=True)
+class LatencyTable:
+    """Milliseconds per command APDU on the reference token, by INS (estimates unless sourced)."""
+
+    per_ins_ms: Mapping[int, float]
+    query_ms: float
+    default_ms: float
+    update_s: float
+    sources: Mapping[int, str]
+
+    @classmethod
+    def load(cls, path: Path = LATENCY_FILE) -> LatencyTable:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        per_ins = {int(k, 16): float(v["ms"]) for k, v in raw["per_ins"].items()}
+        sources = {int(k, 16): str(v.get("source", "estimate")) for k, v in raw["per_ins"].items()}
+        query = float(raw["per_ins"]["20"].get("status_query_ms", per_ins[Ins.VERIFY]))
+        return cls(per_ins, query, float(raw["default_ms"]), float(raw["operator_update_s"]["s"]), sources)
+
+    def ms(self, ins: int, with_data: bool = True) -> float:
+        if ins == Ins.VERIFY and not with_data:
+            return self.query_ms
+        return self.per_ins_ms.get(ins, self.default_ms)
+
+    def command(self, cmd: Command) -> tuple[int, float]:
+        sent = COMMAND_INS.get(cmd.name, ())
+        return len(sent), sum(self.ms(ins, data) for ins, data in sent) / 1000.0
+
+    def pricing(self) -> Pricing:
+        return Pricing(command=self.command, renewal_seconds=self.update_s)
+
+    @property
+    def all_estimates(self) -> bool:
+        return all(s == "estimate" for s in self.sources.values())
+
+
+@dataclass(frozen=True)
+class CheckCost:
+    """What one test spent on the emulator (fresh token): APDUs by INS, tries."""
+
+    apdus: int
+    user_tries: int
+    so_tries: int
+    ins: Mapping[str, int]  # "A4" -> count; "20q" counts status queries (VERIFY without data)
+
+    def seconds(self, latency: LatencyTable) -> float:
+        total = 0.0
+        for key, n in self.ins.items():
+            query = key.endswith("q")
+            total += n * latency.ms(int(key.rstrip("q"), 16), with_data=not query)
+        return total / 1000.0
+
+
+def load_costs(path: Path = COSTS_FILE) -> dict[str, CheckCost]:
+    """Costs by test function name; empty if the file was never made."""
+    if not path.exists():
+        return {}
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return {name: CheckCost(int(c["apdus"]), int(c["user_tries"]), int(c["so_tries"]), dict(c["ins"])) for name, c in raw["tests"].items()}
+
+
+def ins_histogram(trace_lines: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Command APDUs of a trace counted by INS (status queries apart): what the costs file holds."""
+    counts: dict[str, int] = {}
+    for line in trace_lines:
+        cmd = str(line.get("cmd", ""))
+        if len(cmd) < 8:
+            continue  # an event (power cut, new token, firmware install), not an APDU
+        raw = bytes.fromhex(cmd)
+        key = f"{raw[1]:02X}" + ("q" if raw[1] == Ins.VERIFY and len(raw) <= 5 else "")
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+# ---------------------------------------------------------------------------------------------
+# From collected tests
+
+
+def test_name(nodeid: str) -> str:
+    return nodeid.split("::")[-1].split("[")[0]
+
+
+def check_spec(nodeid: str, rules: tuple[str, ...], cost: str, walk: Mapping[str, Any], costs: Mapping[str, CheckCost],
+               latency: LatencyTable) -> CheckSpec:  # fmt: skip
+    start = str(walk.get("start", ""))
+    if start and start not in START_STATES:
+        raise ValueError(f"{nodeid}: walk(start={start!r}) is none of {', '.join(START_STATES)}")
+    measured = costs.get(test_name(nodeid))
+    return CheckSpec(
+        id=nodeid,
+        rules=rules,
+        cost=cost,
+        start=start,
+        leaves=walk.get("leaves"),
+        updates=int(walk.get("updates", 0)),
+        apdus=measured.apdus if measured else 0,
+        seconds=round(measured.seconds(latency), 3) if measured else 0.0,
+        user_tries=measured.user_tries if measured else 0,
+        so_tries=measured.so_tries if measured else 0,
+    )
+
+
+def walk_marker(item: Any) -> dict[str, Any]:
+    mark = item.get_closest_marker(WALK_MARKER)
+    return dict(mark.kwargs) if mark is not None else {}
+
+
+# ---------------------------------------------------------------------------------------------
+# The token's start state, read for free
+
+
+def read_start(transport: Any) -> tuple[ExtState, str | None]:
+    """The model state a token is in, and its serial, from free reads only (doctor's reader:
+    no PIN is presented, no counter moves). Where the reading leaves a choice (shipped or after
+    an update; how many SO-blocked updates it had) the plainest reading is taken."""
+    from hsm_lifecycle.conformance.doctor import candidates, read_token
+
+    reading = read_token(transport)
+    state = candidates(reading)[0].state
+    return state, reading.identity.serial if reading.identity else None
+
+
+def plan_consent(options: Any, serial_confirmed: bool, guarded: bool) -> PlanConsent:
+    return PlanConsent(
+        serial=serial_confirmed,
+        irreversible=bool(options.allow_irreversible),
+        operator=bool(options.allow_operator),
+        user_pin=options.pin is not None,
+        so_pin=options.so_pin is not None,
+        guarded=guarded,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# For a person
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def render(plan: Plan, words: str = "pytest", latency: LatencyTable | None = None, target: str = "") -> str:
+    """The plan as text: segments, ordered checks with their costs, what will not run and why."""
+    names = OPTION_WORDS[words]
+    out = [f"Campaign plan{' for ' + target if target else ''}: the token reads as {plan.start}"]
+    if plan.assumed:
+        out.append(f"  (not yet observed, assumed as the emulator does for this estimate: {', '.join(plan.assumed)})")
+    n = 0
+    for seg in plan.segments:
+        out.append(f"Segment {seg.index} (starts {seg.starts_in}):")
+        for step in seg.steps:
+            if step.check == RENEWAL:
+                out.append(f"  --  {RENEWAL}: a person at the portal; leaves the token {step.leaves}")
+                continue
+            n += 1
+            costs = [f"{step.apdus} APDUs"]
+            if step.user_tries:
+                costs.append(f"user tries {step.user_tries} spent+restored" if step.leaves != "user-blocked" else f"user tries {step.user_tries} spent")
+            if step.so_tries:
+                costs.append(f"SO tries {step.so_tries} spent" + ("" if step.so_blocks else "+restored"))
+            for what, label in ((step.wipes, "wipe"), (step.so_blocks, "SO-PIN block"), (step.firmware_updates, "firmware update")):
+                if what:
+                    costs.append(f"{what} {label}{'s' if what > 1 else ''}")
+            costs.append(f"~{_duration(step.seconds)}")
+            rules = " ".join(step.rules) or "-"
+            out.append(f"  {n:>2}. [{step.cost}] {step.check}  ({rules})")
+            way = ", ".join(step.way_in) if step.way_in else "already there"
+            out.append(f"      way in ({step.way_in_cost}): {way}; leaves {step.leaves}; cost: {', '.join(costs)}")
+    if plan.not_run:
+        out.append("Will not run:")
+        for miss in plan.not_run:
+            allow = " — would run with " + " ".join(names[m] for m in miss.allowed_by) if miss.allowed_by else ""
+            out.append(f"  - {miss.check} ({' '.join(miss.rules) or '-'}): {miss.why}{allow}")
+    updates = plan.firmware_updates
+    est = "estimates (no public per-command figure)" if latency is None or latency.all_estimates else "partly sourced"
+    out.append(
+        f"Totals: {len(plan.order)} checks, {int(plan.total('apdus'))} APDUs, "
+        f"user tries {int(plan.total('user_tries'))}, SO tries {int(plan.total('so_tries'))}, "
+        f"{int(plan.total('wipes'))} wipes, {int(plan.total('so_blocks'))} SO-PIN blocks, {updates} firmware updates; "
+        f"rules planned {len(plan.rules_planned)}"
+    )
+    out.append(f"Estimated duration on a Nitrokey HSM 2: ~{_duration(plan.total('seconds'))} (per-command latencies: {est}, docs/latency.md)")
+    return "\n".join(out)
+
