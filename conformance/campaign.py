@@ -230,10 +230,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def render(plan: Plan, words: str = "pytest", latency: LatencyTable | None = None, target: str = "") -> str:
+def short(nodeid: str) -> str:
+    """A node id without its folder: the file and the test say enough."""
+    return nodeid.rsplit("/", 1)[-1]
+
+
+def render(plan: Plan, words: str = "pytest", latency: LatencyTable | None = None, target: str = "", fresh_each: bool = False) -> str:
     """The plan as text: segments, ordered checks with their costs, what will not run and why."""
     names = OPTION_WORDS[words]
     out = [f"Campaign plan{' for ' + target if target else ''}: the token reads as {plan.start}"]
+    if fresh_each:
+        out[0] = f"Campaign plan{' for ' + target if target else ''}: every check on a fresh emulated token (shipped)"
     if plan.assumed:
         out.append(f"  (not yet observed, assumed as the emulator does for this estimate: {', '.join(plan.assumed)})")
     n = 0
@@ -254,14 +261,14 @@ def render(plan: Plan, words: str = "pytest", latency: LatencyTable | None = Non
                     costs.append(f"{what} {label}{'s' if what > 1 else ''}")
             costs.append(f"~{_duration(step.seconds)}")
             rules = " ".join(step.rules) or "-"
-            out.append(f"  {n:>2}. [{step.cost}] {step.check}  ({rules})")
+            out.append(f"  {n:>2}. [{step.cost}] {short(step.check)}  ({rules})")
             way = ", ".join(step.way_in) if step.way_in else "already there"
             out.append(f"      way in ({step.way_in_cost}): {way}; leaves {step.leaves}; cost: {', '.join(costs)}")
     if plan.not_run:
         out.append("Will not run:")
         for miss in plan.not_run:
             allow = " — would run with " + " ".join(names[m] for m in miss.allowed_by) if miss.allowed_by else ""
-            out.append(f"  - {miss.check} ({' '.join(miss.rules) or '-'}): {miss.why}{allow}")
+            out.append(f"  - {short(miss.check)} ({' '.join(miss.rules) or '-'}): {miss.why}{allow}")
     updates = plan.firmware_updates
     est = "estimates (no public per-command figure)" if latency is None or latency.all_estimates else "partly sourced"
     out.append(
@@ -273,3 +280,63 @@ def render(plan: Plan, words: str = "pytest", latency: LatencyTable | None = Non
     out.append(f"Estimated duration on a Nitrokey HSM 2: ~{_duration(plan.total('seconds'))} (per-command latencies: {est}, docs/latency.md)")
     return "\n".join(out)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# In the pytest session (conformance.plugin calls these)
+
+PLAN_FILE = "plan.json"
+
+
+@dataclass(frozen=True)
+class SessionPlan:
+    plan: Plan
+    text: str
+    serial: str | None
+
+
+def plan_for_session(target: Any, options: Any, consent: Any, items: Iterable[Any], words: str) -> SessionPlan:
+    """Read the target's start state (free), then plan the collected tests on it. The target is
+    opened but not prepared: nothing that costs anything has been sent when this returns."""
+    from hsm_lifecycle.conformance.plugin import marked_cost, marked_rules
+    from hsm_lifecycle.model.profiles import SMARTCARD_HSM
+
+    latency = LatencyTable.load()
+    costs = load_costs()
+    specs = []
+    for item in items:
+        cost = marked_cost(item)
+        specs.append(check_spec(item.nodeid, marked_rules(item), (cost.label if cost else "free"), walk_marker(item), costs, latency))
+    if target.persistent:
+        start, serial = read_start(target.raw_transport())
+    else:
+        start, serial = ExtState.shipped(), None  # a fresh emulated token for every test
+    given = getattr(consent, "serial", None)
+    confirmed = bool(given and serial and given.strip().upper() == serial.strip().upper())
+    plan_consent_ = plan_consent(options, confirmed, guarded=bool(consent.guarded))
+    from hsm_lifecycle.model.plan import plan_campaign, plan_fresh_each
+
+    profile = target.profile or SMARTCARD_HSM
+    if target.persistent:
+        plan = plan_campaign(start, specs, plan_consent_, profile, latency.pricing())
+    else:
+        plan = plan_fresh_each(specs, profile, latency.pricing())
+    label = str(options.target) + (f", serial {serial}" if serial else "")
+    text = render(plan, words, latency, label, fresh_each=not target.persistent)
+    if given and serial and not confirmed:
+        flag = OPTION_WORDS[words][NEED_SERIAL].split()[0]
+        text += f"\nNOTE: {flag} {given} does not match this token's serial {serial}: the run would stop before its first APDU."
+    return SessionPlan(plan, text, serial)
+
+
+def order_items(items: list[Any], plan: Plan) -> None:
+    """Put the planned tests in the plan's order, the rest after them (pytest skips those)."""
+    rank = {nodeid: i for i, nodeid in enumerate(plan.order)}
+    items.sort(key=lambda item: rank.get(item.nodeid, len(rank)))
+
+
+def write_plan(directory: Path, plan: Plan) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / PLAN_FILE
+    path.write_text(json.dumps(plan.to_dict(), indent=1), encoding="utf-8")
+    return path

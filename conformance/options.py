@@ -73,6 +73,8 @@ class HsmOptions:
     workers: int = 0  # pytest-xdist workers of this run (0: no xdist)
     trace_secrets: bool = False  # keep a real token's PINs in its traces (a lab's own token)
     apdu_timeout: float = DEFAULT_APDU_TIMEOUT_S  # seconds a device may take per exchange
+    plan: bool = False  # print the campaign plan (after free reads only) and stop
+    plan_words: str = "pytest"  # whose option names the plan uses: pytest's or `hsm-lifecycle run`'s
 
     @property
     def fleet(self) -> bool:
@@ -149,6 +151,14 @@ def add_options(parser: Any) -> None:
         help=f"fail an APDU the device has not answered after SECONDS (default {DEFAULT_APDU_TIMEOUT_S:g}), "
         "so a hung token or reader cannot hang the run",
     )
+    group.addoption(
+        "--hsm-plan",
+        action="store_true",
+        default=False,
+        help="print the campaign plan (ordered checks, their cost, what will not run and why, estimated duration) "
+        "after reading the token with free queries only, then stop",
+    )
+    group.addoption("--hsm-plan-words", default="pytest", choices=("pytest", "run"), help=argparse.SUPPRESS)
     group.addoption("--hsm-steps", type=int, default=DEFAULT_STEPS, metavar="N", help=argparse.SUPPRESS)
     # Project-only switches: they exist so the project's own tests can prove the checks bite.
     group.addoption("--hsm-emulator-fault", action="append", default=[], metavar="NAME", help=argparse.SUPPRESS)
@@ -302,6 +312,8 @@ def from_config(config: Any) -> HsmOptions:
         emulator_profile=parse_profile_overrides(opt.hsm_emulator_profile, target),
         trace_secrets=bool(opt.hsm_trace_secrets),
         apdu_timeout=parse_apdu_timeout(getattr(opt, "hsm_apdu_timeout", None)),
+        plan=bool(getattr(opt, "hsm_plan", False)),
+        plan_words=str(getattr(opt, "hsm_plan_words", "pytest")),
         readers=readers,
         serials=serials,
         workers=workers,

@@ -52,6 +52,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "rule(*ids): the lifecycle rules (R01..R21) a conformance test checks")
     config.addinivalue_line("markers", "cost(klass): cost class on a real token (free, tries, wipes, irreversible, operator)")
+    from hsm_lifecycle.conformance.campaign import WALK_MARKER_HELP
+
+    config.addinivalue_line("markers", WALK_MARKER_HELP)
     try:
         options = from_config(config)
     except ValueError as exc:
@@ -160,6 +163,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             item.add_marker(pytest.mark.skip(reason=f"interlock: {reason}"))
         else:
             suite.selected_costs.add(cost)
+    if suite.options.plan:
+        suite.print_plan(items)
+
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,6 +266,27 @@ class Suite:
                 recorder.flush()  # prepare() flushes only on success: keep what led to a failure
             self._target = target
         return self._target
+
+    def print_plan(self, items: list[pytest.Item]) -> None:
+        """--hsm-plan: the plan, after free reads only, then stop (exit 0)."""
+        from hsm_lifecycle.conformance.campaign import plan_for_session, write_plan
+        from hsm_lifecycle.conformance.targets import make_target
+        from hsm_lifecycle.conformance.transport.base import TransportError
+
+        target = None
+        try:
+            target = make_target(self.options, self.consent)
+            planned = plan_for_session(target, self.options, self.consent, items, self.options.plan_words)
+        except TransportError as exc:
+            pytest.exit(f"hsm target {self.options.target}: {exc}", returncode=3)
+        finally:
+            if target is not None:
+                target.close()
+        if self.evidence is not None:
+            write_plan(self.evidence, planned.plan)
+        with terminal.handed_over():
+            print(planned.text, flush=True)
+        pytest.exit("campaign plan printed; nothing was run", returncode=0)
 
     def stop(self, message: str) -> None:
         """The token cannot be used. Alone, it stops the run before anything else is sent

@@ -500,3 +500,22 @@ def _why_not(check: CheckSpec, walk: _Walk, planned: Plan) -> NotRun:
     else:
         why += "; only a firmware update at the portal renews it"
     return NotRun(check.id, check.rules, why, allowed)
+
+
+def plan_fresh_each(checks: Iterable[CheckSpec], profile: Profile, pricing: Pricing = Pricing()) -> Plan:
+    """The in-process emulator's campaign: every check on a token of its own, fresh from the
+    factory (shipped), so order never matters and nothing is ever out of reach."""
+    profile, assumed = planning_profile(profile)
+    walk = _Walk([], PlanConsent(guarded=False), profile, pricing, ExtState.shipped(), own_pins=True, segment_start=SHIPPED)
+    not_run = []
+    for check in checks:
+        walk.state, walk.updates = ExtState.shipped(), 0
+        way = walk.way_for(check)
+        if way is None:
+            not_run.append(NotRun(check.id, check.rules, f"no way from a fresh token to {'/'.join(sorted(check.starts))}", ()))
+            continue
+        walk.run(check, way)
+    walk.close_segment()
+    # One segment: a new token per check, not an update in between.
+    steps = tuple(s for seg in walk.segments for s in seg.steps)
+    return Plan(str(ExtState.shipped()), (Segment(1, SHIPPED, steps),) if steps else (), tuple(not_run), assumed)

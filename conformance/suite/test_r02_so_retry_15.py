@@ -8,6 +8,7 @@ from hsm_lifecycle.model.commands import Command as C
 
 @pytest.mark.rule("R02")
 @pytest.mark.cost("wipes")
+@pytest.mark.walk(start="uninitialized", leaves="initialized")
 def test_r02_counter_starts_at_15(hsm):
     hsm.fresh()
     hsm.steps(C.initialize("right"), C.query_so())

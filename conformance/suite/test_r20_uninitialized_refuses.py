@@ -8,6 +8,7 @@ from hsm_lifecycle.model.commands import Command as C
 
 @pytest.mark.rule("R20")
 @pytest.mark.cost("free")
+@pytest.mark.walk(start="uninitialized")
 def test_r20_uninitialized_token_refuses_pin_and_key_commands(hsm):
     hsm.fresh()
     for cmd in (
