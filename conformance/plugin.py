@@ -163,8 +163,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             item.add_marker(pytest.mark.skip(reason=f"interlock: {reason}"))
         else:
             suite.selected_costs.add(cost)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """After -k and -m deselection: --hsm-plan plans exactly what would run."""
+    suite: Suite = session.config.stash[SUITE_KEY]
     if suite.options.plan:
-        suite.print_plan(items)
+        suite.print_plan(session.items)
 
 
 

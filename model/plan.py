@@ -506,7 +506,8 @@ def plan_fresh_each(checks: Iterable[CheckSpec], profile: Profile, pricing: Pric
     """The in-process emulator's campaign: every check on a token of its own, fresh from the
     factory (shipped), so order never matters and nothing is ever out of reach."""
     profile, assumed = planning_profile(profile)
-    walk = _Walk([], PlanConsent(guarded=False), profile, pricing, ExtState.shipped(), own_pins=True, segment_start=SHIPPED)
+    unlimited = PlanConsent(guarded=False, update_budget=10**6)  # a new token each time: no budget to share
+    walk = _Walk([], unlimited, profile, pricing, ExtState.shipped(), own_pins=True, segment_start=SHIPPED)
     not_run = []
     for check in checks:
         walk.state, walk.updates = ExtState.shipped(), 0
