@@ -73,6 +73,7 @@ class HsmOptions:
     workers: int = 0  # pytest-xdist workers of this run (0: no xdist)
     trace_secrets: bool = False  # keep a real token's PINs in its traces (a lab's own token)
     apdu_timeout: float = DEFAULT_APDU_TIMEOUT_S  # seconds a device may take per exchange
+    portal_socket: str | None = None  # the emulator's simulated portal, for a scripted operator
     plan: bool = False  # print the campaign plan (after free reads only) and stop
     plan_words: str = "pytest"  # whose option names the plan uses: pytest's or `hsm-lifecycle run`'s
 
@@ -157,6 +158,13 @@ def add_options(parser: Any) -> None:
         default=False,
         help="print the campaign plan (ordered checks, their cost, what will not run and why, estimated duration) "
         "after reading the token with free queries only, then stop",
+    )
+    group.addoption(
+        "--hsm-portal",
+        default=None,
+        metavar="SOCKET",
+        help="operator steps done by a scripted operator at the simulated portal of `hsm-lifecycle emulate --portal SOCKET` "
+        "(a token served through pcscd), instead of a person at a terminal",
     )
     group.addoption("--hsm-plan-words", default="pytest", choices=("pytest", "run"), help=argparse.SUPPRESS)
     group.addoption("--hsm-steps", type=int, default=DEFAULT_STEPS, metavar="N", help=argparse.SUPPRESS)
@@ -313,6 +321,7 @@ def from_config(config: Any) -> HsmOptions:
         trace_secrets=bool(opt.hsm_trace_secrets),
         apdu_timeout=parse_apdu_timeout(getattr(opt, "hsm_apdu_timeout", None)),
         plan=bool(getattr(opt, "hsm_plan", False)),
+        portal_socket=getattr(opt, "hsm_portal", None),
         plan_words=str(getattr(opt, "hsm_plan_words", "pytest")),
         readers=readers,
         serials=serials,

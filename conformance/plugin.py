@@ -215,6 +215,8 @@ class Suite:
             allow_operator=self.options.allow_operator,
             so_floor=self.options.so_floor,
         )
+        if self.options.portal_socket:
+            given["interactive"] = True  # the scripted operator answers the operator steps
         self.consent = TokenConsent(**given, listed=self.options.serials) if self.fleet else Consent(**given)
 
     @property

@@ -183,11 +183,16 @@ class Target:
 
         if device.declared != Cost.OPERATOR:
             return None
-        return OperatorPortalLink(
+        link = OperatorPortalLink(
             session_expected=lambda: device.state.authenticated,
             owner_pin_given=self.options.pin is not None,
             reader=self.raw_transport().describe().get("reader", ""),
         )
+        if self.options.portal_socket:  # a scripted operator at the emulator's simulated portal
+            from hsm_lifecycle.conformance.operator import PortalScript
+
+            link.prompter = PortalScript(Path(self.options.portal_socket), lambda: device.mapper.pins.user_pin)
+        return link
 
     def portal_missing(self) -> str:
         """Why this target's tests have no portal (Device.require_portal skips with it)."""
