@@ -60,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--allow-irreversible", action="store_true", help="also run checks that block the SO-PIN for good (needs --serial)")
     parser.add_argument("--allow-operator", action="store_true", help="also run checks that need you at the firmware-update portal")
+    parser.add_argument(
+        "--portal",
+        metavar="SOCKET",
+        help="the portal steps are done by a scripted operator at the simulated portal of `hsm-lifecycle emulate --portal SOCKET`",
+    )
     parser.add_argument("--so-pin", metavar="X", help="the real token's SO-PIN: 16 hex digits (e.g. 3537363231383830)")
     parser.add_argument("--pin", metavar="Y", help="the real token's user PIN (6..16 characters)")
     parser.add_argument("--so-floor", metavar="N", type=int, help="never let SO-PIN tries drop below N in tries checks (default 5)")
@@ -140,6 +145,8 @@ def plan(args: argparse.Namespace, suite: Path) -> Campaign:
         pytest_args.append("--hsm-allow-operator")
     if args.trace_secrets:
         pytest_args.append("--hsm-trace-secrets")
+    if args.portal:
+        pytest_args.append(f"--hsm-portal={args.portal}")
     if args.select:
         pytest_args += ["-k", args.select]
     if not args.plain:
