@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -293,6 +293,7 @@ class SessionPlan:
     plan: Plan
     text: str
     serial: str | None
+    specs: Mapping[str, CheckSpec]  # by node id
 
 
 def plan_for_session(target: Any, options: Any, consent: Any, items: Iterable[Any], words: str) -> SessionPlan:
@@ -326,7 +327,7 @@ def plan_for_session(target: Any, options: Any, consent: Any, items: Iterable[An
     if given and serial and not confirmed:
         flag = OPTION_WORDS[words][NEED_SERIAL].split()[0]
         text += f"\nNOTE: {flag} {given} does not match this token's serial {serial}: the run would stop before its first APDU."
-    return SessionPlan(plan, text, serial)
+    return SessionPlan(plan, text, serial, {s.id: s for s in specs})
 
 
 def order_items(items: list[Any], plan: Plan) -> None:
@@ -340,3 +341,199 @@ def write_plan(directory: Path, plan: Plan) -> Path:
     path = directory / PLAN_FILE
     path.write_text(json.dumps(plan.to_dict(), indent=1), encoding="utf-8")
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Following the plan during the run (persistent targets)
+
+
+def plans_the_walk(options: Any) -> bool:
+    """Whether the session's target is one token for the whole run that cannot be swapped for a
+    fresh one: a real token, the emulator posing as one, or a vpcd emulator kept persistent."""
+    spec = options.target
+    if options.fleet:
+        return False
+    return spec.kind == "pcsc" or spec.as_real or (spec.kind == "emulator:vpcd" and bool(getattr(options, "persistent", False)))
+
+
+def skip_reason(miss: Any, words: str) -> str:
+    allow = " — would run with " + " ".join(OPTION_WORDS[words][m] for m in miss.allowed_by) if miss.allowed_by else ""
+    return f"campaign plan: {miss.why}{allow}"
+
+
+@dataclass
+class Walker:
+    """The plan in force: before each test the token's counters are read again (free), a change
+    the suite did not make is recorded (the device forced a change of plan), open behaviours the
+    walk had to leave unobserved while the token was uninitialized are observed, and the token
+    is brought into the test's start state along the model's cheapest way."""
+
+    planned: SessionPlan
+    specs: Mapping[str, CheckSpec]
+    observation_pending: bool = False
+    changes: list[dict[str, str]] = field(default_factory=list)
+
+    def before_test(self, nodeid: str, device: Any) -> None:
+        spec = self.specs.get(nodeid)
+        self.reread(device, nodeid)
+        if spec is None:
+            return
+        if self.observation_pending and not spec.needs_uninitialized:
+            self.observation_pending = False
+            observe_now(device)
+            self.reread(device, nodeid)
+        walk_in(device, spec)
+
+    def reread(self, device: Any, nodeid: str) -> None:
+        """The counters, the key count and whether the token is initialized, asked of it (free
+        queries); where they differ from the model twin the token's answer wins."""
+        read = read_counters(device)
+        believed = device.state
+        if read == believed:
+            return
+        self.changes.append({"before": nodeid, "believed": str(believed), "read": str(read)})
+        device.state = read
+        device.target.twin = read
+
+    def finish(self, directory: Path | None) -> dict[str, Any]:
+        doc = self.planned.plan.to_dict()
+        doc["changed_by_device"] = bool(self.changes)
+        doc["changes"] = list(self.changes)
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / PLAN_FILE).write_text(json.dumps(doc, indent=1), encoding="utf-8")
+        return doc
+
+
+def read_counters(device: Any) -> ExtState:
+    """The extended state as far as free queries tell it, the rest (user maximum, identity,
+    session) carried over from the twin."""
+    from hsm_lifecycle.conformance.mapper import apdu
+    from hsm_lifecycle.protocol import CLA_ISO, PIN_SO, PIN_USER, SW, USER_PIN_TRIES_DEFAULT, USER_PIN_TRIES_MAX, tries_from_sw
+
+    mapper, twin = device.mapper, device.state
+    device.recorder.context("re-read counters (free)", twin.abstract, ())
+    so_sw = mapper.send(apdu(CLA_ISO, Ins.VERIFY, 0x00, PIN_SO)).sw
+    if so_sw == SW.REFERENCED_DATA_NOT_FOUND:
+        if not twin.is_initialized:
+            return twin
+        return ExtState(identity=twin.identity + 1, so_blocked_updates=twin.so_blocked_updates)
+    so = 0 if so_sw == SW.AUTH_METHOD_BLOCKED else tries_from_sw(so_sw)
+    user_sw = mapper.send(apdu(CLA_ISO, Ins.VERIFY, 0x00, PIN_USER)).sw
+    keys = mapper.key_ids()
+    transport = user_sw == SW.REFERENCE_DATA_NOT_USABLE
+    user = 0 if user_sw == SW.AUTH_METHOD_BLOCKED else tries_from_sw(user_sw)
+    authenticated = user_sw == SW.OK
+    if so is None:
+        return twin  # an answer the counters cannot be read from: the step that follows judges it
+    user = None if user is None else min(user, USER_PIN_TRIES_MAX)
+    base = twin if twin.is_initialized else ExtState.initialized(identity=twin.identity, user_max=max(user or 0, USER_PIN_TRIES_DEFAULT))
+    user_max = max(base.user_max, user or 0)
+    return base.but(
+        so_tries=so,
+        user_tries=base.user_tries if user is None else user,
+        user_max=user_max,
+        transport=transport,
+        keys=base.keys if keys is None else len(keys),
+        authenticated=authenticated and base.authenticated,
+    )
+
+
+def walk_in(device: Any, spec: CheckSpec) -> None:
+    """Bring the token into a state the check can start from, along the model's cheapest way
+    within the consent (never an irreversible or operator step: those are checks of their own)."""
+    import pytest
+
+    from hsm_lifecycle.conformance.interlocks import Cost
+    from hsm_lifecycle.model.plan import planning_profile, way_in
+
+    if device.state.abstract in spec.starts:
+        return
+    consent = device.target.consent
+    ceiling = Cost.WIPES if not consent.guarded else min(consent.ceiling(), Cost.WIPES)
+    profile, _ = planning_profile(device.profile)
+    way = way_in(device.state, spec.starts, profile, ceiling.label)
+    if way is None:
+        pytest.skip(f"campaign plan: the token is {device.state.abstract} and this test starts in "
+                    f"{'/'.join(sorted(spec.starts))}; the model knows no way there within the consent given")  # fmt: skip
+    device.setup = True
+    try:
+        for cmd in way.commands:
+            device.step(cmd)
+    finally:
+        device.setup = False
+
+
+def observe_now(device: Any) -> None:
+    """The open behaviours the session left unobserved to keep the token uninitialized for the
+    checks that needed it, observed now within the same consent as at the start."""
+    from hsm_lifecycle.conformance.interlocks import Cost
+    from hsm_lifecycle.conformance.observe import Probe, observe
+
+    target, consent = device.target, device.target.consent
+    pin_known = not consent.guarded or target.options.pin is not None
+    so_pin_known = not consent.guarded or target.options.so_pin is not None
+    may_wipe = not consent.guarded or (consent.ceiling() >= Cost.WIPES and (so_pin_known or not device.state.is_initialized))
+    probe = Probe(device.mapper, device.recorder)
+    observations, state = observe(
+        probe,
+        device.state,
+        may_wipe=may_wipe,
+        so_floor=consent.so_floor if consent.guarded else None,
+        user_pin_known=pin_known,
+        so_pin_known=so_pin_known,
+    )
+    target.observations.update(observations.seen)
+    target.unknown_behaviours.update(observations.notes)
+    target.profile = observations.profile(base=target.profile) if target.profile else observations.profile()
+    device.profile = target.profile
+    device.state = state
+
+
+# Open behaviours a step's answer leaves visible to a free query right after it (VERIFY 81
+# without data: 9000 means a user session is open).
+AFTER_THE_FACT: frozenset[str] = frozenset({"auth-after-init", "auth-after-change"})
+
+
+def step_observing(device: Any, cmd: Command) -> str | None:
+    """On a persistent token, a step whose next state hangs on whether it leaves the user
+    authenticated is sent, and the question answered by the device itself (a free status
+    query), instead of being skipped: an uninitialized token cannot be probed beforehand without
+    initializing it. Returns None when the step needs no such help."""
+    from hsm_lifecycle.model.oracle import expect
+    from hsm_lifecycle.model.profiles import UnresolvedBehaviour
+
+    if not device.target.persistent:
+        return None
+    try:
+        expect(device.state, cmd, device.profile)
+        return None
+    except UnresolvedBehaviour as exc:
+        if exc.behaviour not in AFTER_THE_FACT:
+            return None
+        behaviour = exc.behaviour
+    cmd = device.mapper.as_sent(cmd)
+    guesses = {value: expect(device.state, cmd, device.profile.resolve({behaviour: value})) for value in (True, False)}
+    outcome = guesses[False]
+    device.check_credentials(cmd)
+    device.admit(outcome)
+    device.recorder.context(f"setup:{cmd}" if device.setup else str(cmd), device.state.abstract, outcome.rules)
+    output = device.mapper.run(cmd, uninitialized=not device.state.is_initialized)
+    accepted = [v for v, o in guesses.items() if o.accepts(output)]
+    if not accepted:
+        device.ledger.note(outcome, output)
+        device.fail(f"{outcome.describe()}, but the device answered {output}", outcome.rules)
+    value = accepted[0]
+    if guesses[True].next != guesses[False].next and len(accepted) > 1:
+        device.recorder.context(f"observe {behaviour} (free)", outcome.next.abstract, ())
+        value = device.mapper.run(Command.query_user(), uninitialized=False) == "9000"
+    chosen = guesses[value]
+    device.profile = device.profile.resolve({behaviour: value})
+    device.target.profile = device.profile
+    device.observe(behaviour, str(value).lower())
+    device.ledger.note(chosen, output)
+    for rule in chosen.rules:
+        if rule not in device.ledger.rules:
+            device.ledger.rules.append(rule)
+    device.state = chosen.next
+    return output

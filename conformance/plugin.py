@@ -170,6 +170,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     suite: Suite = session.config.stash[SUITE_KEY]
     if suite.options.plan:
         suite.print_plan(session.items)
+    else:
+        suite.follow_plan(session.items)
 
 
 
@@ -194,6 +196,8 @@ class Suite:
     # mismatch): the bundle still names the device, its serial and applet version.
     _described: dict[str, str] | None = None
     so_tries_left_end: int | None = None  # asked of a persistent device at the end (free)
+    walker: Any = None  # the campaign plan on one persistent token (conformance.campaign.Walker)
+    _opened: Any = None  # the target, opened (free reads only) to plan before it is prepared
 
     def __post_init__(self) -> None:
         self.evidence = Path(self.options.evidence).resolve() if self.options.evidence else None
@@ -260,9 +264,12 @@ class Suite:
             recorder = TraceRecorder(path, secrets=self.trace_secrets())
             target = None
             try:
-                target = make_target(self.options, self.consent)
+                target = self._opened or make_target(self.options, self.consent)
                 wiping = any(c in (Cost.WIPES, Cost.IRREVERSIBLE) for c in self.selected_costs)
-                prepare(target, recorder, wiping_test_selected=wiping)
+                # The plan starts with checks that need the token uninitialized: observing what
+                # only INITIALIZE shows waits until they are done (the walker does it then).
+                keep = self.walker is not None and self.walker.observation_pending
+                prepare(target, recorder, wiping_test_selected=wiping and not keep)
             except (SerialMismatch, CredentialError) as exc:
                 if target is not None:
                     self._described = target.describe()
@@ -273,6 +280,30 @@ class Suite:
                 recorder.flush()  # prepare() flushes only on success: keep what led to a failure
             self._target = target
         return self._target
+
+    def follow_plan(self, items: list[pytest.Item]) -> None:
+        """On one persistent token: plan the campaign (free reads only), run the tests in the
+        plan's order, and skip what the plan cannot place, saying why."""
+        from hsm_lifecycle.conformance import campaign
+        from hsm_lifecycle.conformance.targets import make_target
+        from hsm_lifecycle.conformance.transport.base import TransportError
+
+        if not campaign.plans_the_walk(self.options) or not items:
+            return
+        try:
+            self._opened = make_target(self.options, self.consent)
+            planned = campaign.plan_for_session(self._opened, self.options, self.consent, items, self.options.plan_words)
+        except TransportError as exc:
+            pytest.exit(f"hsm target {self.options.target}: {exc}", returncode=3)
+        campaign.order_items(items, planned.plan)
+        by_id = {item.nodeid: item for item in items}
+        for miss in planned.plan.not_run:
+            item = by_id.get(miss.check)
+            if item is not None and item.get_closest_marker("skip") is None:
+                item.add_marker(pytest.mark.skip(reason=campaign.skip_reason(miss, self.options.plan_words)))
+        first = planned.plan.steps[0] if planned.plan.steps else None
+        pending = first is not None and first.starts_in in ("shipped", "firmware-reset")
+        self.walker = campaign.Walker(planned, planned.specs, observation_pending=pending)
 
     def print_plan(self, items: list[pytest.Item]) -> None:
         """--hsm-plan: the plan, after free reads only, then stop (exit 0)."""
@@ -400,6 +431,8 @@ class TestRun:
                 device.step(_select())  # a known session to start from
             finally:
                 device.setup = False
+            if self.suite.walker is not None:
+                self.suite.walker.before_test(self.item.nodeid, device)
         return device
 
     def shown_trace(self) -> TraceRecorder | None:
@@ -550,6 +583,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     suite: Suite | None = session.config.stash.get(SUITE_KEY, None)
     if suite is not None and (suite.evidence is not None or suite.slot is not None):
         suite.read_so_tries_at_end()
+    if suite is not None and suite.walker is not None and suite.is_controller:
+        suite.walker.finish(suite.evidence)  # plan.json: the plan and what the device changed
     if suite is not None and suite.slot is not None:
         # A fleet worker always leaves notes on its token, for the controller and the bundle.
         notes = {**suite.session_info(), "exitstatus": int(exitstatus)}

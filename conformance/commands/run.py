@@ -131,6 +131,7 @@ def plan(args: argparse.Namespace, suite: Path) -> Campaign:
         f"--junitxml={out / 'junit.xml'}",
         "-o", "junit_family=xunit1",  # keeps record_property's rule-id properties
         "-p", "no:cacheprovider",
+        "--hsm-plan-words=run",  # skip reasons name run's options
     ]  # fmt: skip
     if target.kind == "emulator:vpcd" and target.reader:
         pytest_args.append(f"--hsm-reader={target.reader}")
