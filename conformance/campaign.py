@@ -43,8 +43,9 @@ COSTS_FILE = DATA / "check-costs.json"
 
 WALK_MARKER = "walk"
 WALK_MARKER_HELP = (
-    "walk(start=..., leaves=..., updates=N): on a persistent token, where the test can start "
-    f"({', '.join(START_STATES)}), the lifecycle state it leaves the token in, and the firmware updates it makes"
+    "walk(start=..., leaves=..., updates=N, presents=...): on a persistent token, where the test can start "
+    f"({', '.join(START_STATES)}), the lifecycle state it leaves the token in, the firmware updates it makes, "
+    "and the token's PINs a free test presents anyway ('pin', 'so-pin')"
 )
 
 # How the options that would allow a check are named, per command the user ran.
@@ -175,6 +176,11 @@ def check_spec(nodeid: str, rules: tuple[str, ...], cost: str, walk: Mapping[str
     if start and start not in START_STATES:
         raise ValueError(f"{nodeid}: walk(start={start!r}) is none of {', '.join(START_STATES)}")
     measured = costs.get(test_name(nodeid))
+    presents = walk.get("presents", ())
+    presents = (presents,) if isinstance(presents, str) else tuple(presents)
+    unknown = set(presents) - {NEED_PIN, NEED_SO_PIN}
+    if unknown:
+        raise ValueError(f"{nodeid}: walk(presents=...) names {sorted(unknown)}; use {NEED_PIN!r} and/or {NEED_SO_PIN!r}")
     return CheckSpec(
         id=nodeid,
         rules=rules,
@@ -186,6 +192,7 @@ def check_spec(nodeid: str, rules: tuple[str, ...], cost: str, walk: Mapping[str
         seconds=round(measured.seconds(latency), 3) if measured else 0.0,
         user_tries=measured.user_tries if measured else 0,
         so_tries=measured.so_tries if measured else 0,
+        presents=frozenset(presents),
     )
 
 

@@ -99,6 +99,7 @@ class CheckSpec:
     seconds: float = 0.0  # estimated duration of the check itself on the reference token
     user_tries: int = 0  # user tries it spends (and restores, unless it blocks)
     so_tries: int = 0  # SO tries it spends
+    presents: frozenset[str] = frozenset()  # the token's PINs it presents whatever its cost (NEED_PIN, NEED_SO_PIN)
 
     @property
     def starts(self) -> frozenset[str]:
@@ -300,6 +301,7 @@ class _Walk:
     segments: list[Segment] = field(default_factory=list)
     current: list[Step] = field(default_factory=list)
     segment_start: str = ""
+    start_abstract: str = ""
 
     def held(self) -> set[str]:
         held = set()
@@ -318,7 +320,7 @@ class _Walk:
             return need
         by_cost = {FREE: set(), TRIES: {NEED_PIN, NEED_SO_PIN}, WIPES: {NEED_SO_PIN},
                    IRREVERSIBLE: {NEED_PIN, NEED_SO_PIN}, OPERATOR: {NEED_PIN}}  # fmt: skip
-        return need | by_cost[check.cost]
+        return need | by_cost[check.cost] | set(check.presents)
 
     def way_ceiling(self) -> str:
         ceiling = self.consent.ceiling
@@ -438,7 +440,8 @@ def plan_campaign(
     """Order `checks` as one walk from `start` (see the module docstring)."""
     profile, assumed = planning_profile(profile)
     checks = list(checks)
-    walk = _Walk(checks, consent, profile, pricing, start, own_pins=not start.is_initialized, segment_start=start.abstract)
+    walk = _Walk(checks, consent, profile, pricing, start, own_pins=not start.is_initialized, segment_start=start.abstract,
+                 start_abstract=start.abstract)
     not_run: list[NotRun] = []
     pending: list[CheckSpec] = []
     for check in checks:
@@ -484,16 +487,23 @@ def _why_not(check: CheckSpec, walk: _Walk, planned: Plan) -> NotRun:
         missing = sorted(_presents(unlimited.commands) | walk.pins_needed(check, unlimited)) if state.is_initialized else []
         missing = [m for m in missing if m not in walk.held()]
         if missing:
-            return NotRun(check.id, check.rules, "needs the token's PINs to get ready and restore what it spends", tuple(missing))
+            return NotRun(check.id, check.rules, "presents the token's PINs (to get it ready, to use its keys or to restore what it spends)", tuple(missing))
         if cost_rank(unlimited.cost) > cost_rank(walk.way_ceiling()):
             return NotRun(check.id, check.rules, f"getting the token into {'/'.join(sorted(check.starts))} "
                           f"re-initializes it ({unlimited.cost})", (NEED_SERIAL,))  # fmt: skip
+    # Name the step that took the state away only if the token was in it when the walk began.
+    could_have = walk.start_abstract in check.starts
     blocker = next((s.check for s in reversed(planned.steps) if s.so_blocks or s.firmware_updates or s.leaves != s.starts_in), "")
+    blocker = blocker if could_have else ""
     where = "/".join(sorted(check.starts))
     if check.needs_uninitialized:
-        why = f"needs an uninitialized token ({where}); the token is {state.abstract}" + (f" after {blocker}" if blocker else "")
+        why = f"needs an uninitialized token ({where})"
     else:
-        why = f"needs a token in {where}; the token is {state.abstract}" + (f" after {blocker}" if blocker else "")
+        why = f"needs a token in {where}"
+    if blocker:
+        why += f"; the token is {state.abstract} after {blocker.rsplit('/', 1)[-1]}"
+    elif not could_have:
+        why += f"; the token was {walk.start_abstract} when the campaign began"
     if walk.consent.operator and walk.consent.guarded:
         why += "; every rule it checks is judged by a planned check, so no further firmware update is spent on it"
         allowed = ()
