@@ -43,9 +43,10 @@ COSTS_FILE = DATA / "check-costs.json"
 
 WALK_MARKER = "walk"
 WALK_MARKER_HELP = (
-    "walk(start=..., leaves=..., updates=N, presents=...): on a persistent token, where the test can start "
-    f"({', '.join(START_STATES)}), the lifecycle state it leaves the token in, the firmware updates it makes, "
-    "and the token's PINs a free test presents anyway ('pin', 'so-pin')"
+    "walk(start=..., leaves=..., updates=N, counted=N, presents=...): on a persistent token, where the test can start "
+    f"({', '.join(START_STATES)}), the lifecycle state it leaves the token in, the firmware updates it makes "
+    "(and how many of them only a blocked SO-PIN admits), "
+    "and the token's PINs it presents ('pin', 'so-pin'; default: what its cost class needs)"
 )
 
 # How the options that would allow a check are named, per command the user ran.
@@ -176,9 +177,9 @@ def check_spec(nodeid: str, rules: tuple[str, ...], cost: str, walk: Mapping[str
     if start and start not in START_STATES:
         raise ValueError(f"{nodeid}: walk(start={start!r}) is none of {', '.join(START_STATES)}")
     measured = costs.get(test_name(nodeid))
-    presents = walk.get("presents", ())
-    presents = (presents,) if isinstance(presents, str) else tuple(presents)
-    unknown = set(presents) - {NEED_PIN, NEED_SO_PIN}
+    presents = walk.get("presents")
+    presents = (presents,) if isinstance(presents, str) else presents
+    unknown = set(presents or ()) - {NEED_PIN, NEED_SO_PIN}
     if unknown:
         raise ValueError(f"{nodeid}: walk(presents=...) names {sorted(unknown)}; use {NEED_PIN!r} and/or {NEED_SO_PIN!r}")
     return CheckSpec(
@@ -188,11 +189,12 @@ def check_spec(nodeid: str, rules: tuple[str, ...], cost: str, walk: Mapping[str
         start=start,
         leaves=walk.get("leaves"),
         updates=int(walk.get("updates", 0)),
+        counted=int(walk.get("counted", 0)),
         apdus=measured.apdus if measured else 0,
         seconds=round(measured.seconds(latency), 3) if measured else 0.0,
         user_tries=measured.user_tries if measured else 0,
         so_tries=measured.so_tries if measured else 0,
-        presents=frozenset(presents),
+        presents=None if presents is None else frozenset(presents),
     )
 
 

@@ -95,11 +95,13 @@ class CheckSpec:
     start: str = ""  # key of START_STATES; "" = DEFAULT_START of its cost class
     leaves: str | None = None  # abstract state it leaves the token in; None = as it found it
     updates: int = 0  # firmware updates the check itself makes
+    counted: int = 0  # of those, admitted only because the SO-PIN was blocked (R13's 5 per token)
     apdus: int = 0  # estimated APDUs of the check itself
     seconds: float = 0.0  # estimated duration of the check itself on the reference token
     user_tries: int = 0  # user tries it spends (and restores, unless it blocks)
     so_tries: int = 0  # SO tries it spends
-    presents: frozenset[str] = frozenset()  # the token's PINs it presents whatever its cost (NEED_PIN, NEED_SO_PIN)
+    # The token's PINs it presents (NEED_PIN, NEED_SO_PIN); None: what its cost class usually needs.
+    presents: frozenset[str] | None = None
 
     @property
     def starts(self) -> frozenset[str]:
@@ -173,6 +175,7 @@ class Step:
     so_blocks: int
     firmware_updates: int
     leaves: str
+    so_blocked_updates: int = 0  # of its updates, counted against R13's 5 per token
 
 
 @dataclass(frozen=True)
@@ -230,6 +233,7 @@ class Plan:
             ],
             "not_run": [asdict(n) for n in self.not_run],
             "firmware_updates": self.firmware_updates,
+            "so_blocked_updates": sum(s.so_blocked_updates for s in self.steps),
             "totals": {k: self.total(k) for k in ("apdus", "user_tries", "so_tries", "wipes", "so_blocks", "seconds")},
             "assumed": list(self.assumed),
             "changed_by_device": self.changed_by_device,
@@ -298,6 +302,7 @@ class _Walk:
     # PINs the suite set itself (it initialized the token): it holds them whatever was given.
     own_pins: bool = False
     updates: int = 0
+    counted: int = 0  # updates admitted only because the SO-PIN was blocked (R13)
     segments: list[Segment] = field(default_factory=list)
     current: list[Step] = field(default_factory=list)
     segment_start: str = ""
@@ -319,8 +324,8 @@ class _Walk:
         if not way.end.is_initialized:
             return need
         by_cost = {FREE: set(), TRIES: {NEED_PIN, NEED_SO_PIN}, WIPES: {NEED_SO_PIN},
-                   IRREVERSIBLE: {NEED_PIN, NEED_SO_PIN}, OPERATOR: {NEED_PIN}}  # fmt: skip
-        return need | by_cost[check.cost] | set(check.presents)
+                   IRREVERSIBLE: {NEED_PIN, NEED_SO_PIN}, OPERATOR: set()}  # fmt: skip
+        return need | (by_cost[check.cost] if check.presents is None else set(check.presents))
 
     def way_ceiling(self) -> str:
         ceiling = self.consent.ceiling
@@ -330,7 +335,7 @@ class _Walk:
         way = way_in(self.state, check.starts, self.profile, self.way_ceiling())
         if way is None or self.pins_needed(check, way) - self.held():
             return None
-        if check.updates and self.updates + check.updates > self.consent.update_budget:
+        if check.counted and self.counted + check.counted > self.consent.update_budget:
             return None
         return way
 
@@ -376,12 +381,14 @@ class _Walk:
                 wipes=wipes,
                 so_blocks=1 if check.blocks_so and (way.end.so_tries or 0) > 0 else 0,
                 firmware_updates=check.updates,
+                so_blocked_updates=check.counted,
                 leaves=after.abstract,
             )
         )
         self.state = after
         if check.updates:
             self.updates += check.updates
+            self.counted += check.counted
             self.close_segment()
 
     def after(self, check: CheckSpec, start: ExtState) -> ExtState:
@@ -410,7 +417,7 @@ class _Walk:
 
     def renew(self) -> bool:
         """A firmware update by the operator that renews the token (model: cheapest path)."""
-        if not self.consent.operator or self.updates >= self.consent.update_budget:
+        if not self.consent.operator:
             return False
         if self.state.keys and self.state.so_tries:
             return False  # R12: refused with keys and a working SO-PIN (a check deletes them)
@@ -418,13 +425,16 @@ class _Walk:
         if outcome.next.is_initialized:
             return False
         counted = outcome.next.so_blocked_updates - self.state.so_blocked_updates
+        if self.counted + counted > self.consent.update_budget:
+            return False
         a, s = self.pricing.command(Command.firmware_update())
         self.current.append(
             Step(RENEWAL, ("R12", "R13", "R14") if counted else ("R12", "R14"), OPERATOR, self.state.abstract, (), FREE,
-                 a, round(s + self.pricing.renewal_seconds, 3), 0, 0, 0, 0, 1, outcome.next.abstract)
+                 a, round(s + self.pricing.renewal_seconds, 3), 0, 0, 0, 0, 1, outcome.next.abstract, counted)
         )  # fmt: skip
         self.state = outcome.next
         self.updates += 1
+        self.counted += counted
         self.own_pins = False  # a renewed token has no PINs: the next INITIALIZE sets the suite's
         self.close_segment()
         return True
@@ -441,7 +451,7 @@ def plan_campaign(
     profile, assumed = planning_profile(profile)
     checks = list(checks)
     walk = _Walk(checks, consent, profile, pricing, start, own_pins=not start.is_initialized, segment_start=start.abstract,
-                 start_abstract=start.abstract)
+                 start_abstract=start.abstract, counted=start.so_blocked_updates)
     not_run: list[NotRun] = []
     pending: list[CheckSpec] = []
     for check in checks:
@@ -450,9 +460,9 @@ def plan_campaign(
             missing = tuple(dict.fromkeys(missing + consent.missing_for(IRREVERSIBLE)))
         if missing:
             not_run.append(NotRun(check.id, check.rules, f"cost class '{check.cost}' needs consent", missing))
-        elif check.updates > consent.update_budget:
-            not_run.append(NotRun(check.id, check.rules, f"needs {check.updates} firmware updates, more than the "
-                                  f"{consent.update_budget} a token has for a blocked SO-PIN", ()))  # fmt: skip
+        elif check.counted > consent.update_budget - start.so_blocked_updates:
+            not_run.append(NotRun(check.id, check.rules, f"needs {check.counted} firmware updates admitted for a blocked SO-PIN, "
+                                  f"more than the {consent.update_budget - start.so_blocked_updates} this token has left", ()))  # fmt: skip
         else:
             pending.append(check)
     while pending:
@@ -479,9 +489,9 @@ def _why_not(check: CheckSpec, walk: _Walk, planned: Plan) -> NotRun:
     """Why a check found no place in the walk, and what the user could give to change that."""
     state = walk.state
     allowed = (NEED_OPERATOR,) if not walk.consent.operator and walk.consent.guarded else ()
-    if check.updates and walk.updates + check.updates > walk.consent.update_budget:
-        return NotRun(check.id, check.rules, f"needs {check.updates} firmware update(s); {walk.consent.update_budget - walk.updates} "
-                      "left in the budget", ())  # fmt: skip
+    if check.counted and walk.counted + check.counted > walk.consent.update_budget:
+        return NotRun(check.id, check.rules, f"needs {check.counted} firmware update(s) admitted for a blocked SO-PIN; "
+                      f"{walk.consent.update_budget - walk.counted} left of the token's {walk.consent.update_budget}", ())  # fmt: skip
     unlimited = way_in(state, check.starts, walk.profile, WIPES)
     if unlimited is not None:
         missing = sorted(_presents(unlimited.commands) | walk.pins_needed(check, unlimited)) if state.is_initialized else []
@@ -516,11 +526,11 @@ def plan_fresh_each(checks: Iterable[CheckSpec], profile: Profile, pricing: Pric
     """The in-process emulator's campaign: every check on a token of its own, fresh from the
     factory (shipped), so order never matters and nothing is ever out of reach."""
     profile, assumed = planning_profile(profile)
-    unlimited = PlanConsent(guarded=False, update_budget=10**6)  # a new token each time: no budget to share
+    unlimited = PlanConsent(guarded=False)  # a new token each time: each has its own budget
     walk = _Walk([], unlimited, profile, pricing, ExtState.shipped(), own_pins=True, segment_start=SHIPPED)
     not_run = []
     for check in checks:
-        walk.state, walk.updates = ExtState.shipped(), 0
+        walk.state, walk.updates, walk.counted = ExtState.shipped(), 0, 0
         way = walk.way_for(check)
         if way is None:
             not_run.append(NotRun(check.id, check.rules, f"no way from a fresh token to {'/'.join(sorted(check.starts))}", ()))

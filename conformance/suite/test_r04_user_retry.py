@@ -18,6 +18,7 @@ def test_r04_counter_starts_at_tag_91(hsm):
 
 @pytest.mark.rule("R04")
 @pytest.mark.cost("tries")
+@pytest.mark.walk(presents="pin")  # a right user PIN restores what it spends
 def test_r04_wrong_spends_right_restores(hsm):
     hsm.provision(min_retries=3)
     hsm.steps(C.query_user(), C.verify_user("wrong"), C.query_user(), C.change_user_pin("wrong"), C.query_user())
