@@ -74,6 +74,7 @@ class HsmOptions:
     trace_secrets: bool = False  # keep a real token's PINs in its traces (a lab's own token)
     apdu_timeout: float = DEFAULT_APDU_TIMEOUT_S  # seconds a device may take per exchange
     portal_socket: str | None = None  # the emulator's simulated portal, for a scripted operator
+    persistent: bool = False  # emulator:vpcd keeps ONE token for the run, planned like a real one
     plan: bool = False  # print the campaign plan (after free reads only) and stop
     plan_words: str = "pytest"  # whose option names the plan uses: pytest's or `hsm-lifecycle run`'s
 
@@ -165,6 +166,13 @@ def add_options(parser: Any) -> None:
         metavar="SOCKET",
         help="operator steps done by a scripted operator at the simulated portal of `hsm-lifecycle emulate --portal SOCKET` "
         "(a token served through pcscd), instead of a person at a terminal",
+    )
+    group.addoption(
+        "--hsm-persistent",
+        action="store_true",
+        default=False,
+        help="with --hsm-target emulator:vpcd: keep ONE emulated token for the whole run (never a fresh one), "
+        "its portal steps done by a scripted operator, the campaign planned as on a real token",
     )
     group.addoption("--hsm-plan-words", default="pytest", choices=("pytest", "run"), help=argparse.SUPPRESS)
     group.addoption("--hsm-steps", type=int, default=DEFAULT_STEPS, metavar="N", help=argparse.SUPPRESS)
@@ -322,11 +330,14 @@ def from_config(config: Any) -> HsmOptions:
         apdu_timeout=parse_apdu_timeout(getattr(opt, "hsm_apdu_timeout", None)),
         plan=bool(getattr(opt, "hsm_plan", False)),
         portal_socket=getattr(opt, "hsm_portal", None),
+        persistent=bool(getattr(opt, "hsm_persistent", False)),
         plan_words=str(getattr(opt, "hsm_plan_words", "pytest")),
         readers=readers,
         serials=serials,
         workers=workers,
     )
+    if options.persistent and target.kind != TARGET_VPCD:
+        raise ValueError("--hsm-persistent only applies to --hsm-target emulator:vpcd (a real token is always persistent).")
     check_workers(options)
     if serials and not options.fleet:
         options = replace(options, serial=serials[0])

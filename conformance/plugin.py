@@ -269,7 +269,7 @@ class Suite:
                 # The plan starts with checks that need the token uninitialized: observing what
                 # only INITIALIZE shows waits until they are done (the walker does it then).
                 keep = self.walker is not None and self.walker.observation_pending
-                prepare(target, recorder, wiping_test_selected=wiping and not keep)
+                prepare(target, recorder, wiping_test_selected=wiping, keep_uninitialized=keep)
             except (SerialMismatch, CredentialError) as exc:
                 if target is not None:
                     self._described = target.describe()

@@ -188,11 +188,16 @@ class Target:
             owner_pin_given=self.options.pin is not None,
             reader=self.raw_transport().describe().get("reader", ""),
         )
-        if self.options.portal_socket:  # a scripted operator at the emulator's simulated portal
+        socket = self.portal_socket()
+        if socket is not None:  # a scripted operator at the emulator's simulated portal
             from hsm_lifecycle.conformance.operator import PortalScript
 
-            link.prompter = PortalScript(Path(self.options.portal_socket), lambda: device.mapper.pins.user_pin)
+            link.prompter = PortalScript(socket, lambda: device.mapper.pins.user_pin)
         return link
+
+    def portal_socket(self) -> Path | None:
+        """The simulated portal of an emulator served through pcscd (--hsm-portal), if any."""
+        return Path(self.options.portal_socket) if self.options.portal_socket else None
 
     def portal_missing(self) -> str:
         """Why this target's tests have no portal (Device.require_portal skips with it)."""
@@ -327,6 +332,7 @@ class VpcdTarget(Target):
         if self.options.faults:
             raise pytest.UsageError("--hsm-emulator-fault works with the in-process emulator only (the vpcd emulator runs in another process).")
         self._stack = ExitStack()
+        self.can_renew = not options.persistent  # --hsm-persistent: one token, planned like a real one
         self._generation = 0
         self._process = None
         self._transport: Transport | None = None
@@ -347,7 +353,8 @@ class VpcdTarget(Target):
 
         self._generation += 1
         try:
-            self._process = start_emulator(self._port, self._dir / f"token-{self._generation}.json")
+            portal = self._dir / "portal.sock" if self.options.persistent else None
+            self._process = start_emulator(self._port, self._dir / f"token-{self._generation}.json", portal=portal)
         except VpcdError as exc:
             raise TransportError(str(exc)) from None
         self._transport = self.timed(PcscTransport(self._reader, card_timeout=10.0))
@@ -357,7 +364,11 @@ class VpcdTarget(Target):
         return self._transport
 
     def portal_link(self, device: "Device") -> PortalLink | None:
-        return None  # the token lives in another process: the simulated portal cannot reach its loader
+        # The token lives in another process; kept persistent, that process serves its portal.
+        return super().portal_link(device) if self.options.persistent else None
+
+    def portal_socket(self) -> Path | None:
+        return self._dir / "portal.sock" if self.options.persistent else super().portal_socket()
 
     def portal_missing(self) -> str:
         return (
@@ -845,7 +856,7 @@ def read_so_tries(target: Target, recorder: TraceRecorder) -> int | None:
     return 0 if sw == SW.AUTH_METHOD_BLOCKED else tries_from_sw(sw)
 
 
-def prepare(target: Target, recorder: TraceRecorder, *, wiping_test_selected: bool) -> None:
+def prepare(target: Target, recorder: TraceRecorder, *, wiping_test_selected: bool, keep_uninitialized: bool = False) -> None:
     """Open the target for the session. On a persistent device: compare the serial with
     --hsm-serial before any state-changing APDU (SerialMismatch), read the device's state, and
     observe the open behaviours within the consent. On the in-process emulator the probes run on
@@ -878,6 +889,7 @@ def prepare(target: Target, recorder: TraceRecorder, *, wiping_test_selected: bo
         so_pin_known = not consent.guarded or target.options.so_pin is not None
         # Re-initializing an initialized token presents its SO-PIN: only the owner's.
         may_wipe = not consent.guarded or (consent.serial_confirmed and wiping_test_selected and (so_pin_known or not state.is_initialized))
+        may_wipe = may_wipe and not keep_uninitialized  # the campaign's first checks need it uninitialized
         observations, _ = observe(
             probe,
             state,
