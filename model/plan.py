@@ -501,10 +501,14 @@ def _why_not(check: CheckSpec, walk: _Walk, planned: Plan) -> NotRun:
         if cost_rank(unlimited.cost) > cost_rank(walk.way_ceiling()):
             return NotRun(check.id, check.rules, f"getting the token into {'/'.join(sorted(check.starts))} "
                           f"re-initializes it ({unlimited.cost})", (NEED_SERIAL,))  # fmt: skip
-    # Name the step that took the state away only if the token was in it when the walk began.
+    # The step after which the token never again was in a state the check starts from.
     could_have = walk.start_abstract in check.starts
-    blocker = next((s.check for s in reversed(planned.steps) if s.so_blocks or s.firmware_updates or s.leaves != s.starts_in), "")
-    blocker = blocker if could_have else ""
+    blocker = ""
+    for step in planned.steps:
+        if step.starts_in in check.starts or step.leaves in check.starts:
+            could_have, blocker = True, ""
+        if could_have and not blocker and step.leaves not in check.starts:
+            blocker = step.check
     where = "/".join(sorted(check.starts))
     if check.needs_uninitialized:
         why = f"needs an uninitialized token ({where})"
