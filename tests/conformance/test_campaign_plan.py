@@ -82,3 +82,75 @@ def test_costs_file_covers_the_suite_and_counts_queries_apart():
     costs = load_costs()
     assert "test_r20_uninitialized_token_refuses_pin_and_key_commands" in costs
     assert ins_histogram([{"cmd": "0020008100"}, {"cmd": "00200081063132333435"}, {"cmd": "01"}]) == {"20": 1, "20q": 1}
+
+
+# -- the walker's free re-read of the counters ---------------------------------------------------
+
+from dataclasses import dataclass, field  # noqa: E402
+
+from hsm_lifecycle.conformance.campaign import Walker, read_counters  # noqa: E402
+from hsm_lifecycle.conformance.transport.base import Response  # noqa: E402
+from hsm_lifecycle.model.states import ExtState  # noqa: E402
+
+
+@dataclass
+class _Answers:
+    """A token that answers the status queries with fixed SWs (and lists `keys` keys)."""
+
+    so_sw: int
+    user_sw: int
+    keys: int = 0
+    sent: list[bytes] = field(default_factory=list)
+
+    def send(self, capdu: bytes) -> Response:
+        self.sent.append(capdu)
+        return Response(b"", self.so_sw if capdu[3] == 0x88 else self.user_sw)
+
+    def key_ids(self) -> set[int]:
+        return set(range(1, self.keys + 1))
+
+
+@dataclass
+class _Recorder:
+    def context(self, *args: object) -> None:
+        pass
+
+
+@dataclass
+class _Target:
+    twin: ExtState | None = None
+
+
+@dataclass
+class _Device:
+    mapper: _Answers
+    state: ExtState
+    recorder: _Recorder = field(default_factory=_Recorder)
+    target: _Target = field(default_factory=_Target)
+
+
+def test_counters_read_again_only_with_free_queries_and_the_token_wins():
+    twin = ExtState.initialized(keys=1)
+    device = _Device(_Answers(0x63CF, 0x63C1, keys=1), twin)  # one user try left: something spent two
+    assert read_counters(device) == twin.but(user_tries=1)
+    assert all(len(capdu) == 4 for capdu in device.mapper.sent)  # VERIFY without data only
+
+    from hsm_lifecycle.conformance.campaign import SessionPlan
+    from hsm_lifecycle.model.plan import Plan
+
+    walker = Walker(SessionPlan(Plan("x", (), ()), "", None, {}), {})
+    walker.reread(device, "t::test")
+    assert device.state.user_tries == 1 and device.target.twin == device.state
+    assert walker.changes == [{"before": "t::test", "believed": str(twin), "read": str(twin.but(user_tries=1))}]
+    assert walker.finish(None)["changed_by_device"] is True
+
+
+def test_a_token_found_uninitialized_after_an_update_is_a_new_identity():
+    twin = ExtState.initialized(so_tries=0)
+    device = _Device(_Answers(0x6A88, 0x6A88), twin)
+    assert read_counters(device) == ExtState(identity=1)
+
+
+def test_persistent_is_only_for_the_vpcd_emulator(run_suite):
+    run = run_suite("--hsm-persistent", "--hsm-plan")
+    assert run.rc == 4 and "--hsm-persistent only applies to --hsm-target emulator:vpcd" in run.output
