@@ -305,9 +305,11 @@ class SessionPlan:
     specs: Mapping[str, CheckSpec]  # by node id
 
 
-def plan_for_session(target: Any, options: Any, consent: Any, items: Iterable[Any], words: str) -> SessionPlan:
+def plan_for_session(target: Any, options: Any, consent: Any, items: Iterable[Any], words: str,
+                     recorder: Any = None) -> SessionPlan:  # fmt: skip
     """Read the target's start state (free), then plan the collected tests on it. The target is
-    opened but not prepared: nothing that costs anything has been sent when this returns."""
+    opened but not prepared: nothing that costs anything has been sent when this returns. With a
+    `recorder` the reads are traced (the session set-up trace)."""
     from hsm_lifecycle.conformance.plugin import marked_cost, marked_rules
     from hsm_lifecycle.model.profiles import SMARTCARD_HSM
 
@@ -318,7 +320,13 @@ def plan_for_session(target: Any, options: Any, consent: Any, items: Iterable[An
         cost = marked_cost(item)
         specs.append(check_spec(item.nodeid, marked_rules(item), (cost.label if cost else "free"), walk_marker(item), costs, latency))
     if target.persistent:
-        start, serial = read_start(target.raw_transport())
+        transport = target.raw_transport()
+        if recorder is not None:
+            from hsm_lifecycle.conformance.trace import TracingTransport
+
+            recorder.context("read the start state for the plan (free)", "")
+            transport = TracingTransport(transport, recorder)
+        start, serial = read_start(transport)
     else:
         start, serial = ExtState.shipped(), None  # a fresh emulated token for every test
     given = getattr(consent, "serial", None)

@@ -290,11 +290,15 @@ class Suite:
 
         if not campaign.plans_the_walk(self.options) or not items:
             return
+        path, _ = self.trace_path("session-setup")
+        recorder = TraceRecorder(path, secrets=self.trace_secrets())
         try:
             self._opened = make_target(self.options, self.consent)
-            planned = campaign.plan_for_session(self._opened, self.options, self.consent, items, self.options.plan_words)
+            planned = campaign.plan_for_session(self._opened, self.options, self.consent, items, self.options.plan_words, recorder)
         except TransportError as exc:
             pytest.exit(f"hsm target {self.options.target}: {exc}", returncode=3)
+        finally:
+            recorder.flush()  # the set-up trace begins with the plan's free reads
         campaign.order_items(items, planned.plan)
         by_id = {item.nodeid: item for item in items}
         for miss in planned.plan.not_run:
@@ -374,6 +378,9 @@ class Suite:
         return info
 
     def close(self) -> None:
+        if self._opened is not None and self._opened is not self._target:
+            self._opened.close()  # opened to plan, never prepared (the run stopped before)
+        self._opened = None
         if self._target is not None:
             self._target.close()
             self._target = None

@@ -32,7 +32,6 @@ from hsm_lifecycle.model.oracle import expect
 from hsm_lifecycle.model.profiles import EMULATOR_DEFAULTS, STATE_AFFECTING, Profile
 from hsm_lifecycle.model.states import (
     BOTH_BLOCKED,
-    FIRMWARE_RESET,
     INITIALIZED,
     SHIPPED,
     SO_BLOCKED,
