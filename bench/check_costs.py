@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from hsm_lifecycle.conformance.campaign import COSTS_FILE, ins_histogram, test_name
+from hsm_lifecycle.conformance.campaign import COSTS_EXAMPLES, COSTS_FILE, ins_histogram, test_name
 
 SUITE = Path(__file__).resolve().parents[1] / "conformance" / "suite"
 QUIET = ("-p", "no:cacheprovider", "-p", "no:terminal", "-o", "addopts=")
-REAL_TOKEN_EXAMPLES = 10
+REAL_TOKEN_EXAMPLES = COSTS_EXAMPLES
 
 
 def measure(work: Path) -> dict:

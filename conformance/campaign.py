@@ -38,15 +38,19 @@ from hsm_lifecycle.model.states import ExtState
 from hsm_lifecycle.protocol import Ins
 
 DATA = Path(__file__).resolve().parent / "data"
+COSTS_EXAMPLES = 10  # stateful examples the costs file was measured with (a real token's default)
+APDU_BUDGET = 1500  # a campaign on a token: the stateful test's examples are fitted to it
 LATENCY_FILE = DATA / "latency-nitrokey-hsm2.json"
 COSTS_FILE = DATA / "check-costs.json"
 
 WALK_MARKER = "walk"
+NEED_EXAMPLES = "examples"
 WALK_MARKER_HELP = (
     "walk(start=..., leaves=..., updates=N, counted=N, presents=...): on a persistent token, where the test can start "
     f"({', '.join(START_STATES)}), the lifecycle state it leaves the token in, the firmware updates it makes "
     "(and how many of them only a blocked SO-PIN admits), "
-    "and the token's PINs it presents ('pin', 'so-pin'; default: what its cost class needs)"
+    "and the token's PINs it presents ('pin', 'so-pin'; default: what its cost class needs); "
+    "examples=True: its APDUs scale with the stateful examples"
 )
 
 # How the options that would allow a check are named, per command the user ran.
@@ -57,6 +61,7 @@ OPTION_WORDS: dict[str, dict[str, str]] = {
         NEED_OPERATOR: "--hsm-allow-operator",
         NEED_PIN: "--hsm-pin PIN",
         NEED_SO_PIN: "--hsm-so-pin HEX16",
+        NEED_EXAMPLES: "--hsm-examples N",
     },
     "run": {
         NEED_SERIAL: "--serial S",
@@ -64,6 +69,7 @@ OPTION_WORDS: dict[str, dict[str, str]] = {
         NEED_OPERATOR: "--allow-operator",
         NEED_PIN: "--pin Y",
         NEED_SO_PIN: "--so-pin X",
+        NEED_EXAMPLES: "pytest's --hsm-examples N",
     },
 }
 
@@ -306,6 +312,27 @@ class SessionPlan:
     text: str
     serial: str | None
     specs: Mapping[str, CheckSpec]  # by node id
+    examples: int | None = None  # stateful examples fitted to the APDU budget (None: as given)
+
+
+def fit_examples(plan: Plan, specs: list[CheckSpec], scaled: set[str], examples: int) -> int:
+    """The stateful examples that keep the planned campaign within APDU_BUDGET (at least 1, at
+    most `examples`): what the other checks leave, shared out at the measured cost per example."""
+    planned = set(plan.order)
+    per_example = {s.id: s.apdus / COSTS_EXAMPLES for s in specs if s.id in scaled and s.id in planned}
+    if not per_example:
+        return examples
+    rest = sum(s.apdus for s in plan.steps if s.check not in per_example)
+    room = APDU_BUDGET - rest
+    return max(1, min(examples, int(room // max(1.0, sum(per_example.values())))))
+
+
+def _scale(spec: CheckSpec, examples: int) -> CheckSpec:
+    from dataclasses import replace
+
+    factor = examples / COSTS_EXAMPLES
+    return replace(spec, apdus=round(spec.apdus * factor), seconds=round(spec.seconds * factor, 3),
+                   user_tries=round(spec.user_tries * factor), so_tries=round(spec.so_tries * factor))  # fmt: skip
 
 
 def plan_for_session(target: Any, options: Any, consent: Any, items: Iterable[Any], words: str,
@@ -318,10 +345,13 @@ def plan_for_session(target: Any, options: Any, consent: Any, items: Iterable[An
 
     latency = LatencyTable.load()
     costs = load_costs()
-    specs = []
+    specs, scaled = [], set()
     for item in items:
         cost = marked_cost(item)
-        specs.append(check_spec(item.nodeid, marked_rules(item), (cost.label if cost else "free"), walk_marker(item), costs, latency))
+        walk = walk_marker(item)
+        specs.append(check_spec(item.nodeid, marked_rules(item), (cost.label if cost else "free"), walk, costs, latency))
+        if walk.get("examples"):
+            scaled.add(item.nodeid)
     if target.persistent:
         transport = target.raw_transport()
         if recorder is not None:
@@ -338,8 +368,13 @@ def plan_for_session(target: Any, options: Any, consent: Any, items: Iterable[An
     from hsm_lifecycle.model.plan import plan_campaign, plan_fresh_each
 
     profile = target.profile or SMARTCARD_HSM
+    examples = None
     if target.persistent:
         plan = plan_campaign(start, specs, plan_consent_, profile, latency.pricing())
+        if scaled:
+            examples = options.examples if options.examples_given else fit_examples(plan, specs, scaled, options.examples)
+            specs = [_scale(s, examples) if s.id in scaled else s for s in specs]
+            plan = plan_campaign(start, specs, plan_consent_, profile, latency.pricing())
     else:
         plan = plan_fresh_each(specs, profile, latency.pricing())
     label = str(options.target) + (f", serial {serial}" if serial else "")
@@ -347,7 +382,10 @@ def plan_for_session(target: Any, options: Any, consent: Any, items: Iterable[An
     if given and serial and not confirmed:
         flag = OPTION_WORDS[words][NEED_SERIAL].split()[0]
         text += f"\nNOTE: {flag} {given} does not match this token's serial {serial}: the run would stop before its first APDU."
-    return SessionPlan(plan, text, serial, {s.id: s for s in specs})
+    if examples is not None and not options.examples_given and examples < options.examples:
+        text += (f"\nThe stateful test runs {examples} examples (not {options.examples}) to keep the campaign within "
+                 f"{APDU_BUDGET} APDUs; {OPTION_WORDS[words][NEED_EXAMPLES]} sets them.")
+    return SessionPlan(plan, text, serial, {s.id: s for s in specs}, examples)
 
 
 def order_items(items: list[Any], plan: Plan) -> None:

@@ -75,6 +75,7 @@ class HsmOptions:
     apdu_timeout: float = DEFAULT_APDU_TIMEOUT_S  # seconds a device may take per exchange
     portal_socket: str | None = None  # the emulator's simulated portal, for a scripted operator
     persistent: bool = False  # emulator:vpcd keeps ONE token for the run, planned like a real one
+    examples_given: bool = False  # --hsm-examples was given (the campaign plan leaves it alone)
     plan: bool = False  # print the campaign plan (after free reads only) and stop
     plan_words: str = "pytest"  # whose option names the plan uses: pytest's or `hsm-lifecycle run`'s
 
@@ -331,6 +332,7 @@ def from_config(config: Any) -> HsmOptions:
         plan=bool(getattr(opt, "hsm_plan", False)),
         portal_socket=getattr(opt, "hsm_portal", None),
         persistent=bool(getattr(opt, "hsm_persistent", False)),
+        examples_given=opt.hsm_examples is not None,
         plan_words=str(getattr(opt, "hsm_plan_words", "pytest")),
         readers=readers,
         serials=serials,

@@ -300,6 +300,10 @@ class Suite:
         finally:
             recorder.flush()  # the set-up trace begins with the plan's free reads
         campaign.order_items(items, planned.plan)
+        if planned.examples is not None and planned.examples != self.options.examples:
+            from dataclasses import replace
+
+            self.options = replace(self.options, examples=planned.examples)  # fitted to the APDU budget
         by_id = {item.nodeid: item for item in items}
         for miss in planned.plan.not_run:
             item = by_id.get(miss.check)
