@@ -55,6 +55,7 @@ def test_full_consent_judges_every_rule_it_can_and_blocks_the_so_pin_once_at_the
     steps = [s for seg in plan["segments"] for s in seg["steps"]]
     assert [s["so_blocks"] for s in steps].count(1) == 1 and steps[-1]["so_blocks"] == 1
     assert end.so_tries == 0 and plan["firmware_updates"] == 0
+    assert run.summary["cost"]["apdus"] <= 1500  # the plan fits the stateful examples to the budget
     assert not plan["changed_by_device"], plan["changes"]
 
 
@@ -66,6 +67,7 @@ def test_with_the_scripted_operator_every_rule_is_judged(run_suite, tmp_path):
     r13 = [s for seg in plan["segments"] for s in seg["steps"] if "test_r13" in s["check"]]
     assert plan["firmware_updates"] - sum(s["firmware_updates"] for s in r13) <= 2
     assert plan["so_blocked_updates"] <= 5 and end.so_blocked_updates <= 5
+    assert run.summary["cost"]["apdus"] <= 1500
 
 
 def test_a_serial_without_pins_fails_nothing_and_spends_no_try(run_suite, tmp_path):
