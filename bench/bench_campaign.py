@@ -96,6 +96,49 @@ def real_token_campaign(work: Path) -> dict:
     }
 
 
+# The campaigns of the real-token issue, as `--hsm-plan` plans them on the emulator posing as a
+# real token: (start, consent). Figures are the plan's (APDUs from bench.check_costs, durations
+# from docs/latency.md): what the planner promises before anything is sent.
+PLANNED = {
+    "shipped, --serial --allow-irreversible, both PINs": ("shipped", ("serial", "--hsm-allow-irreversible", *OWNER_PINS)),
+    "initialized, --serial --allow-irreversible, both PINs": ("owned", ("serial", "--hsm-allow-irreversible", *OWNER_PINS)),
+    "initialized, + --allow-operator": ("owned", ("serial", "--hsm-allow-irreversible", "--hsm-allow-operator", *OWNER_PINS)),
+    "initialized, --serial, no PINs": ("owned", ("serial",)),
+    "initialized, no --serial, both PINs": ("owned", OWNER_PINS),
+}
+
+
+def planned_campaigns(work: Path) -> dict:
+    from hsm_lifecycle.conformance.targets import AsRealTarget
+    from hsm_lifecycle.emulator import VirtualToken
+
+    out = {}
+    for n, (name, (start, args)) in enumerate(PLANNED.items()):
+        state = work / f"plan-{n}.json"
+        token = VirtualToken.manufacture(state_path=state)
+        if start == "owned":
+            AsRealTarget.set_up_as_owner(token)
+        argv = ["--hsm-serial", token.serial, *args[1:]] if args and args[0] == "serial" else list(args)
+        evidence = work / f"plan-{n}"
+        rc, seconds = _pytest([str(SUITE), *QUIET, "--hsm-emulator-as-real", "--hsm-emulator-state", str(state),
+                               *argv, "--hsm-plan", "--hsm-evidence", str(evidence)])  # fmt: skip
+        plan = json.loads((evidence / "plan.json").read_text())
+        steps = [s for seg in plan["segments"] for s in seg["steps"]]
+        out[name] = {
+            "exit_status": rc,
+            "planning_s": round(seconds, 2),
+            "checks": sum(1 for s in steps if not s["check"].startswith("firmware update")),
+            "rules": len({r for s in steps for r in s["rules"]}),
+            "not_run": len(plan["not_run"]),
+            "segments": len(plan["segments"]),
+            **{k: plan["totals"][k] for k in ("apdus", "user_tries", "so_tries", "wipes", "so_blocks")},
+            "firmware_updates": plan["firmware_updates"],
+            "estimated_s": round(plan["totals"]["seconds"], 1),
+            "order": [s["check"].split("::")[-1] for s in steps],
+        }
+    return out
+
+
 def run(examples: int = 200) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-campaign-") as tmp:
         work = Path(tmp)
@@ -103,6 +146,17 @@ def run(examples: int = 200) -> dict:
 
 
 def main() -> None:
+    import sys
+
+    if "--plans" in sys.argv:
+        with tempfile.TemporaryDirectory(prefix="bench-plans-") as tmp:
+            for name, f in planned_campaigns(Path(tmp)).items():
+                print(f"{name}: {f['checks']} checks, {f['rules']} rules, {f['not_run']} not run, {f['segments']} segments, "
+                      f"{f['apdus']} APDUs, tries user {f['user_tries']} / SO {f['so_tries']}, {f['wipes']} wipes, "
+                      f"{f['so_blocks']} SO blocks, {f['firmware_updates']} updates, ~{f['estimated_s']} s on a Nitrokey HSM 2 "
+                      f"(planned in {f['planning_s']} s)")
+                print("   order: " + ", ".join(f["order"]))
+        return
     figures = run()
     emu, real = figures["emulator"], figures["real_token_default"]
     print("emulator campaign (transition tour + stateful test):")

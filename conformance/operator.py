@@ -22,6 +22,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Protocol
 
 import pytest
@@ -144,6 +145,30 @@ class TerminalPrompter:
         if not line:
             pytest.skip("end of input at an operator step: nobody to do it")
         return line.strip()
+
+
+@dataclass
+class PortalScript:
+    """A scripted operator at the emulator's simulated portal (`hsm-lifecycle emulate --portal
+    SOCKET`): does what the printed step asks, then answers the question as a person would. The
+    suite still verifies the outcome on the token itself, exactly as after a person."""
+
+    socket: Path
+    user_pin: Callable[[], bytes]  # the PIN the login step names (the owner's or the suite's own)
+
+    def ask(self, text: str) -> str:
+        from hsm_lifecycle.emulator.portal_service import ask_portal
+
+        try:
+            if "OPERATOR STEP: firmware update" in text:
+                ask_portal(self.socket, "update")
+                return ""  # Enter: done (or refused; the token tells which)
+            if "OPERATOR STEP: portal login" in text:
+                answer = ask_portal(self.socket, f"login {self.user_pin().hex()}")
+                return "y" if answer == LOGIN_OK else "n"
+        except OSError as exc:
+            pytest.skip(f"the scripted operator cannot reach the portal on {self.socket}: {exc}")
+        return SKIP
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,11 @@ class HsmOptions:
     workers: int = 0  # pytest-xdist workers of this run (0: no xdist)
     trace_secrets: bool = False  # keep a real token's PINs in its traces (a lab's own token)
     apdu_timeout: float = DEFAULT_APDU_TIMEOUT_S  # seconds a device may take per exchange
+    portal_socket: str | None = None  # the emulator's simulated portal, for a scripted operator
+    persistent: bool = False  # emulator:vpcd keeps ONE token for the run, planned like a real one
+    examples_given: bool = False  # --hsm-examples was given (the campaign plan leaves it alone)
+    plan: bool = False  # print the campaign plan (after free reads only) and stop
+    option_names: str = "pytest"  # whose option names reasons and plans use: pytest's or `hsm-lifecycle run`'s
 
     @property
     def fleet(self) -> bool:
@@ -158,6 +163,29 @@ def add_options(parser: Any) -> None:
         help=f"fail an APDU the device has not answered after SECONDS (default {DEFAULT_APDU_TIMEOUT_S:g}), "
         "so a hung token or reader cannot hang the run",
     )
+    group.addoption(
+        "--hsm-plan",
+        action="store_true",
+        default=False,
+        help="print the campaign plan (ordered checks, their cost, what will not run and why, estimated duration) "
+        "after reading the token with free queries only, then stop",
+    )
+    group.addoption(
+        "--hsm-portal",
+        default=None,
+        metavar="SOCKET",
+        help="operator steps done by a scripted operator at the simulated portal of `hsm-lifecycle emulate --portal SOCKET` "
+        "(a token served through pcscd), instead of a person at a terminal",
+    )
+    group.addoption(
+        "--hsm-persistent",
+        action="store_true",
+        default=False,
+        help="with --hsm-target emulator:vpcd: keep ONE emulated token for the whole run (never a fresh one), "
+        "its portal steps done by a scripted operator, the campaign planned as on a real token",
+    )
+    # Set by `hsm-lifecycle run`: reasons and plans then name its options (--serial, not --hsm-serial).
+    group.addoption("--hsm-option-names", default="pytest", choices=("pytest", "run"), help=argparse.SUPPRESS)
     group.addoption("--hsm-steps", type=int, default=DEFAULT_STEPS, metavar="N", help=argparse.SUPPRESS)
     # Project-only switches: they exist so the project's own tests can prove the checks bite.
     group.addoption("--hsm-emulator-fault", action="append", default=[], metavar="NAME", help=argparse.SUPPRESS)
@@ -311,10 +339,17 @@ def from_config(config: Any) -> HsmOptions:
         emulator_profile=parse_profile_overrides(opt.hsm_emulator_profile, target),
         trace_secrets=bool(opt.hsm_trace_secrets),
         apdu_timeout=parse_apdu_timeout(getattr(opt, "hsm_apdu_timeout", None)),
+        plan=bool(getattr(opt, "hsm_plan", False)),
+        portal_socket=getattr(opt, "hsm_portal", None),
+        persistent=bool(getattr(opt, "hsm_persistent", False)),
+        examples_given=opt.hsm_examples is not None,
+        option_names=str(getattr(opt, "hsm_option_names", "pytest")),
         readers=readers,
         serials=serials,
         workers=workers,
     )
+    if options.persistent and target.kind != TARGET_VPCD:
+        raise ValueError("--hsm-persistent only applies to --hsm-target emulator:vpcd (a real token is always persistent).")
     check_workers(options)
     if serials and not options.fleet:
         options = replace(options, serial=serials[0])

@@ -54,8 +54,6 @@ TRACE_SECTION_LINES = 200
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
-    # Set by `hsm-lifecycle run`: reasons then name its options (--serial, not --hsm-serial).
-    parser.getgroup("hsm").addoption("--hsm-option-names", default="pytest", choices=("pytest", "run"), help=argparse.SUPPRESS)
 
 
 def option_names(config: pytest.Config, text: str) -> str:
@@ -66,6 +64,9 @@ def option_names(config: pytest.Config, text: str) -> str:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "rule(*ids): the lifecycle rules (R01..R21) a conformance test checks")
     config.addinivalue_line("markers", "cost(klass): cost class on a real token (free, tries, wipes, irreversible, operator)")
+    from hsm_lifecycle.conformance.campaign import WALK_MARKER_HELP
+
+    config.addinivalue_line("markers", WALK_MARKER_HELP)
     try:
         options = from_config(config)
     except ValueError as exc:
@@ -191,6 +192,17 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             suite.selected_costs.add(cost)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """After -k and -m deselection: --hsm-plan plans exactly what would run."""
+    suite: Suite = session.config.stash[SUITE_KEY]
+    if suite.options.plan:
+        suite.print_plan(session.items)
+    else:
+        suite.follow_plan(session.items)
+
+
+
+
 # ---------------------------------------------------------------------------------------------
 # Session state
 
@@ -213,6 +225,8 @@ class Suite:
     so_tries_left_end: int | None = None  # asked of a persistent device at the end (free)
     made_evidence: bool = False  # the evidence folder is this run's (removed if nothing ran)
     custody: dict[str, Any] | None = None  # what the custody did at the end (conformance.custody)
+    walker: Any = None  # the campaign plan on one persistent token (conformance.campaign.Walker)
+    _opened: Any = None  # the target, opened (free reads only) to plan before it is prepared
 
     def __post_init__(self) -> None:
         self.evidence = Path(self.options.evidence).resolve() if self.options.evidence else None
@@ -234,6 +248,8 @@ class Suite:
             allow_operator=self.options.allow_operator,
             so_floor=self.options.so_floor,
         )
+        if self.options.portal_socket:
+            given["interactive"] = True  # the scripted operator answers the operator steps
         self.consent = TokenConsent(**given, listed=self.options.serials) if self.fleet else Consent(**given)
 
     @property
@@ -279,10 +295,13 @@ class Suite:
             recorder = TraceRecorder(path, secrets=self.trace_secrets())
             target = None
             try:
-                target = make_target(self.options, self.consent)
+                target = self._opened or make_target(self.options, self.consent)
                 wiping = any(c in (CostClass.WIPES, CostClass.IRREVERSIBLE) for c in self.selected_costs)
                 spending = any(c != CostClass.FREE for c in self.selected_costs)
-                prepare(target, recorder, wiping_test_selected=wiping, spending_test_selected=spending)
+                # The plan starts with checks that need the token uninitialized: observing what
+                # only INITIALIZE shows waits until they are done (the walker does it then).
+                keep = self.walker is not None and self.walker.observation_pending
+                prepare(target, recorder, wiping_test_selected=wiping, spending_test_selected=spending, keep_uninitialized=keep)
             except (SerialMismatch, CredentialError, JournalError) as exc:
                 if target is not None:
                     self._described = target.describe()
@@ -296,6 +315,59 @@ class Suite:
                     self._target = target  # stopped after its custody began: finish() restores
             self._target = target
         return self._target
+
+    def follow_plan(self, items: list[pytest.Item]) -> None:
+        """On one persistent token: plan the campaign (free reads only), run the tests in the
+        plan's order, and skip what the plan cannot place, saying why."""
+        from hsm_lifecycle.conformance import campaign
+        from hsm_lifecycle.conformance.targets import make_target
+        from hsm_lifecycle.conformance.transport.base import TransportError
+
+        if not campaign.plans_the_walk(self.options) or not items:
+            return
+        path, _ = self.trace_path("session-setup")
+        recorder = TraceRecorder(path, secrets=self.trace_secrets())
+        try:
+            self._opened = make_target(self.options, self.consent)
+            planned = campaign.plan_for_session(self._opened, self.options, self.consent, items, self.options.option_names, recorder)
+        except TransportError as exc:
+            pytest.exit(f"hsm target {self.options.target}: {exc}", returncode=3)
+        finally:
+            recorder.flush()  # the set-up trace begins with the plan's free reads
+        campaign.order_items(items, planned.plan)
+        if planned.examples is not None and planned.examples != self.options.examples:
+            from dataclasses import replace
+
+            self.options = replace(self.options, examples=planned.examples)  # fitted to the APDU budget
+        by_id = {item.nodeid: item for item in items}
+        for miss in planned.plan.not_run:
+            item = by_id.get(miss.check)
+            if item is not None and item.get_closest_marker("skip") is None:
+                item.add_marker(pytest.mark.skip(reason=campaign.skip_reason(miss, self.options.option_names)))
+        first = planned.plan.steps[0] if planned.plan.steps else None
+        pending = first is not None and first.starts_in in ("shipped", "firmware-reset")
+        self.walker = campaign.Walker(planned, planned.specs, observation_pending=pending)
+
+    def print_plan(self, items: list[pytest.Item]) -> None:
+        """--hsm-plan: the plan, after free reads only, then stop (exit 0)."""
+        from hsm_lifecycle.conformance.campaign import plan_for_session, write_plan
+        from hsm_lifecycle.conformance.targets import make_target
+        from hsm_lifecycle.conformance.transport.base import TransportError
+
+        target = None
+        try:
+            target = make_target(self.options, self.consent)
+            planned = plan_for_session(target, self.options, self.consent, items, self.options.option_names)
+        except TransportError as exc:
+            pytest.exit(f"hsm target {self.options.target}: {exc}", returncode=3)
+        finally:
+            if target is not None:
+                target.close()
+        if self.evidence is not None:
+            write_plan(self.evidence, planned.plan)
+        with terminal.handed_over():
+            print(planned.text, flush=True)
+        pytest.exit("campaign plan printed; nothing was run", returncode=0)
 
     def stop(self, message: str) -> NoReturn:
         """The token cannot be used. Alone, it stops the run before anything else is sent
@@ -370,6 +442,9 @@ class Suite:
         return info
 
     def close(self) -> None:
+        if self._opened is not None and self._opened is not self._target:
+            self._opened.close()  # opened to plan, never prepared (the run stopped before)
+        self._opened = None
         if self._target is not None:
             self._target.close()
             self._target = None
@@ -428,6 +503,8 @@ class TestRun:
                 device.step(_select())  # a known session to start from
             finally:
                 device.setup = False
+            if self.suite.walker is not None:
+                self.suite.walker.before_test(self.item.nodeid, device)
         return device
 
     def shown_trace(self) -> TraceRecorder | None:
@@ -612,6 +689,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             exitstatus = session.exitstatus = pytest.ExitCode.INTERRUPTED
     if suite is not None and (suite.evidence is not None or suite.slot is not None):
         suite.read_so_tries_at_end()
+    if suite is not None and suite.walker is not None and suite.is_controller:
+        suite.walker.finish(suite.evidence)  # plan.json: the plan and what the device changed
     if suite is not None and suite.slot is not None:
         # A fleet worker always leaves notes on its token, for the controller and the bundle.
         notes = {**suite.session_info(), "exitstatus": int(exitstatus)}

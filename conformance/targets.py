@@ -209,11 +209,21 @@ class Target:
 
         if device.declared != CostClass.OPERATOR:
             return None
-        return OperatorPortalLink(
+        link = OperatorPortalLink(
             session_expected=lambda: device.state.authenticated,
             owner_pin_given=self.options.pin is not None,
             reader=self.raw_transport().describe().get("reader", ""),
         )
+        socket = self.portal_socket()
+        if socket is not None:  # a scripted operator at the emulator's simulated portal
+            from hsm_lifecycle.conformance.operator import PortalScript
+
+            link.prompter = PortalScript(socket, lambda: device.mapper.pins.user_pin)
+        return link
+
+    def portal_socket(self) -> Path | None:
+        """The simulated portal of an emulator served through pcscd (--hsm-portal), if any."""
+        return Path(self.options.portal_socket) if self.options.portal_socket else None
 
     def portal_missing(self) -> str:
         """Why this target's tests have no portal (Device.require_portal skips with it)."""
@@ -348,6 +358,7 @@ class VpcdTarget(Target):
         if self.options.faults:
             raise pytest.UsageError("--hsm-emulator-fault works with the in-process emulator only (the vpcd emulator runs in another process).")
         self._stack = ExitStack()
+        self.can_renew = not options.persistent  # --hsm-persistent: one token, planned like a real one
         self._generation = 0
         self._process = None
         self._transport: Transport | None = None
@@ -368,7 +379,8 @@ class VpcdTarget(Target):
 
         self._generation += 1
         try:
-            self._process = start_emulator(self._port, self._dir / f"token-{self._generation}.json")
+            portal = self._dir / "portal.sock" if self.options.persistent else None
+            self._process = start_emulator(self._port, self._dir / f"token-{self._generation}.json", portal=portal)
         except VpcdError as exc:
             raise TransportError(str(exc)) from None
         self._transport = self.timed(PcscTransport(self._reader, card_timeout=10.0))
@@ -378,7 +390,11 @@ class VpcdTarget(Target):
         return self._transport
 
     def portal_link(self, device: "Device") -> PortalLink | None:
-        return None  # the token lives in another process: the simulated portal cannot reach its loader
+        # The token lives in another process; kept persistent, that process serves its portal.
+        return super().portal_link(device) if self.options.persistent else None
+
+    def portal_socket(self) -> Path | None:
+        return self._dir / "portal.sock" if self.options.persistent else super().portal_socket()
 
     def portal_missing(self) -> str:
         return (
@@ -506,6 +522,11 @@ class Device:
 
     def step(self, cmd: Command) -> str:
         """Run one abstract command; fail unless the oracle accepts the device's answer."""
+        from hsm_lifecycle.conformance.campaign import step_observing
+
+        observed = step_observing(self, cmd)  # a persistent token answers what the model leaves open
+        if observed is not None:
+            return observed
         cmd = self.mapper.as_sent(cmd)  # e.g. INITIALIZE's PIN length: the oracle judges what is sent
         outcome = self.expect(cmd)
         self.check_credentials(cmd)
@@ -946,7 +967,8 @@ def read_so_tries(target: Target, recorder: TraceRecorder) -> int | None:
     return 0 if sw == SW.AUTH_METHOD_BLOCKED else tries_from_sw(sw)
 
 
-def prepare(target: Target, recorder: TraceRecorder, *, wiping_test_selected: bool, spending_test_selected: bool = True) -> None:
+def prepare(target: Target, recorder: TraceRecorder, *, wiping_test_selected: bool, spending_test_selected: bool = True,
+            keep_uninitialized: bool = False) -> None:
     """Open the target for the session. On a persistent device: compare the serial with
     --hsm-serial before any state-changing APDU (SerialMismatch), read the device's state, and
     observe the open behaviours within the consent. On the in-process emulator the probes run on
@@ -985,6 +1007,7 @@ def prepare(target: Target, recorder: TraceRecorder, *, wiping_test_selected: bo
             so_pin_known = target.custody.so_proven
         # Re-initializing an initialized token presents its SO-PIN: only the owner's.
         may_wipe = not consent.guarded or (consent.serial_confirmed and wiping_test_selected and (so_pin_known or not state.is_initialized))
+        may_wipe = may_wipe and not keep_uninitialized  # the campaign's first checks need it uninitialized
         observations, _ = observe(
             probe,
             state,

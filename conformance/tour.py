@@ -219,6 +219,10 @@ def limits_for(device: "Device") -> TourLimits:  # noqa: F821 - conformance.targ
     consent = target.consent
     portal = device.mapper.portal is not None
     bounds = Bounds(max_keys=max(1, device.state.keys + 1), max_updates=1 if portal else 0)
+    if not consent.guarded and not target.can_renew:
+        # One emulated token kept for the whole run (--hsm-persistent): the tour never blocks it
+        # nor updates it; the campaign plan puts those checks last.
+        return TourLimits(max_cost="wipes", portal=False, renewable=False, bounds=Bounds(max_keys=bounds.max_keys, max_updates=0))
     if not consent.guarded:
         top = "operator" if portal else "irreversible"
         # With the portal and fresh tokens, a last segment reaches R13's limit (O30, O31, B17, B18).

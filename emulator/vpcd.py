@@ -410,8 +410,10 @@ def open_or_manufacture(state_path: Path, profile: Profile | None = None,
 
 
 def run(address: VpcdAddress, state_path: Path, *, profile: Profile | None = None,
-        faults: frozenset[Fault] = frozenset(), out: IO[str] | None = None) -> int:
-    """Serve the token in `state_path` (created if absent) on vpcd until SIGTERM/SIGINT."""
+        faults: frozenset[Fault] = frozenset(), out: IO[str] | None = None,
+        portal: Path | None = None, portal_faults: frozenset = frozenset()) -> int:
+    """Serve the token in `state_path` (created if absent) on vpcd until SIGTERM/SIGINT;
+    with `portal`, the simulated firmware-update portal on that Unix socket too."""
     out = out or sys.stdout
     try:
         socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
@@ -420,12 +422,30 @@ def run(address: VpcdAddress, state_path: Path, *, profile: Profile | None = Non
                         "known host name") from None
     with _state_lock(state_path):
         token, created = open_or_manufacture(state_path, profile, faults)
-        bridge = VpcdBridge(token, address, atr=token.atr)
+        server = None
+        card: Card = token
+        if portal is not None:
+            import threading
+
+            from hsm_lifecycle.emulator.portal_service import PortalServer, PortalService, SharedCard
+
+            lock = threading.Lock()
+            card = SharedCard(token, lock)
+            try:
+                server = PortalServer(portal, PortalService(token, lock, portal_faults)).start()
+            except OSError as exc:
+                raise VpcdError(f"cannot serve the portal on {portal} ({exc.strerror}): choose another socket path") from None
+        bridge = VpcdBridge(card, address, atr=token.atr)
         stop_on_signals(bridge)
         origin = "new token" if created else "token"
         # The one line a caller waits for (serve_emulator parses it): serial and address.
-        print(f"{origin} {token.serial} on vpcd {address} (state {state_path})", file=out, flush=True)
-        bridge.serve()
+        where = f", portal {portal}" if portal is not None else ""
+        print(f"{origin} {token.serial} on vpcd {address} (state {state_path}{where})", file=out, flush=True)
+        try:
+            bridge.serve()
+        finally:
+            if server is not None:
+                server.close()
         LOG.info("stopped after %d APDUs", bridge.apdus)
     return 0
 
@@ -442,13 +462,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="device a new token poses as: its ATR, applet version and key sizes (default smartcard-hsm)")
     parser.add_argument("--fault", action="append", default=[], metavar="FAULT",
                         help="break one rule on purpose, for testing the suite (repeatable; not persisted)")
+    parser.add_argument("--portal", type=Path, metavar="SOCKET",
+                        help="also serve the simulated firmware-update portal on this Unix socket, for a "
+                        "scripted operator (requests: update, login HEXPIN, ping)")
 
 
 def run_from_args(args: argparse.Namespace, *, log_prefix: str) -> int:
     """Run with parsed `add_arguments` options; VpcdError for a user mistake."""
     logging.basicConfig(level=logging.INFO, format=f"{log_prefix}: %(message)s")
+    from hsm_lifecycle.emulator.portal import PortalFault
+
+    portal_names = {f.value for f in PortalFault}
+    portal_faults = frozenset(PortalFault(n) for n in args.fault if n in portal_names)
     return run(VpcdAddress.parse(args.vpcd), args.state, profile=profile_from_args(args),
-               faults=_parse_faults(args.fault))
+               faults=_parse_faults([n for n in args.fault if n not in portal_names]),
+               portal=getattr(args, "portal", None), portal_faults=portal_faults)
 
 
 def profile_from_args(args: argparse.Namespace) -> Profile | None:
@@ -636,7 +664,7 @@ def _stop_with_parent() -> Callable[[], None] | None:
 
 def start_emulator(port: int, state_path: Path, *, host: str = "127.0.0.1", profile: Profile | None = None,
                    faults: Sequence[str] = (), ready_timeout: float = 30.0,
-                   log_path: Path | None = None) -> EmulatorProcess:
+                   log_path: Path | None = None, portal: Path | None = None) -> EmulatorProcess:
     """Start `python -m hsm_lifecycle.emulator.vpcd` on `host:port` for `state_path` and wait for its ready
     line. Its log (stderr) goes to `log_path` (default: next to the state file). Raises
     VpcdError, quoting the log, if it does not come up. The emulator gets SIGTERM when the
@@ -648,6 +676,8 @@ def start_emulator(port: int, state_path: Path, *, host: str = "127.0.0.1", prof
         command += ["--profile", setting]
     for fault in faults:
         command += ["--fault", fault]
+    if portal is not None:
+        command += ["--portal", str(portal)]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True,
                                 preexec_fn=_stop_with_parent())
@@ -668,11 +698,12 @@ def start_emulator(port: int, state_path: Path, *, host: str = "127.0.0.1", prof
 
 @contextlib.contextmanager
 def serve_emulator(port: int, state_path: Path, *, host: str = "127.0.0.1", profile: Profile | None = None,
-                   faults: Sequence[str] = (), ready_timeout: float = 30.0) -> Iterator[EmulatorProcess]:
+                   faults: Sequence[str] = (), ready_timeout: float = 30.0,
+                   portal: Path | None = None) -> Iterator[EmulatorProcess]:
     """Run an emulator on a vpcd port for the block; stop it (SIGTERM) afterwards.
     Pair it with `lease_port()`, and `vpcd_readers()[port]` for the reader name."""
     emulator = start_emulator(port, state_path, host=host, profile=profile, faults=faults,
-                              ready_timeout=ready_timeout)
+                              ready_timeout=ready_timeout, portal=portal)
     try:
         yield emulator
     finally:

@@ -68,6 +68,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--allow-irreversible", action="store_true", help="also run checks that block the SO-PIN for good (needs --serial)")
     parser.add_argument("--allow-operator", action="store_true", help="also run checks that need you at the firmware-update portal")
+    parser.add_argument(
+        "--portal",
+        metavar="SOCKET",
+        help="the portal steps are done by a scripted operator at the simulated portal of `hsm-lifecycle emulate --portal SOCKET`",
+    )
     parser.add_argument("--so-pin", metavar="X", help="the real token's SO-PIN: 16 hex digits (e.g. 3537363231383830)")
     parser.add_argument("--pin", metavar="Y", help="the real token's user PIN (6..16 characters)")
     parser.add_argument("--so-floor", metavar="N", type=int, help="never let SO-PIN tries drop below N in tries checks (default 5)")
@@ -78,6 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-k", metavar="EXPR", dest="select", help="run only the tests matching this pytest -k expression")
     parser.add_argument("--plain", action="store_true", help="show pytest's own output instead of the progress display")
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the campaign plan (ordered checks, what each costs, what will not run and which option would "
+        "allow it, estimated duration on a Nitrokey HSM 2) after free reads only, then stop; writes nothing",
+    )
     parser.epilog = (
         "Exit status: 0 no rule failed, 1 a rule failed, 2 usage mistake, 3 the run stopped early, "
         "130 interrupted. An interrupted run leaves a partial bundle marked \"complete\": false. On a real token the "
@@ -93,6 +104,7 @@ class Campaign:
     out: Path
     pytest_args: tuple[str, ...]
     serial: str | None
+    plan_only: bool = False  # --plan: print the plan and stop
 
 
 def plan(args: argparse.Namespace, suite: Path) -> Campaign:
@@ -116,9 +128,13 @@ def plan(args: argparse.Namespace, suite: Path) -> Campaign:
     if args.so_floor is not None and args.so_floor < 1:
         raise UsageError("--so-floor must be at least 1: at 0 SO tries the SO-PIN is blocked for good.")
     out = args.out.expanduser()
-    check_out(out, force=args.force)
+    plan_only = bool(getattr(args, "plan", False))
+    if not plan_only:
+        check_out(out, force=args.force)
     if target.kind == "pcsc":
         _check_reader(target.reader or "")
+    if plan_only:
+        return Campaign(target, out, tuple(_plan_args(args, suite, target)), args.serial, plan_only=True)
     prepare_out(out, force=args.force)  # only now: a refused run must not cost the earlier bundle
     pytest_args = [
         str(suite),
@@ -127,7 +143,7 @@ def plan(args: argparse.Namespace, suite: Path) -> Campaign:
         f"--junitxml={out / 'junit.xml'}",
         "-o", "junit_family=xunit1",  # keeps record_property's rule-id properties
         "-p", "no:cacheprovider",
-        "--hsm-option-names=run",
+        "--hsm-option-names=run",  # skip reasons and messages name run's options
     ]  # fmt: skip
     if target.kind == "emulator:vpcd" and target.reader:
         pytest_args.append(f"--hsm-reader={target.reader}")
@@ -142,6 +158,8 @@ def plan(args: argparse.Namespace, suite: Path) -> Campaign:
         pytest_args.append("--hsm-allow-operator")
     if args.trace_secrets:
         pytest_args.append("--hsm-trace-secrets")
+    if args.portal:
+        pytest_args.append(f"--hsm-portal={args.portal}")
     if args.select:
         pytest_args += ["-k", args.select]
     if not args.plain:
@@ -149,6 +167,29 @@ def plan(args: argparse.Namespace, suite: Path) -> Campaign:
         # terminal reporter, so they go too.
         pytest_args += ["-p", "no:terminal", "-o", "addopts="]
     return Campaign(target, out, tuple(pytest_args), args.serial)
+
+
+def _plan_args(args: argparse.Namespace, suite: Path, target: TargetSpec) -> list[str]:
+    """pytest arguments for --plan: the same consent and PINs, no evidence, pytest's output off."""
+    argv = [
+        str(suite),
+        f"--hsm-target={'pcsc:' + target.reader if target.kind == 'pcsc' else target.kind}",
+        "--hsm-plan", "--hsm-option-names=run",
+        "-p", "no:cacheprovider", "-p", "no:terminal", "-o", "addopts=",
+    ]  # fmt: skip
+    if target.kind == "emulator:vpcd" and target.reader:
+        argv.append(f"--hsm-reader={target.reader}")
+    for flag, value in (("--hsm-serial", args.serial), ("--hsm-so-pin", args.so_pin), ("--hsm-pin", args.pin)):
+        if value is not None:
+            argv.append(f"{flag}={value}")
+    for flag, given in (("--hsm-allow-irreversible", args.allow_irreversible), ("--hsm-allow-operator", args.allow_operator)):
+        if given:
+            argv.append(flag)
+    if args.so_floor is not None:
+        argv.append(f"--hsm-so-floor={args.so_floor}")
+    if args.select:
+        argv += ["-k", args.select]
+    return argv
 
 
 def check_out(out: Path, *, force: bool) -> None:
@@ -378,6 +419,11 @@ def _main(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     out_is_new = not args.out.expanduser().exists()
     campaign = plan(args, suite_dir())
+    if campaign.plan_only:
+        code = pytest.main(list(campaign.pytest_args))
+        if code == pytest.ExitCode.USAGE_ERROR:
+            return EXIT_USAGE
+        return 0 if code == pytest.ExitCode.OK else EXIT_STOPPED
     console.print(
         f"hsm-lifecycle run: target [bold]{escape(str(campaign.target))}[/], evidence in [bold]{escape(str(campaign.out))}[/]",
         soft_wrap=True,  # paths stay whole, to copy them

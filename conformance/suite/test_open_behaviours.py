@@ -4,6 +4,7 @@ import pytest
 
 
 @pytest.mark.cost("free")
+@pytest.mark.walk(start="any")
 def test_open_behaviours_observed(hsm):
     seen = hsm.target.observations
     for behaviour, value in sorted(seen.items()):

@@ -9,6 +9,7 @@ from hsm_lifecycle.protocol import OPTION_RESET_RETRY_COUNTER
 
 @pytest.mark.rule("R02")
 @pytest.mark.cost("wipes")
+@pytest.mark.walk(start="uninitialized", leaves="initialized")
 def test_r02_counter_starts_at_15(hsm):
     hsm.fresh()
     hsm.step(C.initialize("right"))

@@ -8,6 +8,7 @@ from hsm_lifecycle.model.commands import Command as C
 
 @pytest.mark.rule("R03")
 @pytest.mark.cost("irreversible")
+@pytest.mark.walk(leaves="so-blocked")
 def test_r03_blocked_so_pin_stays_blocked(hsm):
     hsm.provision(keys=1)
     while hsm.state.so_tries > 1:

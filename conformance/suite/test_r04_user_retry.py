@@ -8,6 +8,7 @@ from hsm_lifecycle.model.commands import Command as C
 
 @pytest.mark.rule("R04")
 @pytest.mark.cost("wipes")
+@pytest.mark.walk(start="uninitialized", leaves="initialized")
 def test_r04_counter_starts_at_tag_91(hsm):
     hsm.fresh()
     # 2, not the default 3: the count comes from tag 91. At most 3, because a 6-character PIN
@@ -19,6 +20,7 @@ def test_r04_counter_starts_at_tag_91(hsm):
 
 @pytest.mark.rule("R04")
 @pytest.mark.cost("tries")
+@pytest.mark.walk(presents="pin")  # a right user PIN restores what it spends
 def test_r04_wrong_spends_right_restores(hsm):
     hsm.provision(min_retries=3)
     hsm.step(C.query_user())

@@ -11,6 +11,7 @@ UNWRITTEN = 0xCF7E  # a data object nobody may create without the user PIN
 
 @pytest.mark.rule("R10")
 @pytest.mark.cost("free")
+@pytest.mark.walk(presents="pin")
 def test_r10_no_key_use_without_login(hsm):
     hsm.provision(own_key=True)  # DELETE is aimed at a key the suite made, never the owner's
     with hsm.checking("R10.sign-needs-login"):
@@ -33,6 +34,7 @@ def test_r10_no_update_without_login(hsm):
 
 @pytest.mark.rule("R10")
 @pytest.mark.cost("free")
+@pytest.mark.walk(presents="pin")
 def test_r10_reselect_reset_and_power_off_end_the_session(hsm):
     hsm.provision(keys=1)
     with hsm.checking("R10.reselect-ends-session"):

@@ -9,6 +9,7 @@ from hsm_lifecycle.model.commands import Command as C
 
 @pytest.mark.rule("R12", "R15")
 @pytest.mark.cost("operator")
+@pytest.mark.walk(updates=1, leaves="firmware-reset")
 def test_r12_update_refused_with_keys_admitted_without(hsm):
     hsm.require_portal()
     hsm.provision(keys=1)

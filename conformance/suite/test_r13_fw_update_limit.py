@@ -16,6 +16,7 @@ def block_so_pin(hsm):
 
 @pytest.mark.rule("R13", "R12")
 @pytest.mark.cost("operator")
+@pytest.mark.walk(updates=6, counted=5, leaves="firmware-reset")
 def test_r13_so_blocked_updates_limited_to_5(hsm):
     hsm.require_portal()
     for n in range(FIRMWARE_UPDATES_WHILE_SO_BLOCKED):

@@ -12,6 +12,7 @@ OBJECT_PREFIXES = range(0xC4, 0xD0)  # keys, certificates, data objects (§4)
 
 @pytest.mark.rule("R14")
 @pytest.mark.cost("operator")
+@pytest.mark.walk(updates=1, leaves="firmware-reset")
 def test_r14_update_gives_new_identity(hsm):
     hsm.require_portal()
     hsm.provision()

@@ -30,6 +30,7 @@ def test_r15_blocked_token_cannot_log_in(hsm):
 
 @pytest.mark.rule("R15")
 @pytest.mark.cost("operator")
+@pytest.mark.walk(leaves="so-blocked")
 def test_r15_so_blocked_token_still_logs_in(hsm):
     hsm.require_portal()
     hsm.provision()

@@ -8,6 +8,7 @@ from hsm_lifecycle.cvc import CvcError, load_roots, verify_c_devaut
 
 @pytest.mark.rule("R18")
 @pytest.mark.cost("free")
+@pytest.mark.walk(start="any")
 def test_r18_device_chain_verifies_to_a_root(hsm):
     ef = hsm.identity()
     roots = load_roots()

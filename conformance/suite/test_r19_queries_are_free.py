@@ -7,6 +7,7 @@ from hsm_lifecycle.model.commands import Command as C
 
 @pytest.mark.rule("R19")
 @pytest.mark.cost("free")
+@pytest.mark.walk(presents="pin")
 def test_r19_queries_change_nothing(hsm):
     hsm.provision(keys=1)
     with hsm.checking("R19.query-user-free"):

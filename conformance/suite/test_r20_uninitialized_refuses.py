@@ -9,6 +9,7 @@ from hsm_lifecycle.protocol import FID_C_DEVAUT, FID_DEVICE_KEY
 
 @pytest.mark.rule("R20")
 @pytest.mark.cost("free")
+@pytest.mark.walk(start="uninitialized")
 def test_r20_uninitialized_token_refuses_pin_and_key_commands(hsm):
     hsm.fresh()
     with hsm.checking("R20.pin-commands-refused"):

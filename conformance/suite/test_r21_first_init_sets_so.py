@@ -8,6 +8,7 @@ from hsm_lifecycle.model.commands import Command as C
 
 @pytest.mark.rule("R21")
 @pytest.mark.cost("wipes")
+@pytest.mark.walk(start="uninitialized", leaves="initialized")
 def test_r21_any_code_becomes_the_so_pin(hsm):
     hsm.fresh()
     # "wrong" on a shipped token: the mapper sends a code other than its primary SO-PIN.

@@ -11,5 +11,6 @@ from hsm_lifecycle.conformance.stateful import run_stateful
 
 
 @pytest.mark.cost("wipes")
+@pytest.mark.walk(examples=True)
 def test_random_sequences_match_the_model(hsm_run, hsm_suite):
     run_stateful(hsm_run, examples=hsm_suite.options.examples, steps=hsm_suite.options.steps)

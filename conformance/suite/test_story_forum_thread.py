@@ -15,6 +15,7 @@ THREAD_USER_TRIES_LEFT = 2
 
 @pytest.mark.rule("R01", "R02", "R03", "R05")
 @pytest.mark.cost("irreversible")
+@pytest.mark.walk(leaves="both-blocked")
 def test_story_owner_without_so_pin_ends_blocked(hsm):
     hsm.provision(retries=3, keys=1)
     while hsm.state.so_tries > THREAD_SO_TRIES_LEFT:

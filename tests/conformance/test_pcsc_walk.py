@@ -1,0 +1,87 @@
+"""The campaign as one walk on one persistent token, over the real PC/SC path: the emulator
+served through pcscd (`emulate`, with its portal) and driven as `pcsc:READER` with the owner's
+consent, or kept persistent as `emulator:vpcd --hsm-persistent`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from hsm_lifecycle.conformance.targets import AsRealTarget
+from hsm_lifecycle.emulator import VirtualToken
+from hsm_lifecycle.emulator.vpcd import lease_port, serve_emulator, vpcd_readers
+
+from test_pcsc_campaign import _no_vpcd
+
+pytestmark = [pytest.mark.pcscd, pytest.mark.skipif(_no_vpcd() is not None, reason=f"no pcscd with vpcd readers: {_no_vpcd()}")]
+PINS = ("--hsm-pin", "648219", "--hsm-so-pin", "3537363231383830")
+ALL_RULES = {f"R{n:02d}" for n in range(1, 22)}
+NO_OPERATOR = ALL_RULES - {"R12", "R13", "R14", "R15"}
+
+
+def token(path: Path, owned: bool) -> VirtualToken:
+    made = VirtualToken.manufacture(state_path=path)
+    if owned:
+        AsRealTarget.set_up_as_owner(made)
+    made.power_off()
+    return made
+
+
+def campaign(run_suite, tmp_path: Path, owned: bool, *args: str):
+    state, sock = tmp_path / "token.json", tmp_path / "portal.sock"
+    serial = token(state, owned).serial
+    argv = [a.replace("SERIAL", serial) for a in args]
+    with lease_port(wait=60.0) as port, serve_emulator(port, state, portal=sock):
+        time.sleep(0.5)  # pcscd polls for the card about every 0.4 s
+        run = run_suite("--hsm-target", f"pcsc:{vpcd_readers()[port]}", *argv, "--hsm-portal", str(sock), isolated=True)
+    after = VirtualToken.open(state)
+    after.power_on()
+    return run, json.loads((run.evidence / "plan.json").read_text()), after.status()
+
+
+def judged(run) -> dict[str, str]:
+    return {rule: verdict for rule, verdict in run.verdicts().items() if verdict != "not-run"}
+
+
+@pytest.mark.parametrize("owned", [False, True], ids=["from-shipped", "from-initialized"])
+def test_full_consent_judges_every_rule_it_can_and_blocks_the_so_pin_once_at_the_end(run_suite, tmp_path, owned):
+    run, plan, end = campaign(run_suite, tmp_path, owned, "--hsm-serial", "SERIAL", "--hsm-allow-irreversible", *PINS)
+    assert run.rc == 0, run.output
+    expected = NO_OPERATOR - ({"R20", "R21"} if owned else set())  # from initialized only an update gets back there
+    assert set(judged(run)) == expected and set(judged(run).values()) == {"pass"}, judged(run)
+    steps = [s for seg in plan["segments"] for s in seg["steps"]]
+    assert [s["so_blocks"] for s in steps].count(1) == 1 and steps[-1]["so_blocks"] == 1
+    assert end.so_tries == 0 and plan["firmware_updates"] == 0
+    assert run.summary["cost"]["apdus"] <= 1500  # the plan fits the stateful examples to the budget
+    assert not plan["changed_by_device"], plan["changes"]
+
+
+def test_with_the_scripted_operator_every_rule_is_judged(run_suite, tmp_path):
+    run, plan, end = campaign(run_suite, tmp_path, True, "--hsm-serial", "SERIAL", "--hsm-allow-irreversible",
+                              "--hsm-allow-operator", *PINS)  # fmt: skip
+    assert run.rc == 0, run.output
+    assert set(judged(run)) == ALL_RULES and set(judged(run).values()) == {"pass"}, judged(run)
+    r13 = [s for seg in plan["segments"] for s in seg["steps"] if "test_r13" in s["check"]]
+    assert plan["firmware_updates"] - sum(s["firmware_updates"] for s in r13) <= 2
+    assert plan["so_blocked_updates"] <= 5 and end.so_blocked_updates <= 5
+    assert run.summary["cost"]["apdus"] <= 1500
+
+
+def test_a_serial_without_pins_fails_nothing_and_spends_no_try(run_suite, tmp_path):
+    run, plan, end = campaign(run_suite, tmp_path, True, "--hsm-serial", "SERIAL")
+    assert run.rc == 0, run.output
+    assert "fail" not in judged(run).values()
+    assert (end.so_tries, end.user_tries) == (15, 3) and len(end.keys) == 2  # the owner's key and the device key
+    assert {s["cost"] for seg in plan["segments"] for s in seg["steps"]} == {"free"}
+
+
+def test_persistent_vpcd_emulator_runs_the_walk_with_its_portal(run_suite):
+    run = run_suite("--hsm-target", "emulator:vpcd", "--hsm-persistent", isolated=True)
+    assert run.rc == 0, run.output
+    assert set(judged(run)) == ALL_RULES and set(judged(run).values()) == {"pass"}, judged(run)
+    plan = json.loads((run.evidence / "plan.json").read_text())
+    assert plan["segments"][0]["starts_in"] == "shipped" and plan["segments"][0]["steps"][0]["check"].endswith(
+        "test_r20_uninitialized_token_refuses_pin_and_key_commands")
