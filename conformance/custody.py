@@ -436,10 +436,16 @@ class Custody:
         if a.ins == Ins.INITIALIZE_DEVICE:
             if ok:
                 user, so = init_pins(a.data)
+                # An accepted INITIALIZE proves what it carried: the user PIN it set, and the SO-PIN
+                # it set (first initialization) or presented rightly (re-initialization).
                 if user is not None:
                     t.user_pins = (user,)
-                if so is not None and not t.initialized:
+                    self.user_proven = True
+                    self.why_unproven.pop("user", None)
+                if so is not None:
                     t.so_pins = (so,)
+                    self.so_proven = True
+                    self.why_unproven.pop("so", None)
                 retries = init_retries(a.data)
                 t.user_max = retries or t.user_max
                 t.user_tries = t.user_max

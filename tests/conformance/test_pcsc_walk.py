@@ -18,7 +18,9 @@ from test_pcsc_campaign import _no_vpcd
 
 pytestmark = [pytest.mark.pcscd, pytest.mark.skipif(_no_vpcd() is not None, reason=f"no pcscd with vpcd readers: {_no_vpcd()}")]
 PINS = ("--hsm-pin", "648219", "--hsm-so-pin", "3537363231383830")
-ALL_RULES = {f"R{n:02d}" for n in range(1, 22)}
+# R17 needs a power cut inside a PIN check: the emulator's tear hook or a rig, never PC/SC alone,
+# so no walk over pcscd judges it.
+ALL_RULES = {f"R{n:02d}" for n in range(1, 24)} - {"R17"}
 NO_OPERATOR = ALL_RULES - {"R12", "R13", "R14", "R15"}
 
 
@@ -46,12 +48,25 @@ def judged(run) -> dict[str, str]:
     return {rule: verdict for rule, verdict in run.verdicts().items() if verdict != "not-run"}
 
 
+def assert_all_judged_r15_partial(run, *also_partial: str) -> None:
+    """Every rule judged and passing, except R15: the planner places tests by rule, so R15's
+    checks on an uninitialized and on an SO-blocked token (a test of their own) get no segment."""
+    verdicts = judged(run)
+    assert set(verdicts) == ALL_RULES, sorted(verdicts.items())
+    partial = {r: "partial" for r in ("R15", *also_partial)}
+    assert {r: v for r, v in verdicts.items() if v != "pass"} == partial, sorted(verdicts.items())
+
+
 @pytest.mark.parametrize("owned", [False, True], ids=["from-shipped", "from-initialized"])
 def test_full_consent_judges_every_rule_it_can_and_blocks_the_so_pin_once_at_the_end(run_suite, tmp_path, owned):
     run, plan, end = campaign(run_suite, tmp_path, owned, "--hsm-serial", "SERIAL", "--hsm-allow-irreversible", *PINS)
     assert run.rc == 0, run.output
     expected = NO_OPERATOR - ({"R20", "R21"} if owned else set())  # from initialized only an update gets back there
-    assert set(judged(run)) == expected and set(judged(run).values()) == {"pass"}, judged(run)
+    # From initialized, R02's first count (15 after the first INITIALIZE) needs a shipped token too.
+    partial = {"R02"} if owned else set()
+    verdicts = judged(run)
+    assert set(verdicts) == expected, sorted(verdicts.items())
+    assert {r for r, v in verdicts.items() if v != "pass"} == partial and verdicts.get("R02") == ("partial" if owned else "pass"), sorted(verdicts.items())
     steps = [s for seg in plan["segments"] for s in seg["steps"]]
     assert [s["so_blocks"] for s in steps].count(1) == 1 and steps[-1]["so_blocks"] == 1
     assert end.so_tries == 0 and plan["firmware_updates"] == 0
@@ -63,7 +78,7 @@ def test_with_the_scripted_operator_every_rule_is_judged(run_suite, tmp_path):
     run, plan, end = campaign(run_suite, tmp_path, True, "--hsm-serial", "SERIAL", "--hsm-allow-irreversible",
                               "--hsm-allow-operator", *PINS)  # fmt: skip
     assert run.rc == 0, run.output
-    assert set(judged(run)) == ALL_RULES and set(judged(run).values()) == {"pass"}, judged(run)
+    assert_all_judged_r15_partial(run)
     r13 = [s for seg in plan["segments"] for s in seg["steps"] if "test_r13" in s["check"]]
     assert plan["firmware_updates"] - sum(s["firmware_updates"] for s in r13) <= 2
     assert plan["so_blocked_updates"] <= 5 and end.so_blocked_updates <= 5
@@ -81,7 +96,7 @@ def test_a_serial_without_pins_fails_nothing_and_spends_no_try(run_suite, tmp_pa
 def test_persistent_vpcd_emulator_runs_the_walk_with_its_portal(run_suite):
     run = run_suite("--hsm-target", "emulator:vpcd", "--hsm-persistent", isolated=True)
     assert run.rc == 0, run.output
-    assert set(judged(run)) == ALL_RULES and set(judged(run).values()) == {"pass"}, judged(run)
+    assert_all_judged_r15_partial(run, "R18")  # no --hsm-serial: the CHR has no serial to be compared with
     plan = json.loads((run.evidence / "plan.json").read_text())
     assert plan["segments"][0]["starts_in"] == "shipped" and plan["segments"][0]["steps"][0]["check"].endswith(
         "test_r20_uninitialized_token_refuses_pin_and_key_commands")
