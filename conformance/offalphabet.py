@@ -32,7 +32,7 @@ from hsm_lifecycle.protocol import (
 )
 
 if TYPE_CHECKING:
-    from hsm_lifecycle.conformance.targets import Device
+    from hsm_lifecycle.conformance.device import Device
 
 OK = SW.OK
 REFUSED: Callable[[int], bool] = lambda sw: sw != SW.OK and sw >> 12 == 6  # an ISO 7816-4 error

@@ -39,7 +39,9 @@ from hsm_lifecycle.conformance.options import HsmOptions, add_options, from_conf
 from hsm_lifecycle.conformance.trace import TraceRecorder
 
 if TYPE_CHECKING:  # imported when first used: loading the plugin must stay cheap
-    from hsm_lifecycle.conformance.targets import Device, Ledger, Target
+    from hsm_lifecycle.conformance.device import Device
+    from hsm_lifecycle.conformance.ledger import Ledger
+    from hsm_lifecycle.conformance.targets import Target
     from hsm_lifecycle.model.commands import Command
 
 SUITE_KEY = pytest.StashKey["Suite"]()
@@ -287,7 +289,8 @@ class Suite:
         if self._target is None:
             from hsm_lifecycle.conformance.journal import JournalError
             from hsm_lifecycle.conformance.observe import CredentialError
-            from hsm_lifecycle.conformance.targets import make_target, prepare
+            from hsm_lifecycle.conformance.session import prepare
+            from hsm_lifecycle.conformance.targets import make_target
             from hsm_lifecycle.conformance.transport.base import TransportError
 
             alone = self.worker == "main" or self.slot is not None  # the only process on this bundle
@@ -414,7 +417,7 @@ class Suite:
         in-process emulator gives every test a fresh token, so no count there means anything."""
         if self._target is None or not self._target.persistent or self.custody is not None:
             return  # the custody read the counters itself
-        from hsm_lifecycle.conformance.targets import read_so_tries
+        from hsm_lifecycle.conformance.session import read_so_tries
 
         alone = self.worker == "main" or self.slot is not None
         path, _ = self.trace_path("session-end" if alone else f"session-end-{self.worker}")
@@ -468,7 +471,7 @@ class TestRun:
     devices: list[Device] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        from hsm_lifecycle.conformance.targets import Ledger
+        from hsm_lifecycle.conformance.ledger import Ledger
 
         self.ledger = Ledger()
 
@@ -479,7 +482,7 @@ class TestRun:
         """A device for this test, or for its next example / tour segment. `keep_trace` appends
         to the same trace; otherwise the trace holds the last device only (for a hypothesis
         test: the minimal failing example, which hypothesis runs last)."""
-        from hsm_lifecycle.conformance.targets import open_device
+        from hsm_lifecycle.conformance.device import open_device
 
         target = self.suite.target()
         self.close_devices()
@@ -563,7 +566,7 @@ def _call_failed(item: pytest.Item) -> bool:
 
 @pytest.fixture
 def hsm(request: pytest.FixtureRequest) -> Iterator[Device]:
-    """The device under test, with its model twin (conformance.targets.Device)."""
+    """The device under test, with its model twin (conformance.device.Device)."""
     run = _start_run(request)
     device = run.open_device()
     yield device
@@ -663,7 +666,7 @@ def build_record(item: pytest.Item, reports: dict, run: TestRun | None) -> TestR
 
 
 def _device_failure(excinfo: Any) -> bool:
-    from hsm_lifecycle.conformance.targets import ConformanceFailure
+    from hsm_lifecycle.conformance.verdict import ConformanceFailure
 
     return excinfo is not None and excinfo.errisinstance(ConformanceFailure)
 

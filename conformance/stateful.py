@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from hsm_lifecycle.conformance.interlocks import InterlockRefused
-from hsm_lifecycle.conformance.targets import CostExceeded
+from hsm_lifecycle.conformance.admission import CostExceeded
 from hsm_lifecycle.model.cost import CostClass
 from hsm_lifecycle.conformance.tour import PORTAL_COMMANDS
 from hsm_lifecycle.model.commands import Command

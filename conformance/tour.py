@@ -209,7 +209,7 @@ def ceiling_name(rank: int) -> str:
     return COST_CLASSES[rank]
 
 
-def limits_for(device: "Device") -> TourLimits:  # noqa: F821 - conformance.targets.Device
+def limits_for(device: "Device") -> TourLimits:  # noqa: F821 - conformance.device.Device
     """What the tour may take on this device: everything on a renewable emulator; on a real
     token the consent's ceiling (never blocking the SO-PIN: nothing could renew the token),
     the SO floor, and only the PINs the owner gave."""

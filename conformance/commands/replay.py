@@ -325,7 +325,7 @@ def _open(spec: object, faults: list[str]) -> tuple[object, object]:
 def _confirm_serial(raw: object, consent: object) -> None:
     from hsm_lifecycle.conformance.interlocks import SerialMismatch
     from hsm_lifecycle.conformance.mapper import Mapper
-    from hsm_lifecycle.conformance.targets import read_serial
+    from hsm_lifecycle.conformance.session import read_serial
 
     mapper = Mapper(raw)  # type: ignore[arg-type]
     mapper.select()

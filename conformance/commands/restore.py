@@ -32,7 +32,7 @@ def main(args: argparse.Namespace) -> int:
     from hsm_lifecycle.conformance.journal import Journal, JournalError, state_dir
     from hsm_lifecycle.conformance.mapper import Mapper, PinBook
     from hsm_lifecycle.conformance.observe import CredentialError
-    from hsm_lifecycle.conformance.targets import read_serial
+    from hsm_lifecycle.conformance.session import read_serial
     from hsm_lifecycle.conformance.transport.base import TransportError
     from hsm_lifecycle.conformance.transport.pcsc import PcscTransport, list_readers, select_reader
 

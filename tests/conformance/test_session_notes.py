@@ -61,7 +61,8 @@ def test_persistent_device_reports_the_so_tries_it_has_at_the_end(run_suite, tmp
 def test_so_tries_at_the_end_are_asked_of_the_device_not_the_model(tmp_path: Path):
     from hsm_lifecycle.conformance.interlocks import Consent
     from hsm_lifecycle.conformance.options import HsmOptions, TargetSpec
-    from hsm_lifecycle.conformance.targets import AsRealTarget, read_so_tries
+    from hsm_lifecycle.conformance.session import read_so_tries
+    from hsm_lifecycle.conformance.targets import AsRealTarget
     from hsm_lifecycle.conformance.trace import TraceRecorder
     from hsm_lifecycle.model.states import ExtState
 

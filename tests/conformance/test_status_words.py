@@ -7,7 +7,10 @@ import pytest
 from hsm_lifecycle.conformance.cli import main as cli
 from hsm_lifecycle.conformance.interlocks import Consent
 from hsm_lifecycle.conformance.options import HsmOptions, TargetSpec
-from hsm_lifecycle.conformance.targets import ConformanceFailure, make_target, open_device, prepare
+from hsm_lifecycle.conformance.device import open_device
+from hsm_lifecycle.conformance.session import prepare
+from hsm_lifecycle.conformance.targets import make_target
+from hsm_lifecycle.conformance.verdict import ConformanceFailure
 from hsm_lifecycle.conformance.trace import TraceRecorder
 from hsm_lifecycle.emulator.apdu import ApduError
 from hsm_lifecycle.model.commands import Command
