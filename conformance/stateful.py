@@ -102,5 +102,6 @@ def run_stateful(run: Any, *, examples: int, steps: int) -> None:
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
             print_blob=True,
+            database=None,  # no .hypothesis folder left in the user's directory: examples are per device, not kept
         ),
     )

@@ -8,12 +8,22 @@ from hsm_lifecycle.model.commands import Command as C
 
 @pytest.mark.rule("R04")
 @pytest.mark.cost("wipes")
+@pytest.mark.walk(start="uninitialized", leaves="initialized")
 def test_r04_counter_starts_at_tag_91(hsm):
-    # Any INITIALIZE sets the counter from tag 91, so a re-initialization decides it too: on one
-    # persistent token the first initialization is spent on R21 and R02.
-    hsm.provision()
+    hsm.fresh()
     # 2, not the default 3: the count comes from tag 91. At most 3, because a 6-character PIN
     # allows no more where the card enforces the per-length rule (open: retries-by-pin-length).
+    hsm.step(C.initialize("right", retries=2))
+    with hsm.checking("R04.starts-at-tag-91"):
+        hsm.step(C.query_user())
+
+
+@pytest.mark.rule("R04")
+@pytest.mark.cost("wipes")
+def test_r04_reinitialization_sets_the_counter_from_tag_91(hsm):
+    # Every INITIALIZE sets the counter from tag 91: on one persistent token, where the first
+    # initialization goes to R21 (and R02), a re-initialization decides the check.
+    hsm.provision()
     hsm.step(C.initialize("right", retries=2))
     with hsm.checking("R04.starts-at-tag-91"):
         hsm.step(C.query_user())
