@@ -574,30 +574,3 @@ class CustodyTransport(TransportWrapper):
         finally:
             c._busy = False
         return rsp
-
-
-class CustodyTransport(TransportWrapper):
-    """The custody's layer on the device transport (see the module docstring)."""
-
-    def __init__(self, inner: Transport, custody: Custody) -> None:
-        super().__init__(inner)
-        self.custody = custody
-
-    def transmit(self, capdu: bytes) -> Response:
-        c = self.custody
-        if c.lost is not None and not c.privileged:
-            raise TokenLost(f"the token stopped answering earlier in this run ({c.lost})")
-        c.before(capdu)
-        c._busy = True
-        try:
-            c.apdus += 1
-            c.inject(c.apdus)
-            try:
-                rsp = self.inner.transmit(capdu)
-            except TransportError as exc:
-                c.on_lost(exc)
-                raise TokenLost(f"the token stopped answering ({exc})") from None
-            c.after(capdu, rsp)
-        finally:
-            c._busy = False
-        return rsp
