@@ -36,7 +36,9 @@ if [ "${1:-}" = "--in-namespace" ]; then
   source scripts/pcscd.sh
   pcscd_start || { say "the private pcscd did not start (see above)"; exit 1; }
   trap pcscd_stop EXIT
-  "$PYTHON" -m pytest "$@"
+  # Two workers by default (the machine's cores; HSM_TEST_WORKERS=0 runs in one process): the
+  # whole suite then takes about half the time. Arguments after it (-n 0, -x, paths) still win.
+  "$PYTHON" -m pytest -n "${HSM_TEST_WORKERS:-2}" "$@"
   rc=$?
   # pytest's exit status 5 means "no tests collected": a selection that matched nothing is not
   # a failure of the project, but say so loudly.
