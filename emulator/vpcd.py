@@ -434,7 +434,7 @@ def run(address: VpcdAddress, state_path: Path, *, profile: Profile | None = Non
             try:
                 server = PortalServer(portal, PortalService(token, lock, portal_faults)).start()
             except OSError as exc:
-                raise VpcdError(f"cannot serve the portal on {portal} ({exc.strerror}): choose another socket path") from None
+                raise VpcdError(f"cannot serve the portal on {portal} ({exc.strerror or exc}): choose another socket path") from None
         bridge = VpcdBridge(card, address, atr=token.atr)
         stop_on_signals(bridge)
         origin = "new token" if created else "token"

@@ -53,7 +53,8 @@ fi
 bash scripts/install.sh --system-only || exit 1
 
 PYTHON=${PYTHON:-python3}
-HSM_TEST_DIR=$(mktemp -d "${TMPDIR:-/tmp}/hsm-lifecycle-test.XXXXXX") || exit 1
+# A short name: the tests' Unix sockets (the portal's) live below it, and AF_UNIX paths stop at 107 bytes.
+HSM_TEST_DIR=$(mktemp -d "${TMPDIR:-/tmp}/hlt.XXXXXX") || exit 1
 trap 'rm -rf "$HSM_TEST_DIR"' EXIT
 export HSM_TEST_DIR HSM_TEST_VENV="$HSM_TEST_DIR/venv" HSM_WHEEL_VENV="$HSM_TEST_DIR/wheel-venv"
 export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
