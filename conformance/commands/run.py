@@ -137,31 +137,15 @@ def plan(args: argparse.Namespace, suite: Path) -> Campaign:
         return Campaign(target, out, tuple(_plan_args(args, suite, target)), args.serial, plan_only=True)
     prepare_out(out, force=args.force)  # only now: a refused run must not cost the earlier bundle
     pytest_args = [
-        str(suite),
-        f"--hsm-target={'pcsc:' + target.reader if target.kind == 'pcsc' else target.kind}",
+        *_consent_args(args, suite, target),
         f"--hsm-evidence={out}",
         f"--junitxml={out / 'junit.xml'}",
         "-o", "junit_family=xunit1",  # keeps record_property's rule-id properties
-        "-p", "no:cacheprovider",
-        "--hsm-option-names=run",  # skip reasons and messages name run's options
     ]  # fmt: skip
-    if target.kind == "emulator:vpcd" and target.reader:
-        pytest_args.append(f"--hsm-reader={target.reader}")
-    for flag, value in (("--hsm-serial", args.serial), ("--hsm-so-pin", args.so_pin), ("--hsm-pin", args.pin)):
-        if value is not None:
-            pytest_args.append(f"{flag}={value}")
-    if args.so_floor is not None:
-        pytest_args.append(f"--hsm-so-floor={args.so_floor}")
-    if args.allow_irreversible:
-        pytest_args.append("--hsm-allow-irreversible")
-    if args.allow_operator:
-        pytest_args.append("--hsm-allow-operator")
     if args.trace_secrets:
         pytest_args.append("--hsm-trace-secrets")
     if args.portal:
         pytest_args.append(f"--hsm-portal={args.portal}")
-    if args.select:
-        pytest_args += ["-k", args.select]
     if not args.plain:
         # The progress display replaces pytest's output; the project's addopts (-ra) need the
         # terminal reporter, so they go too.
@@ -169,27 +153,33 @@ def plan(args: argparse.Namespace, suite: Path) -> Campaign:
     return Campaign(target, out, tuple(pytest_args), args.serial)
 
 
-def _plan_args(args: argparse.Namespace, suite: Path, target: TargetSpec) -> list[str]:
-    """pytest arguments for --plan: the same consent and PINs, no evidence, pytest's output off."""
+def _consent_args(args: argparse.Namespace, suite: Path, target: TargetSpec) -> list[str]:
+    """pytest arguments both the run and --plan pass: the suite, the target, the consent, the
+    PINs and the selection, with skip reasons naming run's options."""
     argv = [
         str(suite),
         f"--hsm-target={'pcsc:' + target.reader if target.kind == 'pcsc' else target.kind}",
-        "--hsm-plan", "--hsm-option-names=run",
-        "-p", "no:cacheprovider", "-p", "no:terminal", "-o", "addopts=",
+        "-p", "no:cacheprovider",
+        "--hsm-option-names=run",  # skip reasons and messages name run's options
     ]  # fmt: skip
     if target.kind == "emulator:vpcd" and target.reader:
         argv.append(f"--hsm-reader={target.reader}")
     for flag, value in (("--hsm-serial", args.serial), ("--hsm-so-pin", args.so_pin), ("--hsm-pin", args.pin)):
         if value is not None:
             argv.append(f"{flag}={value}")
+    if args.so_floor is not None:
+        argv.append(f"--hsm-so-floor={args.so_floor}")
     for flag, given in (("--hsm-allow-irreversible", args.allow_irreversible), ("--hsm-allow-operator", args.allow_operator)):
         if given:
             argv.append(flag)
-    if args.so_floor is not None:
-        argv.append(f"--hsm-so-floor={args.so_floor}")
     if args.select:
         argv += ["-k", args.select]
     return argv
+
+
+def _plan_args(args: argparse.Namespace, suite: Path, target: TargetSpec) -> list[str]:
+    """pytest arguments for --plan: the same consent and PINs, no evidence, pytest's output off."""
+    return [*_consent_args(args, suite, target), "--hsm-plan", "-p", "no:terminal", "-o", "addopts="]
 
 
 def check_out(out: Path, *, force: bool) -> None:
