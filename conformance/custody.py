@@ -29,7 +29,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Callable
+from typing import Callable, NoReturn
 
 from hsm_lifecycle import tlv
 from hsm_lifecycle.conformance.interlocks import Apdu, InterlockRefused
@@ -187,12 +187,7 @@ class Custody:
         self.send(select_apdu(), via)
         rsp = self.send(case3(CLA_ISO, Ins.VERIFY, 0x00, PIN_USER, self.pin), via)
         if rsp.sw != SW.OK:
-            left = tries_left(rsp)
-            self._refused("user")
-            raise CredentialError(
-                f"the token refused the user PIN given with --hsm-pin ({rsp.sw_hex}{'' if left is None else f', {left} tries left'}): "
-                "it is not this token's user PIN; one user try was spent and the run stopped before spending more"
-            )
+            self._refused("user", rsp)
         self.user_proven = True
         self.t.user_max = self.read_counters(via).user  # after SELECT ended the session: the maximum
 
@@ -212,22 +207,24 @@ class Custody:
             return
         rsp = self.send(case3(CLA_ISO, Ins.CHANGE_REFERENCE_DATA, 0x00, PIN_SO, self.so_pin + self.so_pin), via)
         if rsp.sw != SW.OK:
-            left = tries_left(rsp)
-            self._refused("so")
-            raise CredentialError(
-                f"the token refused the SO-PIN given with --hsm-so-pin ({rsp.sw_hex}{'' if left is None else f', {left} tries left'}): "
-                "it is not this token's SO-PIN; one SO try was spent and the run stopped before spending more"
-            )
+            self._refused("so", rsp)
         self.so_proven = True
 
-    def _refused(self, which: str) -> None:
+    def _refused(self, which: str, rsp: Response) -> NoReturn:
         """The PIN given is not the token's: never presented again (the restore included); the
-        one try it cost is the price the owner was told of."""
+        one try it cost is the price the owner was told of. Stops the run."""
         self.allowance[which] = 1
         if which == "user":
             self.pin, self.t.user_pins = None, ()
+            pin, option, kind = "user PIN", "--hsm-pin", "user"
         else:
             self.so_pin, self.t.so_pins = None, ()
+            pin, option, kind = "SO-PIN", "--hsm-so-pin", "SO"
+        left = tries_left(rsp)
+        raise CredentialError(
+            f"the token refused the {pin} given with {option} ({rsp.sw_hex}{'' if left is None else f', {left} tries left'}): "
+            f"it is not this token's {pin}; one {kind} try was spent and the run stopped before spending more"
+        )
 
     def read_counters(self, via: Transport | None = None) -> Counters:
         self.send(select_apdu(), via)
