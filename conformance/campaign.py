@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hsm_lifecycle.model.commands import Command
 from hsm_lifecycle.model.plan import (
@@ -36,6 +36,9 @@ from hsm_lifecycle.model.plan import (
 )
 from hsm_lifecycle.model.states import ExtState
 from hsm_lifecycle.protocol import Ins
+
+if TYPE_CHECKING:
+    from hsm_lifecycle.conformance.device import Device
 
 DATA = Path(__file__).resolve().parent / "data"
 COSTS_EXAMPLES = 10  # stateful examples the costs file was measured with (a real token's default)
@@ -553,7 +556,7 @@ def observe_now(device: Any) -> None:
 AFTER_THE_FACT: frozenset[str] = frozenset({"auth-after-init", "auth-after-change"})
 
 
-def step_observing(device: Any, cmd: Command) -> str | None:
+def step_observing(device: Device, cmd: Command) -> str | None:
     """On a persistent token, a step whose next state hangs on whether it leaves the user
     authenticated is sent, and the question answered by the device itself (a free status
     query), instead of being skipped: an uninitialized token cannot be probed beforehand without
@@ -579,8 +582,13 @@ def step_observing(device: Any, cmd: Command) -> str | None:
     output = device.mapper.run(cmd, uninitialized=not device.state.is_initialized)
     accepted = [v for v, o in guesses.items() if o.accepts(output)]
     if not accepted:
+        # Blamed by what diverged, as Device.step blames it (the rule tags are not check ids).
+        from hsm_lifecycle.model.divergence import blame
+        from hsm_lifecycle.protocol import describe_sw
+
         device.ledger.note(outcome, output)
-        device.fail(f"{outcome.describe()}, but the device answered {output}", outcome.rules)
+        found = blame(outcome, output, device.history)
+        device.fail(f"{outcome.describe()}, but the device answered {describe_sw(output)}; {found.describe()}", blame=found)
     value = accepted[0]
     if guesses[True].next != guesses[False].next and len(accepted) > 1:
         device.recorder.context(f"observe {behaviour} (free)", outcome.next.abstract, ())
