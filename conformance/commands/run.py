@@ -105,6 +105,7 @@ class Campaign:
     pytest_args: tuple[str, ...]
     serial: str | None
     plan_only: bool = False  # --plan: print the plan and stop
+    earlier: Path | None = None  # --force: the earlier bundle, set aside until this run collects tests
 
 
 def plan(args: argparse.Namespace, suite: Path) -> Campaign:
@@ -135,7 +136,7 @@ def plan(args: argparse.Namespace, suite: Path) -> Campaign:
         _check_reader(target.reader or "")
     if plan_only:
         return Campaign(target, out, tuple(_plan_args(args, suite, target)), args.serial, plan_only=True)
-    prepare_out(out, force=args.force)  # only now: a refused run must not cost the earlier bundle
+    earlier = prepare_out(out, force=args.force)  # only now: a refused run must not cost the earlier bundle
     pytest_args = [
         *_consent_args(args, suite, target),
         f"--hsm-evidence={out}",
@@ -150,7 +151,7 @@ def plan(args: argparse.Namespace, suite: Path) -> Campaign:
         # The progress display replaces pytest's output; the project's addopts (-ra) need the
         # terminal reporter, so they go too.
         pytest_args += ["-p", "no:terminal", "-o", "addopts="]
-    return Campaign(target, out, tuple(pytest_args), args.serial)
+    return Campaign(target, out, tuple(pytest_args), args.serial, earlier=earlier)
 
 
 def _consent_args(args: argparse.Namespace, suite: Path, target: TargetSpec) -> list[str]:
@@ -193,27 +194,48 @@ def check_out(out: Path, *, force: bool) -> None:
             raise UsageError(f"--out {out} is not an evidence bundle (no {SUMMARY_NAME}): refusing to empty it, even with --force.")
 
 
-def prepare_out(out: Path, *, force: bool) -> None:
-    """An empty --out folder (an earlier bundle removed when `force`)."""
+def prepare_out(out: Path, *, force: bool) -> Path | None:
+    """An empty --out folder. With `force` an earlier bundle is set aside beside it (returned),
+    not removed: a run that then collects nothing puts it back (discard_out)."""
     check_out(out, force=force)
-    if out.is_dir():
-        _empty(out)
+    earlier = None
+    if out.is_dir() and any(out.iterdir()):
+        earlier = out.with_name(f".{out.name}.earlier-bundle")
+        try:
+            if earlier.exists():
+                shutil.rmtree(earlier)
+            out.rename(earlier)
+        except OSError as exc:
+            raise UsageError(f"cannot set the earlier bundle in --out {out} aside: {exc.strerror}.") from None
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".hsm-lifecycle-write-check"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
+        if earlier is not None:
+            discard_out(out, False, earlier)
         raise UsageError(f"cannot write the evidence bundle to --out {out}: {exc.strerror}.") from None
+    return earlier
 
 
-def discard_out(out: Path, out_is_new: bool) -> None:
+def discard_out(out: Path, out_is_new: bool, earlier: Path | None = None) -> None:
     """Undo prepare_out after a run that ran nothing: the folder goes if this run made it,
-    else it is left empty (as check_out found it, or as --force made it)."""
+    else it is left as check_out found it (the earlier bundle back in place with --force)."""
     if out_is_new:
         shutil.rmtree(out, ignore_errors=True)
     elif out.is_dir():
         _empty(out)
+    if earlier is not None and earlier.is_dir():
+        if out.is_dir():
+            out.rmdir()
+        earlier.rename(out)
+
+
+def drop_earlier(earlier: Path | None) -> None:
+    """The run collected tests: the earlier bundle set aside by --force goes for good."""
+    if earlier is not None:
+        shutil.rmtree(earlier, ignore_errors=True)
 
 
 def _empty(folder: Path) -> None:
@@ -433,7 +455,9 @@ def _main(args: argparse.Namespace) -> int:
     duration = time.perf_counter() - t0
 
     if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED) or (display.collect_errors and not display.total):
-        discard_out(campaign.out, out_is_new)  # a usage mistake leaves nothing behind
+        discard_out(campaign.out, out_is_new, campaign.earlier)  # a usage mistake leaves nothing behind
+    else:
+        drop_earlier(campaign.earlier)
     if code == pytest.ExitCode.USAGE_ERROR:
         return EXIT_USAGE  # pytest has printed the one-line reason
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:

@@ -257,3 +257,18 @@ def test_a_refused_run_does_not_cost_the_earlier_bundle(suite, tmp_path, capsys,
     code, _, err = _run(capsys, "--out", str(bundle), "--force", "--reader", "Nitrokey")
     assert code == 2 and "no reader matches 'Nitrokey'" in err
     assert verify_manifest(bundle).ok and (bundle / "summary.json").exists()
+
+
+def test_force_with_a_selection_that_matches_nothing_keeps_the_earlier_bundle(suite, tmp_path, capsys):
+    suite()
+    bundle = tmp_path / "bundle"
+    assert _run(capsys, "--out", str(bundle))[0] == 4
+    before = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*"))
+    summary = (bundle / "summary.json").read_bytes()
+    code, _, err = _run(capsys, "--out", str(bundle), "--force", "-k", "no_such_test")
+    assert code == 2 and "no test matches" in err
+    assert sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*")) == before
+    assert (bundle / "summary.json").read_bytes() == summary and verify_manifest(bundle).ok
+    assert not any(p.name.endswith("earlier-bundle") for p in tmp_path.iterdir())
+    assert _run(capsys, "--out", str(bundle), "--force")[0] == 4  # a run that collects replaces it
+    assert not any(p.name.endswith("earlier-bundle") for p in tmp_path.iterdir())
