@@ -393,6 +393,9 @@ _HASH_BY_LENGTH: dict[int, type[hashes.HashAlgorithm]] = {
     64: hashes.SHA512,
 }
 EC_SIGN_ALGORITHMS = frozenset({p.ALGO_ECDSA_RAW, *_ECDSA_HASHES})
+# 70 takes a hash computed outside, of any length up to SHA-512's: OpenSC sends SHA-384 and
+# SHA-512 hashes cut to the key's field length (pkcs15-sec.c, PKCS#11 v2.30 §6.3.1).
+ECDSA_RAW_MAX = 64
 RSA_SIGN_ALGORITHMS = frozenset(
     {p.ALGO_RSA_RAW, p.ALGO_RSA_PKCS1_DIGESTINFO, p.ALGO_RSA_PSS, *_PKCS1_HASHES, *_PSS_HASHES}
 )
@@ -417,24 +420,16 @@ def _pss(hash_alg: hashes.HashAlgorithm) -> padding.PSS:
 def sign(key: StoredKey, algo: int, data: bytes) -> bytes:
     """SIGN (80 68): ECDSA answers DER, RSA the k-byte signature. Errors as documented."""
     private = key.private_key
-    if isinstance(private, weierstrass.PrivateKey):
+    if isinstance(private, (ec.EllipticCurvePrivateKey, weierstrass.PrivateKey)):
         if algo not in EC_SIGN_ALGORITHMS:
             raise AlgorithmNotSupportedError(f"algorithm {algo:02X} not for an EC key")
-        if algo == p.ALGO_ECDSA_RAW:
-            _hash_for(data)  # the same length check as on the other curves
-            digest = data
-        else:
+        if algo != p.ALGO_ECDSA_RAW:
             hasher = hashes.Hash(_ECDSA_HASHES[algo]())
             hasher.update(data)
-            digest = hasher.finalize()
-        return utils.encode_dss_signature(*private.sign_digest(digest))
-    if isinstance(private, ec.EllipticCurvePrivateKey):
-        if algo not in EC_SIGN_ALGORITHMS:
-            raise AlgorithmNotSupportedError(f"algorithm {algo:02X} not for an EC key")
-        if algo == p.ALGO_ECDSA_RAW:
-            hash_alg = _hash_for(data)
-            return private.sign(data, ec.ECDSA(utils.Prehashed(hash_alg)))
-        return private.sign(data, ec.ECDSA(_ECDSA_HASHES[algo]()))
+            return _ecdsa(private, hasher.finalize())
+        if not 1 <= len(data) <= ECDSA_RAW_MAX:
+            raise WrongInputError(f"{len(data)} bytes is not a hash: 1 to {ECDSA_RAW_MAX} bytes")
+        return _ecdsa(private, data)
     if algo not in RSA_SIGN_ALGORITHMS:
         raise AlgorithmNotSupportedError(f"algorithm {algo:02X} not for an RSA key")
     if algo == p.ALGO_RSA_RAW:
@@ -448,6 +443,18 @@ def sign(key: StoredKey, algo: int, data: bytes) -> bytes:
         return private.sign(data, _pss(hash_alg), utils.Prehashed(hash_alg))
     hash_alg = _PSS_HASHES[algo]()
     return private.sign(data, _pss(hash_alg), hash_alg)
+
+
+def _ecdsa(private: ec.EllipticCurvePrivateKey | weierstrass.PrivateKey, digest: bytes) -> bytes:
+    """ECDSA over `digest` (its leftmost bits up to the order's length), answered in DER."""
+    if isinstance(private, ec.EllipticCurvePrivateKey):
+        if len(digest) in _HASH_BY_LENGTH:
+            return private.sign(digest, ec.ECDSA(utils.Prehashed(_HASH_BY_LENGTH[len(digest)]())))
+        # OpenSC cuts a hash the card does not compute to the field length (SHA-384 for a
+        # 192-bit key is 24 bytes), a length `Prehashed` refuses: the same ECDSA, in pure Python.
+        domain = cvc.domain_of(private.curve)
+        private = weierstrass.PrivateKey(domain, private.private_numbers().private_value)
+    return utils.encode_dss_signature(*private.sign_digest(digest))
 
 
 def decipher(key: StoredKey, algo: int, data: bytes) -> bytes:

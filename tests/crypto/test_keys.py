@@ -308,7 +308,7 @@ def test_decipher(rsa_generated: keys.GeneratedKey) -> None:
         ("ec", 0x33, MESSAGE, keys.AlgorithmNotSupportedError, 0x6A81),  # RSA algo on EC key
         ("ec", 0x99, MESSAGE, keys.AlgorithmNotSupportedError, 0x6A81),
         ("ec", 0x80, MESSAGE, keys.AlgorithmNotSupportedError, 0x6A81),  # ECDH is not SIGN
-        ("ec", 0x70, bytes(31), keys.WrongInputError, 0x6A80),
+        ("ec", 0x70, bytes(65), keys.WrongInputError, 0x6A80),  # longer than SHA-512
         ("rsa", 0x73, MESSAGE, keys.AlgorithmNotSupportedError, 0x6A81),
         ("rsa", 0x21, MESSAGE, keys.AlgorithmNotSupportedError, 0x6A81),  # decipher algo to SIGN
         ("rsa", 0x22, MESSAGE, keys.AlgorithmNotSupportedError, 0x6A81),
@@ -434,8 +434,13 @@ def test_pure_curve_key_signs_deciphers_and_persists(
     signature = keys.sign(generated.key, p.ALGO_ECDSA_RAW, prehashed)
     assert openssl_ec.verifies_prehashed(curve, point, prehashed, signature)
     assert not openssl_ec.verifies_prehashed(curve, point, hashlib.sha256(b"x").digest(), signature)
+    # OpenSC cuts SHA-384/512 to the field length before 70 (pkcs15-sec.c): still SHA-384 ECDSA.
+    field = cvc.CURVES[curve].field_bytes
+    cut = hashlib.sha384(message).digest()[:field]
+    signature = keys.sign(generated.key, p.ALGO_ECDSA_RAW, cut)
+    assert openssl_ec.verifies(curve, point, message, signature, "sha384")
     with pytest.raises(keys.WrongInputError):
-        keys.sign(generated.key, p.ALGO_ECDSA_RAW, bytes(21))
+        keys.sign(generated.key, p.ALGO_ECDSA_RAW, bytes(65))
     with pytest.raises(keys.AlgorithmNotSupportedError):
         keys.sign(generated.key, p.ALGO_RSA_PKCS1_SHA256, message)
 

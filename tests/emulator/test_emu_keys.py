@@ -231,6 +231,22 @@ def test_ecdsa_raw_hash_verifies(ec_card: Card, hash_cls: type[hashes.HashAlgori
     ec_public(ec_card).verify(signature, value, ec.ECDSA(utils.Prehashed(hash_cls())))
 
 
+def test_ecdsa_raw_takes_a_hash_cut_to_the_field_length_as_opensc_sends_it(ec_card: Card) -> None:
+    # OpenSC hashes SHA-384/512 itself and sends the leftmost field-length bytes (pkcs15-sec.c);
+    # for this P-256 key a SHA-512 hash becomes 32 bytes, and 31 bytes is a shorter hash.
+    digest = hashes.Hash(hashes.SHA512())
+    digest.update(MESSAGE)
+    value = digest.finalize()
+    signature, sw = ec_card.send(sign(1, protocol.ALGO_ECDSA_RAW, value[:32]))
+    assert sw == 0x9000
+    ec_public(ec_card).verify(signature, MESSAGE, ec.ECDSA(hashes.SHA512()))
+    short = b"\x01" * 31
+    signature, sw = ec_card.send(sign(1, protocol.ALGO_ECDSA_RAW, short))
+    assert sw == 0x9000
+    # A hash shorter than the order is taken as the number it is (SEC 1 §4.1.3 step 5).
+    ec_public(ec_card).verify(signature, b"\x00" + short, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+
+
 def test_ecdsa_signature_is_not_reusable_for_another_message(ec_card: Card) -> None:
     signature, _ = ec_card.send(sign(1, 0x73, MESSAGE))
     with pytest.raises(Exception):
@@ -282,7 +298,7 @@ def test_rsa_decipher(rsa_card: Card) -> None:
         (1, 0x99, MESSAGE, "6A81"),  # unknown algorithm byte
         (1, protocol.ALGO_RSA_PKCS1_SHA256, MESSAGE, "6A81"),  # RSA algorithm, EC key
         (1, protocol.ALGO_ECDH, MESSAGE, "6A81"),  # ECDH is DECIPHER, not SIGN
-        (1, protocol.ALGO_ECDSA_RAW, b"\x01" * 31, "6A80"),  # not a hash length
+        (1, protocol.ALGO_ECDSA_RAW, b"\x01" * 65, "6A80"),  # longer than any hash
         (9, 0x73, MESSAGE, "6A88"),  # no such key
     ],
 )
