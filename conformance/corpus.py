@@ -56,6 +56,8 @@ class Entry:
     def source_key(self) -> str:
         """One published source: a repository issue/PR, or a file at a commit."""
         src = self.data["source"]
+        if "repo" not in src:  # a public page, e.g. a Nitrokey forum thread
+            return str(src["url"])
         if "issue" in src:
             return f"{src['repo']}#{src['issue']}"
         return f"{src['repo']}:{src['path']}@{src['commit']}"
@@ -92,10 +94,17 @@ def load(folder: Path = CORPUS) -> list[Entry]:
             if missing:
                 raise CorpusError(f"{path.name}:{number}: missing {', '.join(missing)}")
             src = data["source"]
-            if not ("repo" in src and ("issue" in src or ("path" in src and "commit" in src))):
-                raise CorpusError(f"{path.name}:{number}: a source is a repo with an issue/PR, or a repo, path and commit")
+            if not _sourced(src):
+                raise CorpusError(f"{path.name}:{number}: a source is a repo with an issue/PR, a repo, path and "
+                                  "commit, or the https URL of a public page")
             entries.append(Entry(path.name, number, data))
     return entries
+
+
+def _sourced(src: dict[str, Any]) -> bool:
+    if "repo" in src:
+        return "issue" in src or ("path" in src and "commit" in src)
+    return str(src.get("url", "")).startswith("https://")
 
 
 def sessions(entries: list[Entry]) -> Iterator[list[Entry]]:

@@ -14,6 +14,7 @@ same shape OpenSSL writes, so `openssl pkey` reads what the emulator stores.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass
 
@@ -150,7 +151,7 @@ class PrivateKey:
         """Bits of the field, as `cryptography` reports an EC key's size."""
         return self.domain.p.bit_length()
 
-    @property
+    @functools.cached_property
     def public_point(self) -> bytes:
         pt = multiply(self.domain, self.d, generator(self.domain))
         assert pt is not None  # 1 <= d < n
