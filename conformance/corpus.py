@@ -166,6 +166,13 @@ def _prepare(first: Entry) -> tuple[InProcessTransport, bytes, str | None]:
         problem = _make_objects(mapper, setup.get("objects", ()))
         if problem:
             return transport, b"", problem
+        # Tries the owner had already spent ("SO-PIN tries left : 7" in a tool's output).
+        spent = [Command.change_so_pin("wrong")] * int(setup.get("wrong_so", 0))
+        spent += [Command.verify_user("wrong")] * int(setup.get("wrong_user", 0))
+        for step in spent:
+            sw = mapper.run(step, uninitialized=False)
+            if not sw.startswith("63C"):
+                return transport, b"", f"setup step {step} answered {sw}, not a wrong-PIN 63Cx"
     # Every published exchange begins with a tool connecting: a fresh power-up, and the applet
     # SELECT that OpenSC's sc-hsm driver (and CardContact's scripts) send on connect, unless the
     # setup says the tool sent none ("connect": "none", e.g. opensc-tool -c default).

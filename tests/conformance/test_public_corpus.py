@@ -14,7 +14,7 @@ from hsm_lifecycle.conformance import corpus
 def test_every_entry_names_its_source_and_replays_without_a_mismatch() -> None:
     result = corpus.run()
     assert result.mismatches == [], [m.describe() for m in result.mismatches]
-    assert result.entries >= 22 and len(result.sources) >= 8
+    assert result.entries >= 25 and len(result.sources) >= 9
     for entry in corpus.load():
         src = entry.data["source"]
         if "repo" in src:
@@ -93,3 +93,11 @@ def test_the_applet_answers_nothing_but_select_until_selected(tmp_path: Path) ->
 
     result = corpus.run(_copy(tmp_path, "nitrokey-forum-2169.jsonl", selected))
     assert [m.entry.id for m in result.mismatches] == ["nkforum2169-1"] and "SW 9000" in result.mismatches[0].what
+
+
+def test_tries_spent_before_the_published_exchange_are_replayed(tmp_path: Path) -> None:
+    def one_less(lines: list[dict]) -> None:  # type: ignore[type-arg]
+        lines[0]["setup"]["wrong_so"] = 6
+
+    result = corpus.run(_copy(tmp_path, "nitrokey-forum-1895.jsonl", one_less))
+    assert [m.entry.id for m in result.mismatches] == ["nkforum1895-1"] and "SW 63C8" in result.mismatches[0].what
