@@ -56,6 +56,8 @@ class Entry:
     def source_key(self) -> str:
         """One published source: a repository issue/PR, or a file at a commit."""
         src = self.data["source"]
+        if "repo" not in src:  # a public page, e.g. a Nitrokey forum thread
+            return str(src["url"])
         if "issue" in src:
             return f"{src['repo']}#{src['issue']}"
         return f"{src['repo']}:{src['path']}@{src['commit']}"
@@ -92,10 +94,17 @@ def load(folder: Path = CORPUS) -> list[Entry]:
             if missing:
                 raise CorpusError(f"{path.name}:{number}: missing {', '.join(missing)}")
             src = data["source"]
-            if not ("repo" in src and ("issue" in src or ("path" in src and "commit" in src))):
-                raise CorpusError(f"{path.name}:{number}: a source is a repo with an issue/PR, or a repo, path and commit")
+            if not _sourced(src):
+                raise CorpusError(f"{path.name}:{number}: a source is a repo with an issue/PR, a repo, path and "
+                                  "commit, or the https URL of a public page")
             entries.append(Entry(path.name, number, data))
     return entries
+
+
+def _sourced(src: dict[str, Any]) -> bool:
+    if "repo" in src:
+        return "issue" in src or ("path" in src and "commit" in src)
+    return str(src.get("url", "")).startswith("https://")
 
 
 def sessions(entries: list[Entry]) -> Iterator[list[Entry]]:
@@ -157,6 +166,13 @@ def _prepare(first: Entry) -> tuple[InProcessTransport, bytes, str | None]:
         problem = _make_objects(mapper, setup.get("objects", ()))
         if problem:
             return transport, b"", problem
+        # Tries the owner had already spent ("SO-PIN tries left : 7" in a tool's output).
+        spent = [Command.change_so_pin("wrong")] * int(setup.get("wrong_so", 0))
+        spent += [Command.verify_user("wrong")] * int(setup.get("wrong_user", 0))
+        for step in spent:
+            sw = mapper.run(step, uninitialized=False)
+            if not sw.startswith("63C"):
+                return transport, b"", f"setup step {step} answered {sw}, not a wrong-PIN 63Cx"
     # Every published exchange begins with a tool connecting: a fresh power-up, and the applet
     # SELECT that OpenSC's sc-hsm driver (and CardContact's scripts) send on connect, unless the
     # setup says the tool sent none ("connect": "none", e.g. opensc-tool -c default).

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from hsm_lifecycle import cvc
 from hsm_lifecycle import protocol as p
+from hsm_lifecycle.emulator import weierstrass
 from hsm_lifecycle.emulator.keys import PrivateKey, StoredKey
 
 KEY_TYPE_RSA = 5
@@ -75,13 +76,16 @@ def _uint(value: int, size: int | None = None) -> bytes:
 
 def _key_fields(key: PrivateKey) -> tuple[int, int, list[bytes]]:
     """(key type, size in bits, fields) of a private key."""
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        domain = cvc.domain_of(key.curve)
+    if isinstance(key, (ec.EllipticCurvePrivateKey, weierstrass.PrivateKey)):
+        if isinstance(key, weierstrass.PrivateKey):
+            domain, d, point = key.domain, key.d, key.public_point
+        else:
+            domain = cvc.domain_of(key.curve)
+            d = key.private_numbers().private_value
+            point = key.public_key().public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )
         size = domain.field_bytes
-        point = key.public_key().public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-        )
-        d = key.private_numbers().private_value
         fields = [_uint(domain.a, size), _uint(domain.b, size), _uint(domain.p, size),
                   _uint(domain.n, domain.order_bytes), domain.generator,
                   _uint(d, domain.order_bytes), point]  # fmt: skip
@@ -157,6 +161,8 @@ def _private_key(key_type: int, fields: list[bytes]) -> PrivateKey:
     if key_type == KEY_TYPE_EC:
         a, b, p_, n, g, d = num[0], num[1], num[2], num[3], fields[4], num[5]
         domain = cvc.match_domain(p_, a, b, g, n, None)
+        if not domain.native:
+            return weierstrass.PrivateKey(domain, d)
         return ec.derive_private_key(d, domain.curve())
     if key_type == KEY_TYPE_RSA_CRT:
         dp, dq, p_, qinv, q, n, e = num[:7]

@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 
 CURRENT_EF = 0x0000
 INVALID_FIDS = frozenset({MF, 0xFFFF, 0x3FFF})
-SELECT_EF_P1 = frozenset(
-    {protocol.SELECT_P1_BY_FID, protocol.SELECT_P1_EF_UNDER_DF, protocol.SELECT_P1_PATH_FROM_MF}
-)
+# Not 08 (path from the MF): a SmartCard-HSM answered `00 A4 08 00 02 2F00 00` with 6A86
+# (OpenSC#528, traces/public/opensc-528.jsonl).
+SELECT_EF_P1 = frozenset({protocol.SELECT_P1_BY_FID, protocol.SELECT_P1_EF_UNDER_DF})
 SELECT_P2_ANSWERS = {  # P2 -> whether the FCP is sent back
     protocol.SELECT_P2_FCI: True,
     protocol.SELECT_P2_FCP: True,
@@ -44,7 +44,7 @@ def ef_fcp(fid: int, size: int) -> bytes:
 
 
 def select_ef(card: CardContext, cmd: Command) -> tuple[bytes, int]:
-    """SELECT with P1 00/02/08 and a 2-byte FID (3F00 or no data: the applet, as MF)."""
+    """SELECT with P1 00/02 and a 2-byte FID (3F00 or no data: the applet, as MF)."""
     if cmd.p1 not in SELECT_EF_P1 or cmd.p2 not in SELECT_P2_ANSWERS:
         raise ApduError(SW.INCORRECT_P1P2, f"SELECT P1P2 {cmd.p1p2:04X}")
     answer = SELECT_P2_ANSWERS[cmd.p2]

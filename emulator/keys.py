@@ -32,13 +32,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from hsm_lifecycle import cvc
 from hsm_lifecycle import protocol as p
 from hsm_lifecycle import tlv
+from hsm_lifecycle.emulator import weierstrass
 
-PrivateKey = Union[ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey]
+# EC keys on curves `cryptography` does not implement are `weierstrass.PrivateKey`s.
+PrivateKey = Union[ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, weierstrass.PrivateKey]
 KeyKind = Literal["ec", "rsa"]
 
 # The device's key set as OpenSC offers it for the SmartCard-HSM (card-sc-hsm.c `sc_hsm_init`
-# RSA sizes; pkcs15-sc-hsm.c `curves[]`), minus the curves `cryptography` cannot compute
-# (brainpoolP192r1/P224r1/P320r1, secp192k1: refused 6A81, see docs/emulator.md).
+# RSA sizes; pkcs15-sc-hsm.c `curves[]`, the twisted brainpool curves since OpenSC 0.27).
+# CardContact: "Domain parameter for the elliptic curve can be chosen arbitrarily during key
+# generation"; the emulator takes OpenSC's named curves only (docs/emulator.md).
 SUPPORTED_CURVES = (
     "secp192r1",
     "secp256r1",
@@ -48,6 +51,16 @@ SUPPORTED_CURVES = (
     "brainpoolP384r1",
     "brainpoolP512r1",
     "secp256k1",
+    "brainpoolP192r1",
+    "brainpoolP224r1",
+    "brainpoolP320r1",
+    "secp192k1",
+    "brainpoolP192t1",
+    "brainpoolP224t1",
+    "brainpoolP256t1",
+    "brainpoolP320t1",
+    "brainpoolP384t1",
+    "brainpoolP512t1",
 )
 SUPPORTED_RSA_BITS = (1024, 1536, 2048, 3072, 4096)
 RSA_EXPONENT = 65537
@@ -95,6 +108,8 @@ class StoredKey:
 
     @classmethod
     def from_private_key(cls, key: PrivateKey) -> StoredKey:
+        if isinstance(key, weierstrass.PrivateKey):
+            return cls(key.to_pkcs8())
         return cls(
             key.private_bytes(
                 serialization.Encoding.DER,
@@ -105,6 +120,11 @@ class StoredKey:
 
     @functools.cached_property
     def private_key(self) -> PrivateKey:
+        if weierstrass.curve_of_pkcs8(self.pkcs8) is not None:
+            try:
+                return weierstrass.load_pkcs8(self.pkcs8)
+            except ValueError as exc:
+                raise KeyStateError(f"stored key is not a PKCS#8 EC key: {exc}") from exc
         try:
             # The state file is checksummed and holds only keys we generated: skip OpenSSL's
             # RSA consistency check, which costs ~25 ms per RSA-2048 key at every token open.
@@ -123,11 +143,13 @@ class StoredKey:
 
     @property
     def kind(self) -> KeyKind:
-        return "ec" if isinstance(self.private_key, ec.EllipticCurvePrivateKey) else "rsa"
+        return "rsa" if isinstance(self.private_key, rsa.RSAPrivateKey) else "ec"
 
     @property
     def curve(self) -> str | None:
         key = self.private_key
+        if isinstance(key, weierstrass.PrivateKey):
+            return key.domain.name
         return key.curve.name if isinstance(key, ec.EllipticCurvePrivateKey) else None
 
     @property
@@ -143,8 +165,8 @@ class StoredKey:
         and PRKD (C4xx) are separate files the applet counts itself.
         """
         key = self.private_key
-        if isinstance(key, ec.EllipticCurvePrivateKey):
-            domain = cvc.CURVES[key.curve.name]
+        if self.curve is not None:
+            domain = cvc.CURVES[self.curve]
             return domain.order_bytes + 1 + 2 * domain.field_bytes + _KEY_OBJECT_OVERHEAD
         k = (key.key_size + 7) // 8
         return 5 * (k // 2) + k + 4 + _KEY_OBJECT_OVERHEAD
@@ -203,7 +225,7 @@ class KeyTemplate:
 class OuterSigner:
     """The key that signs the authenticated request (GAKP P2; 00 = the device key)."""
 
-    private_key: ec.EllipticCurvePrivateKey
+    private_key: cvc.PrivateKey
     car: str  # default outer CAR: the signer's CHR (the device CHR for key 00)
     oid: str = cvc.OID_TA_ECDSA_SHA256
 
@@ -314,14 +336,20 @@ def generate_from_cv_body(
     """
     template = parse_key_template(body)
     private: PrivateKey
-    if template.curve is not None:
-        private = ec.generate_private_key(template.curve.curve())
-    else:
-        assert template.rsa_bits is not None and template.rsa_exponent is not None
-        private = rsa.generate_private_key(template.rsa_exponent, template.rsa_bits)
+    public: cvc.CvPublicKey
     try:
+        if template.curve is not None and not template.curve.native:
+            # An EC template always names an ECDSA OID (parse_key_template chose it by OID).
+            private = weierstrass.generate(template.curve)
+            public = cvc.CvPublicKey(template.oid, template.curve, private.public_point)
+        else:
+            if template.curve is not None:
+                private = ec.generate_private_key(template.curve.curve())
+            else:
+                assert template.rsa_bits is not None and template.rsa_exponent is not None
+                private = rsa.generate_private_key(template.rsa_exponent, template.rsa_bits)
+            public = cvc.CvPublicKey.from_cryptography(private.public_key(), template.oid)
         chr_ = template.chr or chr_fallback
-        public = cvc.CvPublicKey.from_cryptography(private.public_key(), template.oid)
         body_ = cvc.CvBody(car=template.car, public_key=public, chr=chr_, cpi=template.cpi)
         request = cvc.issue(body_, private, template.oid)
         if outer is None:
@@ -365,6 +393,9 @@ _HASH_BY_LENGTH: dict[int, type[hashes.HashAlgorithm]] = {
     64: hashes.SHA512,
 }
 EC_SIGN_ALGORITHMS = frozenset({p.ALGO_ECDSA_RAW, *_ECDSA_HASHES})
+# 70 takes a hash computed outside, of any length up to SHA-512's: OpenSC sends SHA-384 and
+# SHA-512 hashes cut to the key's field length (pkcs15-sec.c, PKCS#11 v2.30 §6.3.1).
+ECDSA_RAW_MAX = 64
 RSA_SIGN_ALGORITHMS = frozenset(
     {p.ALGO_RSA_RAW, p.ALGO_RSA_PKCS1_DIGESTINFO, p.ALGO_RSA_PSS, *_PKCS1_HASHES, *_PSS_HASHES}
 )
@@ -389,13 +420,16 @@ def _pss(hash_alg: hashes.HashAlgorithm) -> padding.PSS:
 def sign(key: StoredKey, algo: int, data: bytes) -> bytes:
     """SIGN (80 68): ECDSA answers DER, RSA the k-byte signature. Errors as documented."""
     private = key.private_key
-    if isinstance(private, ec.EllipticCurvePrivateKey):
+    if isinstance(private, (ec.EllipticCurvePrivateKey, weierstrass.PrivateKey)):
         if algo not in EC_SIGN_ALGORITHMS:
             raise AlgorithmNotSupportedError(f"algorithm {algo:02X} not for an EC key")
-        if algo == p.ALGO_ECDSA_RAW:
-            hash_alg = _hash_for(data)
-            return private.sign(data, ec.ECDSA(utils.Prehashed(hash_alg)))
-        return private.sign(data, ec.ECDSA(_ECDSA_HASHES[algo]()))
+        if algo != p.ALGO_ECDSA_RAW:
+            hasher = hashes.Hash(_ECDSA_HASHES[algo]())
+            hasher.update(data)
+            return _ecdsa(private, hasher.finalize())
+        if not 1 <= len(data) <= ECDSA_RAW_MAX:
+            raise WrongInputError(f"{len(data)} bytes is not a hash: 1 to {ECDSA_RAW_MAX} bytes")
+        return _ecdsa(private, data)
     if algo not in RSA_SIGN_ALGORITHMS:
         raise AlgorithmNotSupportedError(f"algorithm {algo:02X} not for an RSA key")
     if algo == p.ALGO_RSA_RAW:
@@ -411,12 +445,24 @@ def sign(key: StoredKey, algo: int, data: bytes) -> bytes:
     return private.sign(data, _pss(hash_alg), hash_alg)
 
 
+def _ecdsa(private: ec.EllipticCurvePrivateKey | weierstrass.PrivateKey, digest: bytes) -> bytes:
+    """ECDSA over `digest` (its leftmost bits up to the order's length), answered in DER."""
+    if isinstance(private, ec.EllipticCurvePrivateKey):
+        if len(digest) in _HASH_BY_LENGTH:
+            return private.sign(digest, ec.ECDSA(utils.Prehashed(_HASH_BY_LENGTH[len(digest)]())))
+        # OpenSC cuts a hash the card does not compute to the field length (SHA-384 for a
+        # 192-bit key is 24 bytes), a length `Prehashed` refuses: the same ECDSA, in pure Python.
+        domain = cvc.domain_of(private.curve)
+        private = weierstrass.PrivateKey(domain, private.private_numbers().private_value)
+    return utils.encode_dss_signature(*private.sign_digest(digest))
+
+
 def decipher(key: StoredKey, algo: int, data: bytes) -> bytes:
     """DECIPHER (80 62). RSA: 21 raw (answers the k-byte block), 22 PKCS#1 v1.5 and 23 OAEP
     with SHA-256 (answer the message). EC: 80 ECDH with an uncompressed point (answers 04 ||
     the shared x coordinate)."""
     private = key.private_key
-    if isinstance(private, ec.EllipticCurvePrivateKey):
+    if isinstance(private, (ec.EllipticCurvePrivateKey, weierstrass.PrivateKey)):
         if algo not in EC_DECIPHER_ALGORITHMS:
             raise AlgorithmNotSupportedError(f"decipher algorithm {algo:02X} not for an EC key")
         return _ecdh(private, data)
@@ -439,9 +485,14 @@ def decipher(key: StoredKey, algo: int, data: bytes) -> bytes:
         raise WrongInputError("decryption failed") from None
 
 
-def _ecdh(private: ec.EllipticCurvePrivateKey, point: bytes) -> bytes:
+def _ecdh(private: ec.EllipticCurvePrivateKey | weierstrass.PrivateKey, point: bytes) -> bytes:
     if point[:1] != b"\x04":
         raise WrongInputError("ECDH input must be an uncompressed point (04 || x || y)")
+    if isinstance(private, weierstrass.PrivateKey):
+        try:
+            return b"\x04" + private.exchange(point)
+        except weierstrass.PointError:
+            raise WrongInputError("ECDH input is not a point on the key's curve") from None
     try:
         peer = ec.EllipticCurvePublicKey.from_encoded_point(private.curve, point)
     except ValueError:

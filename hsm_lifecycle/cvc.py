@@ -22,7 +22,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Literal, TypeVar, Union
+from typing import Literal, Protocol, TypeVar, Union, runtime_checkable
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
@@ -34,7 +34,6 @@ from hsm_lifecycle import tlv
 from hsm_lifecycle.tlv import Tlv, TlvError
 
 PublicKey = Union[ec.EllipticCurvePublicKey, rsa.RSAPublicKey]
-PrivateKey = Union[ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey]
 
 # OpenSC refuses a device CHR shorter than 8 (§5); TR-03110 caps CAR/CHR at 16 characters.
 CHR_MIN_FOR_SERIAL = 8
@@ -153,9 +152,11 @@ def decode_oid(raw: bytes) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Elliptic-curve domain parameters (SEC 2, RFC 5639). G is taken from `cryptography` itself
-# (the public key of private value 1), so only p, a, b, n are written here; a unit test proves
-# all four against the library.
+# Elliptic-curve domain parameters (SEC 2, RFC 5639). For the curves `cryptography` implements,
+# G is taken from the library itself (the public key of private value 1), so only p, a, b, n are
+# written here; a unit test proves all four against the library. The curves it does not implement
+# carry G from the specification and no `curve_factory`: the emulator computes on them in pure
+# Python, and a unit test proves every parameter against OpenSSL's built-in curve.
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,13 @@ class EcDomain:
     b: int
     n: int
     h: int
-    curve_factory: Callable[[], ec.EllipticCurve]
+    curve_factory: Callable[[], ec.EllipticCurve] | None
+    g: bytes | None = None  # G, uncompressed, for the curves without `curve_factory`
+
+    @property
+    def native(self) -> bool:
+        """Whether `cryptography` computes on this curve."""
+        return self.curve_factory is not None
 
     @property
     def field_bytes(self) -> int:
@@ -177,12 +184,14 @@ class EcDomain:
         return (self.n.bit_length() + 7) // 8
 
     def curve(self) -> ec.EllipticCurve:
+        if self.curve_factory is None:
+            raise UnsupportedAlgorithmError(f"curve {self.name} is not computable by cryptography")
         return self.curve_factory()
 
     @property
     def generator(self) -> bytes:
         """G, uncompressed (04 || x || y)."""
-        return _generator(self.name)
+        return self.g if self.g is not None else _generator(self.name)
 
     def matches(self, p_: int, a: int, b: int, g: bytes, n: int, h: int | None) -> bool:
         return (
@@ -190,6 +199,10 @@ class EcDomain:
             and g == self.generator
             and (h is None or h == self.h)
         )
+
+
+def _pure(name: str, p: int, a: int, b: int, g: bytes, n: int) -> EcDomain:
+    return EcDomain(name, p=p, a=a, b=b, n=n, h=1, curve_factory=None, g=g)
 
 
 _CURVES = (
@@ -324,8 +337,209 @@ _CURVES = (
         h=1,
         curve_factory=ec.SECP256K1,
     ),
+    # The rest of OpenSC's SmartCard-HSM curve table (pkcs15-sc-hsm.c `curves[]`; the twisted
+    # brainpool curves since OpenSC 0.27), which `cryptography` does not implement. Values:
+    # brainpool from RFC 5639 §3.2 (192), §3.3 (224), §3.4 (256), §3.5 (320), §3.6 (384), §3.7
+    # (512); secp192k1 from SEC 2 version 2.0 §2.2.1. All have cofactor 1.
+    _pure(
+        "brainpoolP192r1",
+        p=0xC302F41D932A36CDA7A3463093D18DB78FCE476DE1A86297,
+        a=0x6A91174076B1E0E19C39C031FE8685C1CAE040E5C69A28EF,
+        b=0x469A28EF7C28CCA3DC721D044F4496BCCA7EF4146FBF25C9,
+        g=bytes.fromhex(
+            "04C0A0647EAAB6A48753B033C56CB0F0900A2F5C4853375FD614B690866ABD5B"
+            "B88B5F4828C1490002E6773FA2FA299B8F"
+        ),
+        n=0xC302F41D932A36CDA7A3462F9E9E916B5BE8F1029AC4ACC1,
+    ),
+    _pure(
+        "brainpoolP224r1",
+        p=0xD7C134AA264366862A18302575D1D787B09F075797DA89F57EC8C0FF,
+        a=0x68A5E62CA9CE6C1C299803A6C1530B514E182AD8B0042A59CAD29F43,
+        b=0x2580F63CCFE44138870713B1A92369E33E2135D266DBB372386C400B,
+        g=bytes.fromhex(
+            "040D9029AD2C7E5CF4340823B2A87DC68C9E4CE3174C1E6EFDEE12C07D58AA56"
+            "F772C0726F24C6B89E4ECDAC24354B9E99CAA3F6D3761402CD"
+        ),
+        n=0xD7C134AA264366862A18302575D0FB98D116BC4B6DDEBCA3A5A7939F,
+    ),
+    _pure(
+        "brainpoolP320r1",
+        p=int(
+            "D35E472036BC4FB7E13C785ED201E065F98FCFA6F6F40DEF4F92B9EC7893EC28"
+            "FCD412B1F1B32E27",
+            16,
+        ),
+        a=int(
+            "3EE30B568FBAB0F883CCEBD46D3F3BB8A2A73513F5EB79DA66190EB085FFA9F4"
+            "92F375A97D860EB4",
+            16,
+        ),
+        b=int(
+            "520883949DFDBC42D3AD198640688A6FE13F41349554B49ACC31DCCD88453981"
+            "6F5EB4AC8FB1F1A6",
+            16,
+        ),
+        g=bytes.fromhex(
+            "0443BD7E9AFB53D8B85289BCC48EE5BFE6F20137D10A087EB6E7871E2A10A599"
+            "C710AF8D0D39E2061114FDD05545EC1CC8AB4093247F77275E0743FFED117182"
+            "EAA9C77877AAAC6AC7D35245D1692E8EE1"
+        ),
+        n=int(
+            "D35E472036BC4FB7E13C785ED201E065F98FCFA5B68F12A32D482EC7EE8658E9"
+            "8691555B44C59311",
+            16,
+        ),
+    ),
+    _pure(
+        "secp192k1",
+        p=0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFEE37,
+        a=0,
+        b=3,
+        g=bytes.fromhex(
+            "04DB4FF10EC057E9AE26B07D0280B7F4341DA5D1B1EAE06C7D9B2F2F6D9C5628"
+            "A7844163D015BE86344082AA88D95E2F9D"
+        ),
+        n=0xFFFFFFFFFFFFFFFFFFFFFFFE26F2FC170F69466A74DEFD8D,
+    ),
+    _pure(
+        "brainpoolP192t1",
+        p=0xC302F41D932A36CDA7A3463093D18DB78FCE476DE1A86297,
+        a=0xC302F41D932A36CDA7A3463093D18DB78FCE476DE1A86294,
+        b=0x13D56FFAEC78681E68F9DEB43B35BEC2FB68542E27897B79,
+        g=bytes.fromhex(
+            "043AE9E58C82F63C30282E1FE7BBF43FA72C446AF6F4618129097E2C5667C222"
+            "3A902AB5CA449D0084B7E5B3DE7CCC01C9"
+        ),
+        n=0xC302F41D932A36CDA7A3462F9E9E916B5BE8F1029AC4ACC1,
+    ),
+    _pure(
+        "brainpoolP224t1",
+        p=0xD7C134AA264366862A18302575D1D787B09F075797DA89F57EC8C0FF,
+        a=0xD7C134AA264366862A18302575D1D787B09F075797DA89F57EC8C0FC,
+        b=0x4B337D934104CD7BEF271BF60CED1ED20DA14C08B3BB64F18A60888D,
+        g=bytes.fromhex(
+            "046AB1E344CE25FF3896424E7FFE14762ECB49F8928AC0C76029B4D5800374E9"
+            "F5143E568CD23F3F4D7C0D4B1E41C8CC0D1C6ABD5F1A46DB4C"
+        ),
+        n=0xD7C134AA264366862A18302575D0FB98D116BC4B6DDEBCA3A5A7939F,
+    ),
+    _pure(
+        "brainpoolP256t1",
+        p=0xA9FB57DBA1EEA9BC3E660A909D838D726E3BF623D52620282013481D1F6E5377,
+        a=0xA9FB57DBA1EEA9BC3E660A909D838D726E3BF623D52620282013481D1F6E5374,
+        b=0x662C61C430D84EA4FE66A7733D0B76B7BF93EBC4AF2F49256AE58101FEE92B04,
+        g=bytes.fromhex(
+            "04A3E8EB3CC1CFE7B7732213B23A656149AFA142C47AAFBC2B79A191562E1305"
+            "F42D996C823439C56D7F7B22E14644417E69BCB6DE39D027001DABE8F35B25C9"
+            "BE"
+        ),
+        n=0xA9FB57DBA1EEA9BC3E660A909D838D718C397AA3B561A6F7901E0E82974856A7,
+    ),
+    _pure(
+        "brainpoolP320t1",
+        p=int(
+            "D35E472036BC4FB7E13C785ED201E065F98FCFA6F6F40DEF4F92B9EC7893EC28"
+            "FCD412B1F1B32E27",
+            16,
+        ),
+        a=int(
+            "D35E472036BC4FB7E13C785ED201E065F98FCFA6F6F40DEF4F92B9EC7893EC28"
+            "FCD412B1F1B32E24",
+            16,
+        ),
+        b=int(
+            "A7F561E038EB1ED560B3D147DB782013064C19F27ED27C6780AAF77FB8A547CE"
+            "B5B4FEF422340353",
+            16,
+        ),
+        g=bytes.fromhex(
+            "04925BE9FB01AFC6FB4D3E7D4990010F813408AB106C4F09CB7EE07868CC136F"
+            "FF3357F624A21BED5263BA3A7A27483EBF6671DBEF7ABB30EBEE084E58A0B077"
+            "AD42A5A0989D1EE71B1B9BC0455FB0D2C3"
+        ),
+        n=int(
+            "D35E472036BC4FB7E13C785ED201E065F98FCFA5B68F12A32D482EC7EE8658E9"
+            "8691555B44C59311",
+            16,
+        ),
+    ),
+    _pure(
+        "brainpoolP384t1",
+        p=int(
+            "8CB91E82A3386D280F5D6F7E50E641DF152F7109ED5456B412B1DA197FB71123"
+            "ACD3A729901D1A71874700133107EC53",
+            16,
+        ),
+        a=int(
+            "8CB91E82A3386D280F5D6F7E50E641DF152F7109ED5456B412B1DA197FB71123"
+            "ACD3A729901D1A71874700133107EC50",
+            16,
+        ),
+        b=int(
+            "7F519EADA7BDA81BD826DBA647910F8C4B9346ED8CCDC64E4B1ABD11756DCE1D"
+            "2074AA263B88805CED70355A33B471EE",
+            16,
+        ),
+        g=bytes.fromhex(
+            "0418DE98B02DB9A306F2AFCD7235F72A819B80AB12EBD653172476FECD462AAB"
+            "FFC4FF191B946A5F54D8D0AA2F418808CC25AB056962D30651A114AFD2755AD3"
+            "36747F93475B7A1FCA3B88F2B6A208CCFE469408584DC2B2912675BF5B9E5829"
+            "28"
+        ),
+        n=int(
+            "8CB91E82A3386D280F5D6F7E50E641DF152F7109ED5456B31F166E6CAC0425A7"
+            "CF3AB6AF6B7FC3103B883202E9046565",
+            16,
+        ),
+    ),
+    _pure(
+        "brainpoolP512t1",
+        p=int(
+            "AADD9DB8DBE9C48B3FD4E6AE33C9FC07CB308DB3B3C9D20ED6639CCA70330871"
+            "7D4D9B009BC66842AECDA12AE6A380E62881FF2F2D82C68528AA6056583A48F3",
+            16,
+        ),
+        a=int(
+            "AADD9DB8DBE9C48B3FD4E6AE33C9FC07CB308DB3B3C9D20ED6639CCA70330871"
+            "7D4D9B009BC66842AECDA12AE6A380E62881FF2F2D82C68528AA6056583A48F0",
+            16,
+        ),
+        b=int(
+            "7CBBBCF9441CFAB76E1890E46884EAE321F70C0BCB4981527897504BEC3E36A6"
+            "2BCDFA2304976540F6450085F2DAE145C22553B465763689180EA2571867423E",
+            16,
+        ),
+        g=bytes.fromhex(
+            "04640ECE5C12788717B9C1BA06CBC2A6FEBA85842458C56DDE9DB1758D39C031"
+            "3D82BA51735CDB3EA499AA77A7D6943A64F7A3F25FE26F06B51BAA2696FA9035"
+            "DA5B534BD595F5AF0FA2C892376C84ACE1BB4E3019B71634C01131159CAE03CE"
+            "E9D9932184BEEF216BD71DF2DADF86A627306ECFF96DBB8BACE198B61E00F8B3"
+            "32"
+        ),
+        n=int(
+            "AADD9DB8DBE9C48B3FD4E6AE33C9FC07CB308DB3B3C9D20ED6639CCA70330870"
+            "553E5C414CA92619418661197FAC10471DB1D381085DDADDB58796829CA90069",
+            16,
+        ),
+    ),
 )
 CURVES: dict[str, EcDomain] = {c.name: c for c in _CURVES}
+
+
+@runtime_checkable
+class EcdsaSigner(Protocol):
+    """An EC private key on a curve `cryptography` does not implement (see EcDomain.native)."""
+
+    @property
+    def domain(self) -> EcDomain: ...
+
+    def sign_digest(self, digest: bytes) -> tuple[int, int]:
+        """ECDSA (r, s) over an already computed hash."""
+        ...
+
+
+PrivateKey = Union[ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, EcdsaSigner]
 
 
 @functools.cache
@@ -473,8 +687,9 @@ class CvPublicKey:
             domain = self.resolve_domain(inherited)
             if len(self.point) != 1 + 2 * domain.field_bytes or self.point[0] != 0x04:
                 raise CvcError(f"public point is not an uncompressed {domain.name} point")
+            curve = domain.curve()  # UnsupportedAlgorithmError on a curve cryptography lacks
             try:
-                return ec.EllipticCurvePublicKey.from_encoded_point(domain.curve(), self.point)
+                return ec.EllipticCurvePublicKey.from_encoded_point(curve, self.point)
             except ValueError:
                 raise CvcError(f"public point is not on {domain.name}") from None
         if self.modulus is None or self.exponent is None:
@@ -801,6 +1016,14 @@ def sign_cv(data: bytes, key: PrivateKey, oid: str, deterministic: bool = False)
             raise CvcError(f"{algo.name} needs an RSA key")
         der = key.sign(data, ec.ECDSA(algo.new_hash(), deterministic_signing=deterministic))
         return ecdsa_der_to_plain(der, domain_of(key.curve).order_bytes)
+    if isinstance(key, EcdsaSigner):
+        if algo.scheme != "ecdsa":
+            raise CvcError(f"{algo.name} needs an RSA key")
+        digest = hashes.Hash(algo.new_hash())
+        digest.update(data)
+        r, s = key.sign_digest(digest.finalize())
+        size = key.domain.order_bytes
+        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
     if isinstance(key, rsa.RSAPrivateKey):
         if algo.scheme == "ecdsa":
             raise CvcError(f"{algo.name} needs an EC key")

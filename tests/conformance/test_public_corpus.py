@@ -14,10 +14,13 @@ from hsm_lifecycle.conformance import corpus
 def test_every_entry_names_its_source_and_replays_without_a_mismatch() -> None:
     result = corpus.run()
     assert result.mismatches == [], [m.describe() for m in result.mismatches]
-    assert result.entries >= 18 and len(result.sources) >= 7
+    assert result.entries >= 25 and len(result.sources) >= 9
     for entry in corpus.load():
         src = entry.data["source"]
-        assert src["repo"] and ("issue" in src or len(src["commit"]) == 40)
+        if "repo" in src:
+            assert src["repo"] and ("issue" in src or len(src["commit"]) == 40)
+        else:  # a public page: its address
+            assert src["url"].startswith("https://support.nitrokey.com/t/")
         assert entry.data["kind"] in ("observed", "documented")
         assert entry.data["reconstructed"] is False or isinstance(entry.data["reconstructed"], str)
 
@@ -74,3 +77,27 @@ def test_hsm_lifecycle_replay_takes_the_corpus_folder() -> None:
     assert "0 mismatch(es)" in done.stdout
     refused = subprocess.run([exe, "replay", str(corpus.CORPUS), "--target", "pcsc:x"], capture_output=True, text=True)
     assert refused.returncode == 2 and "in-process emulator only" in refused.stderr
+
+
+def test_a_source_without_repository_needs_a_page_address(tmp_path: Path) -> None:
+    line = json.loads((corpus.CORPUS / "nitrokey-forum-2169.jsonl").read_text().splitlines()[0])
+    line["source"] = {"forum": "support.nitrokey.com", "thread": 2169}
+    (tmp_path / "bad.jsonl").write_text(json.dumps(line) + "\n")
+    with pytest.raises(corpus.CorpusError, match="bad.jsonl:1: a source is"):
+        corpus.load(tmp_path)
+
+
+def test_the_applet_answers_nothing_but_select_until_selected(tmp_path: Path) -> None:
+    def selected(lines: list[dict]) -> None:  # type: ignore[type-arg]
+        lines[0]["setup"]["connect"] = "select"
+
+    result = corpus.run(_copy(tmp_path, "nitrokey-forum-2169.jsonl", selected))
+    assert [m.entry.id for m in result.mismatches] == ["nkforum2169-1"] and "SW 9000" in result.mismatches[0].what
+
+
+def test_tries_spent_before_the_published_exchange_are_replayed(tmp_path: Path) -> None:
+    def one_less(lines: list[dict]) -> None:  # type: ignore[type-arg]
+        lines[0]["setup"]["wrong_so"] = 6
+
+    result = corpus.run(_copy(tmp_path, "nitrokey-forum-1895.jsonl", one_less))
+    assert [m.entry.id for m in result.mismatches] == ["nkforum1895-1"] and "SW 63C8" in result.mismatches[0].what

@@ -12,7 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hsm_lifecycle.emulator import identity, keys
+import openssl_ec
+
+from hsm_lifecycle.emulator import identity, keys, weierstrass
 from hsm_lifecycle import cvc, tlv
 from hsm_lifecycle import protocol as p
 
@@ -103,7 +105,13 @@ def test_ec_gakp_answers_an_authenticated_request(
     assert request.outer_car == device.chr
     assert request.inner.car == "UTCA00001" and request.inner.chr == "UTEM123456700001"
     assert request.public_key.domain is cvc.CURVES[curve]  # full parameters, OpenSC reads them
-    cvc.verify_self_signed(request)
+    if cvc.CURVES[curve].native:
+        cvc.verify_self_signed(request)
+    else:  # a pure-Python curve: OpenSSL judges the self-signature
+        inner = request.inner
+        der = openssl_ec.plain_to_der(inner.signature)
+        assert request.public_key.point is not None
+        assert openssl_ec.verifies(curve, request.public_key.point, inner.body_raw, der, "sha256")
     chain = cvc.verify_c_devaut(device.c_devaut, cvc.load_test_root())
     cvc.verify_cv(
         request.signed_part,
@@ -300,7 +308,7 @@ def test_decipher(rsa_generated: keys.GeneratedKey) -> None:
         ("ec", 0x33, MESSAGE, keys.AlgorithmNotSupportedError, 0x6A81),  # RSA algo on EC key
         ("ec", 0x99, MESSAGE, keys.AlgorithmNotSupportedError, 0x6A81),
         ("ec", 0x80, MESSAGE, keys.AlgorithmNotSupportedError, 0x6A81),  # ECDH is not SIGN
-        ("ec", 0x70, bytes(31), keys.WrongInputError, 0x6A80),
+        ("ec", 0x70, bytes(65), keys.WrongInputError, 0x6A80),  # longer than SHA-512
         ("rsa", 0x73, MESSAGE, keys.AlgorithmNotSupportedError, 0x6A81),
         ("rsa", 0x21, MESSAGE, keys.AlgorithmNotSupportedError, 0x6A81),  # decipher algo to SIGN
         ("rsa", 0x22, MESSAGE, keys.AlgorithmNotSupportedError, 0x6A81),
@@ -385,15 +393,64 @@ def test_corrupt_stored_key(ec_generated: keys.GeneratedKey) -> None:
 
 
 def test_eeprom_estimates(rsa_key: rsa.RSAPrivateKey) -> None:
+    def generated(c: str) -> keys.PrivateKey:
+        d = cvc.CURVES[c]
+        return ec.generate_private_key(d.curve()) if d.native else weierstrass.generate(d)
+
     sizes = {
-        c: keys.StoredKey.from_private_key(
-            ec.generate_private_key(cvc.CURVES[c].curve())
-        ).eeprom_bytes()
+        c: keys.StoredKey.from_private_key(generated(c)).eeprom_bytes()
         for c in keys.SUPPORTED_CURVES
     }
     assert sizes == {
         "secp192r1": 89, "secp256r1": 113, "brainpoolP256r1": 113, "secp256k1": 113,
         "secp384r1": 161, "brainpoolP384r1": 161, "brainpoolP512r1": 209, "secp521r1": 215,
+        "brainpoolP192r1": 89, "brainpoolP192t1": 89, "secp192k1": 89, "brainpoolP224r1": 101,
+        "brainpoolP224t1": 101, "brainpoolP256t1": 113, "brainpoolP320r1": 137,
+        "brainpoolP320t1": 137, "brainpoolP384t1": 161, "brainpoolP512t1": 209,
     }  # fmt: skip
     assert keys.StoredKey.from_private_key(rsa_key).eeprom_bytes() == 916
     assert p.EEPROM_BYTES // sizes["secp256r1"] > 600  # hundreds of EC keys fit the 76 KB budget
+
+
+# --- the pure-Python curves, judged by OpenSSL -------------------------------------------------
+
+PURE_CURVES = [c for c in keys.SUPPORTED_CURVES if not cvc.CURVES[c].native]
+_DIGESTS = {p.ALGO_ECDSA_SHA1: "sha1", p.ALGO_ECDSA_SHA224: "sha224", p.ALGO_ECDSA_SHA256: "sha256",
+            p.ALGO_ECDSA_SHA384: "sha384", p.ALGO_ECDSA_SHA512: "sha512"}  # fmt: skip
+
+
+@pytest.mark.parametrize("curve", PURE_CURVES)
+def test_pure_curve_key_signs_deciphers_and_persists(
+    curve: str, device_signer: keys.OuterSigner
+) -> None:
+    generated = keys.generate_from_cv_body(ec_body(curve), "X", device_signer)
+    point = cvc.parse_request(generated.request).public_key.point
+    assert point is not None and generated.key.kind == "ec" and generated.key.curve == curve
+    message = b"pkcs11-tool --sign"
+    for algo, digest in _DIGESTS.items():
+        signature = keys.sign(generated.key, algo, message)  # SIGN answers DER
+        assert openssl_ec.verifies(curve, point, message, signature, digest), hex(algo)
+    prehashed = hashlib.sha256(message).digest()  # 70: OpenSC hashes, the card signs the hash
+    signature = keys.sign(generated.key, p.ALGO_ECDSA_RAW, prehashed)
+    assert openssl_ec.verifies_prehashed(curve, point, prehashed, signature)
+    assert not openssl_ec.verifies_prehashed(curve, point, hashlib.sha256(b"x").digest(), signature)
+    # OpenSC cuts SHA-384/512 to the field length before 70 (pkcs15-sec.c): still SHA-384 ECDSA.
+    field = cvc.CURVES[curve].field_bytes
+    cut = hashlib.sha384(message).digest()[:field]
+    signature = keys.sign(generated.key, p.ALGO_ECDSA_RAW, cut)
+    assert openssl_ec.verifies(curve, point, message, signature, "sha384")
+    with pytest.raises(keys.WrongInputError):
+        keys.sign(generated.key, p.ALGO_ECDSA_RAW, bytes(65))
+    with pytest.raises(keys.AlgorithmNotSupportedError):
+        keys.sign(generated.key, p.ALGO_RSA_PKCS1_SHA256, message)
+
+    peer = weierstrass.generate(cvc.CURVES[curve])
+    answer = keys.decipher(generated.key, p.ALGO_ECDH, peer.public_point)
+    assert answer == b"\x04" + openssl_ec.derive(peer.to_pkcs8(), curve, point)
+    with pytest.raises(keys.WrongInputError):
+        keys.decipher(generated.key, p.ALGO_ECDH, b"\x04" + bytes(len(point) - 1))
+
+    stored = generated.key
+    again = keys.StoredKey.from_dict(json.loads(json.dumps(stored.to_dict())))
+    assert again == stored == keys.StoredKey.from_bytes(stored.to_bytes())
+    assert openssl_ec.public_point_of(stored.pkcs8) == point  # the state file is real PKCS#8

@@ -11,7 +11,7 @@ from emu_objects import DKEK_STATUS, ext4, gakp, read_binary, rsa_body, sign, ec
 
 from hsm_lifecycle import cvc, protocol, tlv
 from hsm_lifecycle.emulator import dkek as backup
-from hsm_lifecycle.emulator import keys
+from hsm_lifecycle.emulator import keys, weierstrass
 from hsm_lifecycle.emulator.profile import Fault
 
 SHARE_A = bytes(range(32))
@@ -136,7 +136,9 @@ def test_reinitialization_wipes_the_dkek() -> None:
 def test_the_blob_round_trips_every_key_type() -> None:
     dkek = bytes(range(100, 132))
     for private in (ec.generate_private_key(ec.SECP521R1()), ec.generate_private_key(ec.SECP256K1()),
-                    rsa.generate_private_key(65537, 1024)):
+                    rsa.generate_private_key(65537, 1024),
+                    weierstrass.generate(cvc.CURVES["brainpoolP320r1"]),  # a pure-Python curve
+                    weierstrass.generate(cvc.CURVES["secp192k1"])):
         stored = keys.StoredKey.from_private_key(private)
         blob = backup.wrap(dkek, stored)
         assert (len(blob) - 8 - 1 - 12 - 6 - 16) % 16 == 0

@@ -95,7 +95,7 @@ def test_select_ef_variants() -> None:
     assert card.sw(select_ef(C_DEVAUT, p2=0x08)) == "6A86"
     assert card.sw("00A4000003AABBCC00") == "6700"
     assert card.sw("00A40000023F0000") == "9000" and card.data[0] == protocol.TAG_FCP
-    assert card.sw("00A4080002" + f"{C_DEVAUT:04X}" + "00") == "9000"
+    assert card.sw("00A4080002" + f"{C_DEVAUT:04X}" + "00") == "6A86"  # path select: OpenSC#528
     assert card.sw("00A4030002" + f"{C_DEVAUT:04X}" + "00") == "6A86"
 
 

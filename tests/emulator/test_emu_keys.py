@@ -5,6 +5,7 @@ CHALLENGE."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -23,6 +24,7 @@ from emu_helpers import (
     verify_so,
     verify_user,
 )
+import openssl_ec
 from emu_objects import (
     DKEK_STATUS,
     decipher,
@@ -36,6 +38,7 @@ from emu_objects import (
 )
 
 from hsm_lifecycle import cvc, protocol
+from hsm_lifecycle.emulator import VirtualToken, weierstrass
 
 MESSAGE = b"the lifecycle is the single source of truth"
 
@@ -87,6 +90,43 @@ def test_gakp_ec_answers_a_device_signed_request_and_keeps_it(curve: str) -> Non
     assert isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name == curve
     assert card.sw(read_binary(0xCE07)) == "6282" and card.data == request
     assert 0xCC07 in card.status.keys
+
+
+@pytest.mark.parametrize("curve", ["brainpoolP320r1", "secp192k1", "brainpoolP512t1"])
+def test_gakp_on_a_pure_python_curve_signs_derives_and_survives_reopening(curve: str, tmp_path: Path) -> None:
+    """The curves `cryptography` lacks, end to end over APDUs; OpenSSL verifies."""
+    path = tmp_path / "token.json"
+    card = Card(VirtualToken.manufacture(state_path=path))
+    card.token.power_on()
+    for capdu in (select_applet(), initialize(), verify_user(PIN)):
+        assert card.sw(capdu) == "9000"
+    request, sw = card.send(gakp(3, ec_body(curve)))
+    assert sw == 0x9000
+    parsed = cvc.parse_request(request)
+    assert isinstance(parsed, cvc.AuthenticatedRequest) and parsed.public_key.domain is cvc.CURVES[curve]
+    point = parsed.public_key.point
+    assert point is not None
+    assert openssl_ec.verifies(curve, point, parsed.inner.body_raw, openssl_ec.plain_to_der(parsed.inner.signature),
+                               "sha256")  # the self-signature of the request
+    cvc.verify_cv(parsed.signed_part, parsed.outer_signature, device_public_key(card), protocol.OID_TA_ECDSA_SHA256)
+    signature, sw = card.send(sign(3, protocol.ALGO_ECDSA_SHA256, MESSAGE))
+    assert sw == 0x9000 and openssl_ec.verifies(curve, point, MESSAGE, signature, "sha256")
+    assert not openssl_ec.verifies(curve, point, MESSAGE + b".", signature, "sha256")
+    # Reopened from its state file, the token still holds and uses the key.
+    reopened = Card(VirtualToken.open(path))
+    reopened.token.power_on()
+    assert reopened.sw(select_applet()) == "9000" and reopened.sw(verify_user(PIN)) == "9000"
+    digest = hashlib.sha512(MESSAGE).digest()
+    signature, sw = reopened.send(sign(3, protocol.ALGO_ECDSA_RAW, digest))
+    assert sw == 0x9000 and openssl_ec.verifies(curve, point, MESSAGE, signature, "sha512")
+    peer = ec_peer(curve)
+    shared, sw = reopened.send(decipher(3, protocol.ALGO_ECDH, peer.public_point))
+    assert sw == 0x9000 and shared == b"\x04" + openssl_ec.derive(peer.to_pkcs8(), curve, point)
+    assert reopened.sw(decipher(3, protocol.ALGO_ECDH, b"\x04" + bytes(len(point) - 1))) == "6A80"
+
+
+def ec_peer(curve: str) -> weierstrass.PrivateKey:
+    return weierstrass.generate(cvc.CURVES[curve])
 
 
 @pytest.mark.parametrize("bits", [2048, 3072])
@@ -231,6 +271,22 @@ def test_ecdsa_raw_hash_verifies(ec_card: Card, hash_cls: type[hashes.HashAlgori
     ec_public(ec_card).verify(signature, value, ec.ECDSA(utils.Prehashed(hash_cls())))
 
 
+def test_ecdsa_raw_takes_a_hash_cut_to_the_field_length_as_opensc_sends_it(ec_card: Card) -> None:
+    # OpenSC hashes SHA-384/512 itself and sends the leftmost field-length bytes (pkcs15-sec.c);
+    # for this P-256 key a SHA-512 hash becomes 32 bytes, and 31 bytes is a shorter hash.
+    digest = hashes.Hash(hashes.SHA512())
+    digest.update(MESSAGE)
+    value = digest.finalize()
+    signature, sw = ec_card.send(sign(1, protocol.ALGO_ECDSA_RAW, value[:32]))
+    assert sw == 0x9000
+    ec_public(ec_card).verify(signature, MESSAGE, ec.ECDSA(hashes.SHA512()))
+    short = b"\x01" * 31
+    signature, sw = ec_card.send(sign(1, protocol.ALGO_ECDSA_RAW, short))
+    assert sw == 0x9000
+    # A hash shorter than the order is taken as the number it is (SEC 1 §4.1.3 step 5).
+    ec_public(ec_card).verify(signature, b"\x00" + short, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+
+
 def test_ecdsa_signature_is_not_reusable_for_another_message(ec_card: Card) -> None:
     signature, _ = ec_card.send(sign(1, 0x73, MESSAGE))
     with pytest.raises(Exception):
@@ -282,7 +338,7 @@ def test_rsa_decipher(rsa_card: Card) -> None:
         (1, 0x99, MESSAGE, "6A81"),  # unknown algorithm byte
         (1, protocol.ALGO_RSA_PKCS1_SHA256, MESSAGE, "6A81"),  # RSA algorithm, EC key
         (1, protocol.ALGO_ECDH, MESSAGE, "6A81"),  # ECDH is DECIPHER, not SIGN
-        (1, protocol.ALGO_ECDSA_RAW, b"\x01" * 31, "6A80"),  # not a hash length
+        (1, protocol.ALGO_ECDSA_RAW, b"\x01" * 65, "6A80"),  # longer than any hash
         (9, 0x73, MESSAGE, "6A88"),  # no such key
     ],
 )

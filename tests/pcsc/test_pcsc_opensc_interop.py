@@ -5,6 +5,7 @@ sc-hsm-tool. Fixtures and helpers are test_pcsc_opensc's.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,42 @@ def test_pkcs11_ec_keygen_sign_verify_for_every_curve(initialized: Tools, tmp_pa
     expected = "secp256r1" if curve == "prime256v1" else curve
     assert isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == expected
     key.verify(signature, message.read_bytes(), ec.ECDSA(hashes.SHA256()))
+    # SHA-384 OpenSC hashes itself and sends cut to the field length (24 bytes for secp192r1).
+    signature = _sign(initialized, "11", "ECDSA-SHA384", message, tmp_path, "--signature-format", "openssl")
+    key.verify(signature, message.read_bytes(), ec.ECDSA(hashes.SHA384()))
+
+
+# The curves the emulator computes in pure Python (OpenSC 0.23 knows these four; it has no name
+# for the twisted brainpool curves, which only OpenSC 0.27 lists). OpenSSL verifies, through its
+# command line: `cryptography` has no such curves.
+PURE_EC_KEY_TYPES = ("brainpoolP192r1", "brainpoolP224r1", "brainpoolP320r1", "secp192k1")
+
+
+def _openssl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("curve", PURE_EC_KEY_TYPES)
+def test_pkcs11_ec_keygen_sign_verify_for_the_pure_python_curves(
+    initialized: Tools, tmp_path: Path, curve: str
+) -> None:
+    initialized.pkcs11("--login", "--pin", PIN, "--keypairgen", "--key-type", f"EC:{curve}", "--id", "13",
+                       "--label", curve)
+    message = tmp_path / "message.txt"
+    message.write_bytes(f"signed with an emulated {curve} key".encode())
+    public = tmp_path / "public.pem"
+    public.write_text(initialized.run("pkcs15-tool", "--reader", initialized.reader, "--read-public-key", "13").stdout)
+    described = _openssl("pkey", "-pubin", "-in", str(public), "-text", "-noout")
+    assert described.returncode == 0 and f"ASN1 OID: {curve}" in described.stdout, described
+    for mechanism, digest in (("ECDSA-SHA256", "sha256"), ("ECDSA-SHA384", "sha384"), ("ECDSA-SHA1", "sha1")):
+        signature = tmp_path / f"{digest}.sig"
+        signature.write_bytes(_sign(initialized, "13", mechanism, message, tmp_path, "--signature-format", "openssl"))
+        verified = _openssl("dgst", f"-{digest}", "-verify", str(public), "-signature", str(signature), str(message))
+        assert verified.returncode == 0 and "Verified OK" in verified.stdout, (mechanism, verified)
+    other = tmp_path / "other.txt"
+    other.write_bytes(b"not what the token signed")
+    refused = _openssl("dgst", "-sha1", "-verify", str(public), "-signature", str(signature), str(other))
+    assert refused.returncode == 1 and "Verification failure" in refused.stdout, refused
 
 
 @pytest.mark.parametrize("bits", RSA_BITS)
