@@ -158,6 +158,9 @@ class Observer:
     # a guessed "right" PIN that is not would spend a try.
     user_pin_known: bool = True
     so_pin_known: bool = True
+    # A wrong SO-PIN at 15 tries, to see whether a right one gives the try back, costs that try
+    # for good on a token that does not: only with consent to lose it (--hsm-serial).
+    may_lose_so_try: bool = True
     out: Observations = field(default_factory=Observations)
 
     def unknown(self, behaviour: str, why: str) -> None:
@@ -310,6 +313,13 @@ class Observer:
             self.unknown(SO_SUCCESS_RESTORES, "the SO-PIN is blocked or not set")
             return
         if before == SO_PIN_TRIES:
+            if not self.may_lose_so_try:
+                self.unknown(
+                    SO_SUCCESS_RESTORES,
+                    "the SO counter is at its maximum, so seeing it spends one SO try that a token which does not restore it "
+                    "never gives back: pass --hsm-serial (consent to lose that try) to allow it",
+                )
+                return
             if self.so_floor is not None and before - 1 < self.so_floor:
                 self.unknown(SO_SUCCESS_RESTORES, "spending one SO try would cross the floor")
                 return
@@ -342,8 +352,9 @@ def observe(
     so_floor: int | None,
     user_pin_known: bool = True,
     so_pin_known: bool = True,
+    may_lose_so_try: bool = True,
 ) -> tuple[Observations, ExtState]:
-    observer = Observer(probe, may_wipe, so_floor, user_pin_known, so_pin_known)
+    observer = Observer(probe, may_wipe, so_floor, user_pin_known, so_pin_known, may_lose_so_try)
     try:
         state = observer.observe_all(state)
     except InterlockRefused as exc:

@@ -287,6 +287,7 @@ class Suite:
         if self._broken is not None:
             pytest.fail(self._broken, pytrace=False)
         if self._target is None:
+            from hsm_lifecycle.conformance.custody import PinRefused
             from hsm_lifecycle.conformance.journal import JournalError
             from hsm_lifecycle.conformance.observe import CredentialError
             from hsm_lifecycle.conformance.session import prepare
@@ -305,7 +306,7 @@ class Suite:
                 # only INITIALIZE shows waits until they are done (the walker does it then).
                 keep = self.walker is not None and self.walker.observation_pending
                 prepare(target, recorder, wiping_test_selected=wiping, spending_test_selected=spending, keep_uninitialized=keep)
-            except (SerialMismatch, CredentialError, JournalError) as exc:
+            except (SerialMismatch, CredentialError, JournalError, PinRefused) as exc:
                 if target is not None:
                     self._described = target.describe()
                 self.stop(str(exc))
@@ -405,7 +406,9 @@ class Suite:
             outcome = custody.finish(TracingTransport(self._target.raw_transport(), recorder))
         finally:
             recorder.flush()
-        self.custody = {**outcome.to_json(), "apdus": custody.apdus, "windows": custody.windows}
+        self.custody = {**outcome.to_json(), "apdus": custody.apdus, "windows": custody.windows,
+                        "so_pin_proven": custody.so_proof or f"never presented ({custody.why_unproven.get('so', 'not needed')})",
+                        "so_success_restores": custody.so_restores}
         if custody.earlier is not None:  # a journal left by an earlier run was taken up first
             self.custody["earlier"] = custody.earlier.to_json()
             self.custody["message"] = f"{custody.earlier.sentence} {outcome.sentence}"
@@ -683,13 +686,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         suite.finish_custody()
         custody = getattr(suite._target, "custody", None)
         lost = getattr(custody, "lost", None)
+        stopped = getattr(custody, "stopped", None)
         # With consent to wipe (or block the SO-PIN) the owner gave up what custody keeps.
         kept = custody is None or custody.may_wipe() or (suite.custody or {}).get("owner_pins_in_place", True)
-        if exitstatus in (0, 1) and (lost is not None or not kept):
+        if stopped is not None:
+            # A signal (held to an APDU boundary, or through the restore) or a refused PIN:
+            # Ctrl-C is an interruption, anything else stopped the run (architecture.md).
+            code = pytest.ExitCode.INTERRUPTED if stopped.exit_code == 130 else 3
+            exitstatus = session.exitstatus = code
+        elif exitstatus in (0, 1) and (lost is not None or not kept):
             exitstatus = session.exitstatus = 3  # not ended in custody: the bundle says incomplete
-        elif exitstatus in (0, 1) and getattr(custody, "interrupted", False):
-            # A signal held through the last PIN-change window, with no APDU after it to stop at.
-            exitstatus = session.exitstatus = pytest.ExitCode.INTERRUPTED
     if suite is not None and (suite.evidence is not None or suite.slot is not None):
         suite.read_so_tries_at_end()
     if suite is not None and suite.walker is not None and suite.is_controller:
@@ -745,6 +751,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     custody = getattr(suite._target, "custody", None) if suite is not None else None
     if custody is not None and custody.lost is not None:
         pytest.exit(f"the token stopped answering ({custody.lost}); the run stopped", returncode=3)
+    if custody is not None:
+        custody.deliver_pending()  # a signal held to the end of the test stops the run here
     return result
 
 
