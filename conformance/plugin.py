@@ -746,7 +746,14 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     """A token that stopped answering stops the run (exit 3): its later tests would only
     report the missing token as rule failures."""
-    result = yield
+    from hsm_lifecycle.conformance.errors import RunStopped
+
+    try:
+        result = yield
+    except RunStopped as stop:  # a refused PIN's sentence names the options of the command run
+        stop.message = option_names(item.config, stop.message)
+        stop.args = (stop.message,)
+        raise
     suite: Suite | None = item.config.stash.get(SUITE_KEY, None)
     custody = getattr(suite._target, "custody", None) if suite is not None else None
     if custody is not None and custody.lost is not None:
