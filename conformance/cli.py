@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import signal
 import sys
 
 from hsm_lifecycle.conformance.errors import UsageError
@@ -49,14 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Signals wait while the command modules load: a library that swallows an exception raised
-    # inside one of its imports would lose the Ctrl-C, and the run would go on as if none came.
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
     try:  # a Ctrl-C while the command modules load is an interruption too, not a traceback
-        try:
-            parser = build_parser()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a held signal lands here
+        parser = build_parser()
     except KeyboardInterrupt:
         print("hsm-lifecycle: interrupted while starting; nothing was sent to any token.", file=sys.stderr)
         return 130
