@@ -61,6 +61,19 @@ def test_ctrl_c(hsm):
 def test_never_reached(hsm):
     pass
 '''
+TERMINATED = '''
+import os, signal
+
+@pytest.mark.rule("R05")
+@pytest.mark.cost("free")
+def test_sigterm(hsm):
+    os.kill(os.getpid(), signal.SIGTERM)
+
+@pytest.mark.rule("R10")
+@pytest.mark.cost("free")
+def test_never_reached(hsm):
+    pass
+'''
 STOPPING = '''
 
 @pytest.mark.rule("R05")
@@ -257,3 +270,14 @@ def test_a_refused_run_does_not_cost_the_earlier_bundle(suite, tmp_path, capsys,
     code, _, err = _run(capsys, "--out", str(bundle), "--force", "--reader", "Nitrokey")
     assert code == 2 and "no reader matches 'Nitrokey'" in err
     assert verify_manifest(bundle).ok and (bundle / "summary.json").exists()
+
+
+def test_sigterm_stops_the_run_exit_3_with_a_partial_bundle(suite, tmp_path, capsys):
+    suite(TERMINATED)
+    out_dir = tmp_path / "evidence"
+    code, out, _ = _run(capsys, "--out", str(out_dir))
+    assert code == 3, out  # architecture.md: 3 stopped before its end; 130 is Ctrl-C only
+    doc = json.loads((out_dir / "summary.json").read_text())
+    assert doc["complete"] is False
+    assert "Stopped" in out and "SIGTERM" in out
+    assert verify_manifest(out_dir).ok
