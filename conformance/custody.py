@@ -137,6 +137,7 @@ class Custody:
         self.allowance = {"user": 0, "so": 0}  # the one try a refused PIN cost
         self.apdus = 0
         self.windows: list[list[int]] = []  # [first, last] APDU numbers while not the owner's state
+        self.blocked: list[list[int]] = []  # [first, last] APDU numbers while the run had the user PIN blocked
         self._so_check: int | None = None
         self._pending_signal: int | None = None
         self.stopped: RunStopped | None = None  # what stopped the run before its end
@@ -399,11 +400,15 @@ class Custody:
         self._note_window()
 
     def _note_window(self) -> None:
-        dirty = not self.owner_state()
-        if dirty and (not self.windows or self.windows[-1][1] != self.apdus - 1):
-            self.windows.append([self.apdus, self.apdus])
-        elif dirty:
-            self.windows[-1][1] = self.apdus
+        start_user = self.start.user if self.start is not None else None
+        self._extend(self.windows, not self.owner_state())
+        self._extend(self.blocked, bool(start_user) and self.t.user_tries == 0)
+
+    def _extend(self, windows: list[list[int]], inside: bool) -> None:
+        if inside and (not windows or windows[-1][1] != self.apdus - 1):
+            windows.append([self.apdus, self.apdus])
+        elif inside:
+            windows[-1][1] = self.apdus
 
     def owner_state(self) -> bool:
         """The token holds the owner's PINs and at least the tries it started with."""

@@ -108,7 +108,11 @@ def _restore(custody: Custody, via: Transport | None) -> Outcome:
                     problems.append("no SO-PIN the suite knows was accepted")
             elif custody.so_proven:
                 so_known = owner_so  # proven this run, and nothing changed it since
-        if owner_user is not None:
+        lost = _configuration_lost(custody, via, so_known) if owner_user is not None and so_known is not None else None
+        if lost is not None:
+            assert so_known is not None and owner_user is not None
+            _reinitialize(custody, via, so_known, owner_user, done, problems, why=lost)
+        elif owner_user is not None:
             now = custody.read_counters(via)
             candidates = t.user_pins or (owner_user,)
             if now.user == 0 and not (custody.start is not None and custody.start.user):
@@ -124,7 +128,8 @@ def _restore(custody: Custody, via: Transport | None) -> Outcome:
                     else:
                         problems.append(f"RESET RETRY COUNTER answered {rsp.sw_hex}")
                 elif so_known is not None and custody.may_wipe():
-                    _reinitialize(custody, via, so_known, owner_user, done, problems)
+                    _reinitialize(custody, via, so_known, owner_user, done, problems,
+                                  why="the user PIN was blocked on a token without RESET RETRY COUNTER")
                 elif so_known is None:
                     problems.append("the user PIN is blocked and unblocking it needs the SO-PIN, which the run never proved")
                 else:
@@ -147,7 +152,11 @@ def _restore(custody: Custody, via: Transport | None) -> Outcome:
                                     problems.append(f"changing the user PIN back answered {rsp.sw_hex}")
                             break
                     else:
-                        problems.append("no user PIN the suite knows was accepted")
+                        if so_known is not None and custody.may_wipe() and t.wiped:
+                            _reinitialize(custody, via, so_known, owner_user, done, problems,
+                                          why="no user PIN the run knows was accepted after it re-initialized the token")
+                        else:
+                            problems.append("no user PIN the suite knows was accepted")
         left = _delete_own_objects(custody, via, done, problems)
         send(select_apdu())
         after = custody.read_counters(via)
@@ -173,11 +182,30 @@ def _restore(custody: Custody, via: Transport | None) -> Outcome:
                    journal=str(custody.journal.path) if custody.journal and (not in_place or left) else "")
 
 
-def _reinitialize(custody: Custody, via: Transport | None, so_pin: bytes, user_pin: bytes, done: list[str], problems: list[str]) -> None:
-    """A user PIN the run blocked on a token without RESET RETRY COUNTER: with the owner's
-    consent to wipe, INITIALIZE with the owner's SO-PIN, user PIN, options and retry counter
-    gives back a token the owner can use (its keys are gone; without it, they are unusable for
-    good and the owner's only way back is the same re-initialization)."""
+def _configuration_lost(custody: Custody, via: Transport | None, so_known: bytes | None) -> str | None:
+    """After a run with consent to wipe re-initialized the token and was cut short: why the
+    owner's configuration cannot come back short of re-initializing it (the suite's transport
+    PIN, the suite's options, a user PIN blocked without RESET RETRY COUNTER), or None."""
+    if so_known is None or not custody.may_wipe() or not custody.t.wiped:
+        return None
+    now = custody.read_counters(via)
+    options = custody._options(via)
+    if now.user_sw == "6984":
+        return "the run left the user PIN a transport PIN"
+    start = custody.options_start
+    if start is not None and options is not None and options != start:
+        return f"the run left the token with options {options:04X}, not the owner's {start:04X}"
+    if now.user == 0 and not (options or 0) & OPTION_RESET_RETRY_COUNTER:
+        return "the user PIN was blocked on a token without RESET RETRY COUNTER"
+    return None
+
+
+def _reinitialize(custody: Custody, via: Transport | None, so_pin: bytes, user_pin: bytes, done: list[str], problems: list[str],
+                  *, why: str) -> None:
+    """With the owner's consent to wipe, INITIALIZE with the owner's SO-PIN, user PIN, options
+    and retry counter gives back a token the owner can use where nothing else can: its keys are
+    gone (consented), and without it the owner's only way back is the same re-initialization
+    (a user PIN blocked without RESET RETRY COUNTER leaves every key unusable for good)."""
     options = custody.options_start if custody.options_start is not None else (custody.t.options or 0)
     retries = custody.user_max_start or USER_PIN_TRIES_DEFAULT
     data = b"".join([
@@ -190,8 +218,8 @@ def _reinitialize(custody: Custody, via: Transport | None, so_pin: bytes, user_p
     if rsp.sw == SW.OK:
         custody.t.wiped = True
         done.append(
-            "the user PIN was blocked on a token without RESET RETRY COUNTER: re-initialized with the owner's PINs, "
-            f"options {options:04X} and {retries} user tries, as --serial consented (its keys are gone)"
+            f"{why}: re-initialized with the owner's PINs, options {options:04X} and {retries} user tries, "
+            "as --serial consented (its keys are gone)"
         )
     else:
         problems.append(f"re-initializing the token to unblock the user PIN answered {rsp.sw_hex}")

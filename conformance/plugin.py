@@ -406,7 +406,7 @@ class Suite:
             outcome = custody.finish(TracingTransport(self._target.raw_transport(), recorder))
         finally:
             recorder.flush()
-        self.custody = {**outcome.to_json(), "apdus": custody.apdus, "windows": custody.windows,
+        self.custody = {**outcome.to_json(), "apdus": custody.apdus, "windows": custody.windows, "user_blocked": custody.blocked,
                         "so_pin_proven": custody.so_proof or f"never presented ({custody.why_unproven.get('so', 'not needed')})",
                         "so_success_restores": custody.so_restores}
         if custody.earlier is not None:  # a journal left by an earlier run was taken up first

@@ -169,6 +169,14 @@ class OwnerToken:
         return self.pkcs11("--login", "--login-type", "so", "--so-pin", so_pin, "--init-pin", "--new-pin", PIN,
                            check=False).returncode == 0
 
+    def so_pin_accepted(self, so_pin: str = SO_PIN) -> bool:
+        """CHANGE REFERENCE DATA 88 from the SO-PIN to itself, sent with opensc-tool: for a token
+        without RESET RETRY COUNTER, where pkcs11-tool --init-pin is refused whatever the SO-PIN."""
+        pair = ":".join((so_pin * 2)[i:i + 2] for i in range(0, 32, 2))
+        out = self.tool("opensc-tool", "--reader", self.reader, "-s", "00:A4:04:00:0B:E8:2B:06:01:04:01:81:C3:1F:02:01:00",
+                        "-s", f"00:24:00:88:10:{pair}", check=False).stdout
+        return out.count("SW1=0x90, SW2=0x00") == 2
+
     def owner_key_present(self) -> bool:
         out = self.pkcs11("--login", "--pin", PIN, "--list-objects", "--type", "privkey", check=False).stdout
         return "label:      owner" in out or "owner" in out

@@ -388,3 +388,39 @@ def test_an_unwritable_out_as_root_is_one_sentence_and_spends_nothing(token: Own
     assert not list(readonly.iterdir())
     status = token.status()
     assert (status.so_tries, status.user_tries) == (15, 3), status.text
+
+
+def test_an_interrupted_serial_run_on_a_token_without_rrc_gives_the_owner_a_usable_token(emulators, tmp_path) -> None:
+    """The same end to end: a `--serial` run on a token initialized without option 0x0001,
+    stopped while a check has the user PIN blocked (SIGINT, SIGTERM, a pulled token). The owner
+    gets the token back with the owner's PINs, options and tries (its keys: consented lost)."""
+    tok = OwnerToken.start(emulators, tmp_path)
+    tok.initialize_without_rrc()
+    tok.keygen()
+    serial = tok.run().summary["target"]["serial"]
+    serial_run = ("--pin", PIN, "--so-pin", SO_PIN, "--serial", serial)
+    baseline = tok.run(*serial_run)
+    notes = json.loads((baseline.bundle / "session-main.json").read_text())
+    blocked = notes["custody"]["user_blocked"]
+    assert blocked, notes["custody"]  # the run does block the user PIN (the point of this test)
+    points = [(blocked[0][0] + 1, "INT"), (blocked[len(blocked) // 2][0] + 1, "TERM"), (blocked[-1][0] + 1, "KILL")]
+    for n, what in points:
+        if what == "KILL":
+            run = tok.run(*serial_run, inject=f"{n}:KILL={tok.emulator_pid}")
+            stopped_before_its_end(run, 3)
+            tok.served.emulator.proc.wait()
+            from pcsc_support import wait_reader_empty
+
+            wait_reader_empty(tok.reader)
+            tok.put_back()
+            restore = tok.run("--reader", tok.reader, command="restore")
+            one_sentence_no_traceback(restore.out)
+            assert restore.rc == 0, restore.out
+        else:
+            run = tok.run(*serial_run, inject=f"{n}:{what}")
+            stopped_before_its_end(run, STOP_EXIT[what])
+            assert "owner's PINs are in place" in run.out, run.out[-2000:]
+        status = tok.status()
+        assert (status.so_tries, status.user_tries, status.rrc) == (15, 3, False), (n, what, status.text, run.out[-1500:])
+        assert tok.user_pin_works() and tok.so_pin_accepted(), (n, what, run.out[-1500:])
+        assert not list((tok.tmp / "custody-state").glob("*.json")), (n, what)
