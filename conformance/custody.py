@@ -56,6 +56,7 @@ from hsm_lifecycle.conformance.custody_apdus import (
 from hsm_lifecycle.conformance.custody_restore import restore_from_journal, restore_tracked
 from hsm_lifecycle.conformance.journal import Entry, Journal
 from hsm_lifecycle.conformance.observe import CredentialError  # a PIN the owner gave is not the token's: exit 3
+from hsm_lifecycle.conformance.trace import TraceRecorder, TracingTransport
 from hsm_lifecycle.conformance.transport.base import Response, Transport, TransportError, TransportTimeout, TransportWrapper
 from hsm_lifecycle.protocol import (
     CLA_ISO,
@@ -144,6 +145,10 @@ class Custody:
         self._busy = False
         self._handlers: dict[int, object] = {}
         self._inject = parse_inject(os.environ.get(INJECT_ENV, ""))
+        # The custody's own APDUs sent outside a traced path (a lazy SO proof inside a test, a
+        # counter query) land here, so the evidence shows every PIN presented to the token.
+        self.recorder: TraceRecorder | None = None
+        self._traced: TracingTransport | None = None
 
     # -- wiring ---------------------------------------------------------------------------------
 
@@ -163,6 +168,10 @@ class Custody:
 
     def send(self, capdu: bytes, via: Transport | None = None) -> Response:
         assert self.transport is not None
+        if via is None and self.recorder is not None:
+            if self._traced is None:
+                self._traced = TracingTransport(self.transport, self.recorder)
+            via = self._traced
         with self.own():
             return (via or self.transport).transmit(capdu)
 
@@ -247,6 +256,8 @@ class Custody:
             return False
         assert self.so_pin is not None
         before = self.t.so_tries
+        if self.recorder is not None:
+            self.recorder.context(f"custody: prove the SO-PIN at its first use, before {why or 'the restore'}", "")
         rsp = self.send(case3(CLA_ISO, Ins.CHANGE_REFERENCE_DATA, 0x00, PIN_SO, self.so_pin + self.so_pin))
         if rsp.sw != SW.OK:
             self._refused("so", rsp)

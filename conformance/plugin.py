@@ -300,6 +300,9 @@ class Suite:
             target = None
             try:
                 target = self._opened or make_target(self.options, self.consent)
+                if target.custody is not None and target.custody.recorder is None:
+                    # Kept in memory; written at the end only if the custody sent anything of its own.
+                    target.custody.recorder = TraceRecorder(None, secrets=self.trace_secrets())
                 wiping = any(c in (CostClass.WIPES, CostClass.IRREVERSIBLE) for c in self.selected_costs)
                 spending = any(c != CostClass.FREE for c in self.selected_costs)
                 # The plan starts with checks that need the token uninitialized: observing what
@@ -406,6 +409,10 @@ class Suite:
             outcome = custody.finish(TracingTransport(self._target.raw_transport(), recorder))
         finally:
             recorder.flush()
+            own = custody.recorder
+            if own is not None and own.lines:  # its own proofs and queries, sent outside a test's trace
+                own.path, _ = self.trace_path("session-custody-own" if alone else f"session-custody-own-{self.worker}")
+                own.rewrite()
         self.custody = {**outcome.to_json(), "apdus": custody.apdus, "windows": custody.windows, "user_blocked": custody.blocked,
                         "so_pin_proven": custody.so_proof or f"never presented ({custody.why_unproven.get('so', 'not needed')})",
                         "so_success_restores": custody.so_restores}
