@@ -226,6 +226,10 @@ class Custody:
         would leave the SO floor even if it were wrong)."""
         return self.so_proven or (self.so_pin is not None and self._so_unprovable() is None)
 
+    def so_pin_unusable(self) -> str | None:
+        """Why the SO-PIN may not be presented (not given, blocked, the floor), or None."""
+        return None if self.so_proven else self._so_unprovable()
+
     def _so_unprovable(self) -> str | None:
         if self.so_pin is None:
             return "no SO-PIN given"

@@ -161,6 +161,7 @@ class Observer:
     # A wrong SO-PIN at 15 tries, to see whether a right one gives the try back, costs that try
     # for good on a token that does not: only with consent to lose it (--hsm-serial).
     may_lose_so_try: bool = True
+    so_pin_why: str = "probing it presents the token's SO-PIN: pass it with --hsm-so-pin"  # when not so_pin_known
     out: Observations = field(default_factory=Observations)
 
     def unknown(self, behaviour: str, why: str) -> None:
@@ -306,7 +307,7 @@ class Observer:
     def so_success_restores(self) -> None:
         """Spend one SO try (only above the floor), then a right SO-PIN: back to 15 or not."""
         if not self.so_pin_known:
-            self.unknown(SO_SUCCESS_RESTORES, "probing it presents the token's SO-PIN: pass it with --hsm-so-pin")
+            self.unknown(SO_SUCCESS_RESTORES, self.so_pin_why)
             return
         before = self.probe.query_so(SO_SUCCESS_RESTORES)
         if before is None or before == 0:
@@ -353,8 +354,11 @@ def observe(
     user_pin_known: bool = True,
     so_pin_known: bool = True,
     may_lose_so_try: bool = True,
+    so_pin_why: str = "",
 ) -> tuple[Observations, ExtState]:
     observer = Observer(probe, may_wipe, so_floor, user_pin_known, so_pin_known, may_lose_so_try)
+    if so_pin_why:
+        observer.so_pin_why = so_pin_why
     try:
         state = observer.observe_all(state)
     except InterlockRefused as exc:
