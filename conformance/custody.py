@@ -224,7 +224,7 @@ class Custody:
     def so_pin_usable(self) -> bool:
         """An SO-PIN was given and may still be presented (proven, or its first presentation
         would leave the SO floor even if it were wrong)."""
-        return self.so_proven or (self.so_pin is not None and self._so_unprovable() is None)
+        return self.so_pin_unusable() is None
 
     def so_pin_unusable(self) -> str | None:
         """Why the SO-PIN may not be presented (not given, blocked, the floor), or None."""
