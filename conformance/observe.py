@@ -353,10 +353,11 @@ def observe(
     so_floor: int | None,
     user_pin_known: bool = True,
     so_pin_known: bool = True,
-    may_lose_so_try: bool = True,
+    may_lose_so_try: bool | None = None,  # None: as may_wipe (consent to wipe covers one SO try)
     so_pin_why: str = "",
 ) -> tuple[Observations, ExtState]:
-    observer = Observer(probe, may_wipe, so_floor, user_pin_known, so_pin_known, may_lose_so_try)
+    lose = may_wipe if may_lose_so_try is None else may_lose_so_try
+    observer = Observer(probe, may_wipe, so_floor, user_pin_known, so_pin_known, lose)
     if so_pin_why:
         observer.so_pin_why = so_pin_why
     try:
