@@ -6,16 +6,18 @@ and objects from the APDUs and their answers (never from the model), and it is t
 that lets a try-spending APDU through:
 
 * credentials before cost: nothing that presents a PIN, spends a try or writes reaches the token
-  until `Custody.begin` has read its counters (free) and proven the PINs the owner gave, each with
-  one presentation (the user PIN with one VERIFY; the SO-PIN with one CHANGE REFERENCE DATA 88
-  from itself to itself, only if a wrong one would still leave the SO floor). A refused PIN stops
-  the run (`CredentialError`, exit 3) after exactly one try. A wrong presentation is let through
-  only while the way back is open: the proven PIN restores the counter, and a user counter
-  brought to 0 needs RESET RETRY COUNTER allowed by the token's options and a proven SO-PIN.
+  until `Custody.begin` has read its counters (free) and proven the user PIN with one VERIFY. The
+  SO-PIN is proven at its first use, with one CHANGE REFERENCE DATA 88 from itself to itself, and
+  only if a wrong one would still leave the SO floor: a run that never needs it never presents
+  it. A refused PIN stops the run (`PinRefused`, exit 3) after exactly one try. A wrong
+  presentation is let through only while the way back is open: the proven PIN restores the
+  counter (for the SO-PIN: only once the token was seen to give a spent SO try back), and a user
+  counter brought to 0 needs RESET RETRY COUNTER allowed by the token's options and the SO-PIN.
 * the journal (conformance.journal): before each APDU that changes a PIN or spends a try, what
   the token will hold if the run is lost right there; after the answer, what it holds.
-* signals: SIGINT/SIGTERM never cut an APDU or a restore; they are delivered at the next APDU
-  boundary, where the token's state is exactly known, and `finish` puts the owner's state back.
+* signals: SIGINT/SIGTERM/SIGHUP never cut an APDU or a restore; they are delivered at the next
+  APDU boundary, where the token's state is exactly known, as `RunStopped` (SIGINT: exit 130, the
+  others: exit 3), and `finish` puts the owner's state back.
 * a token that stops answering stops the run (exit 3) instead of failing rules.
 * `finish` (end of every run) and conformance.custody_restore (`hsm-lifecycle restore`, the next run) bring
   the owner's PINs back, present the right PINs to restore the counters, delete every object the
@@ -32,6 +34,7 @@ from contextlib import contextmanager
 from typing import Callable, NoReturn
 
 from hsm_lifecycle import tlv
+from hsm_lifecycle.conformance.errors import RunStopped
 from hsm_lifecycle.conformance.interlocks import Apdu, InterlockRefused
 from hsm_lifecycle.model.cost import CostClass
 from hsm_lifecycle.conformance.custody_apdus import (
@@ -53,6 +56,7 @@ from hsm_lifecycle.conformance.custody_apdus import (
 from hsm_lifecycle.conformance.custody_restore import restore_from_journal, restore_tracked
 from hsm_lifecycle.conformance.journal import Entry, Journal
 from hsm_lifecycle.conformance.observe import CredentialError  # a PIN the owner gave is not the token's: exit 3
+from hsm_lifecycle.conformance.trace import TraceRecorder, TracingTransport
 from hsm_lifecycle.conformance.transport.base import Response, Transport, TransportError, TransportTimeout, TransportWrapper
 from hsm_lifecycle.protocol import (
     CLA_ISO,
@@ -81,6 +85,16 @@ class TokenLost(TransportError):
     """The token stopped answering during the run."""
 
 
+class PinRefused(RunStopped):
+    """A PIN the owner gave is not the token's: the run stops (exit 3) after that one try."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 3)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def skip_reason(guarded: bool, cost: CostClass, pin: bytes | None, so_pin: bytes | None) -> str | None:
     """Why a test of this cost class may not run for lack of credentials, or None."""
     if guarded and cost == CostClass.TRIES and (pin is None or so_pin is None):
@@ -103,10 +117,15 @@ class Custody:
         self.begun = False
         self.user_proven = False
         self.so_proven = False
-        self.so_restorable = True  # until a right SO-PIN is seen not to restore the counter
+        # Does a right SO-PIN give a spent SO try back (open behaviour so-success-restores)?
+        # None: not seen yet; a wrong SO-PIN then costs a try only with consent to lose it.
+        self.so_restores: bool | None = None
+        self.so_proof = ""  # where the SO-PIN was first presented (for the session notes)
         self.why_unproven: dict[str, str] = {}
         self.start: Counters | None = None
         self.objects_start: tuple[str, ...] | None = None
+        self.options_start: int | None = None  # the token's options (FCP) at the start
+        self.user_max_start: int | None = None  # the user PIN's retry counter maximum, once proven
         self.serial = ""
         self.reader = ""
         self.lost: str | None = None
@@ -119,11 +138,17 @@ class Custody:
         self.allowance = {"user": 0, "so": 0}  # the one try a refused PIN cost
         self.apdus = 0
         self.windows: list[list[int]] = []  # [first, last] APDU numbers while not the owner's state
+        self.blocked: list[list[int]] = []  # [first, last] APDU numbers while the run had the user PIN blocked
         self._so_check: int | None = None
         self._pending_signal: int | None = None
+        self.stopped: RunStopped | None = None  # what stopped the run before its end
         self._busy = False
         self._handlers: dict[int, object] = {}
         self._inject = parse_inject(os.environ.get(INJECT_ENV, ""))
+        # The custody's own APDUs sent outside a traced path (a lazy SO proof inside a test, a
+        # counter query) land here, so the evidence shows every PIN presented to the token.
+        self.recorder: TraceRecorder | None = None
+        self._traced: TracingTransport | None = None
 
     # -- wiring ---------------------------------------------------------------------------------
 
@@ -143,6 +168,10 @@ class Custody:
 
     def send(self, capdu: bytes, via: Transport | None = None) -> Response:
         assert self.transport is not None
+        if via is None and self.recorder is not None:
+            if self._traced is None:
+                self._traced = TracingTransport(self.transport, self.recorder)
+            via = self._traced
         with self.own():
             return (via or self.transport).transmit(capdu)
 
@@ -164,14 +193,13 @@ class Custody:
                 )
         self.t = Tracked(user_pins=(self.pin,) if self.pin else (), so_pins=(self.so_pin,) if self.so_pin else ())
         self.start = self.read_counters(via)
-        self.t.options = self._options(via)
+        self.t.options = self.options_start = self._options(via)
         self.objects_start = self._objects(via)
         self.t.initialized = self.start.so is not None
         self.begun = True
         self._write_journal()
         if spending and self.start.so is not None:
-            self._prove_user(via)
-            self._prove_so(via)
+            self._prove_user(via)  # the SO-PIN waits for its first use (prove_so)
         self.send(select_apdu(), via)
 
     def _prove_user(self, via: Transport) -> None:
@@ -190,25 +218,58 @@ class Custody:
             self._refused("user", rsp)
         self.user_proven = True
         self.t.user_max = self.read_counters(via).user  # after SELECT ended the session: the maximum
+        self.user_max_start = self.t.user_max
 
-    def _prove_so(self, via: Transport) -> None:
+    @property
+    def so_pin_usable(self) -> bool:
+        """An SO-PIN was given and may still be presented (proven, or its first presentation
+        would leave the SO floor even if it were wrong)."""
+        return self.so_pin_unusable() is None
+
+    def so_pin_unusable(self) -> str | None:
+        """Why the SO-PIN may not be presented (not given, blocked, the floor), or None."""
+        return None if self.so_proven else self._so_unprovable()
+
+    def _so_unprovable(self) -> str | None:
         if self.so_pin is None:
-            self.why_unproven["so"] = "no SO-PIN given"
-            return
+            return "no SO-PIN given"
+        if self.t.so_tries is None and self.begun:
+            self._refresh()
         left = self.t.so_tries
         if not left:
-            self.why_unproven["so"] = "the SO-PIN is blocked"
-            return
+            return "the SO-PIN is blocked"
         if left - 1 < self.so_floor:
-            self.why_unproven["so"] = (
+            return (
                 f"the SO-PIN has {left} tries left: if the SO-PIN given were wrong, presenting it would leave "
                 f"{left - 1}, below the floor of {self.so_floor} (--hsm-so-floor)"
             )
-            return
-        rsp = self.send(case3(CLA_ISO, Ins.CHANGE_REFERENCE_DATA, 0x00, PIN_SO, self.so_pin + self.so_pin), via)
+        return None
+
+    def prove_so(self, why: str = "") -> bool:
+        """Prove the SO-PIN at its first use, with the SO floor applied to that presentation:
+        one CHANGE REFERENCE DATA 88 from itself to itself (nothing changes when it is right).
+        Below its maximum, the counter read after it also says whether a right SO-PIN gives a
+        spent SO try back, for free. Refused: `PinRefused` after that one try."""
+        if self.so_proven:
+            return True
+        if not self.begun or not self.t.initialized:
+            return False
+        reason = self._so_unprovable()
+        if reason is not None:
+            self.why_unproven["so"] = reason
+            return False
+        assert self.so_pin is not None
+        before = self.t.so_tries
+        if self.recorder is not None:
+            self.recorder.context(f"custody: prove the SO-PIN at its first use, before {why or 'the restore'}", "")
+        rsp = self.send(case3(CLA_ISO, Ins.CHANGE_REFERENCE_DATA, 0x00, PIN_SO, self.so_pin + self.so_pin))
         if rsp.sw != SW.OK:
             self._refused("so", rsp)
         self.so_proven = True
+        self.why_unproven.pop("so", None)
+        self.so_proof = f"at APDU {self.apdus}, first needed by {why or 'the restore'} ({before} SO tries left)"
+        self.send(query_apdu(PIN_SO))  # free: the counter after a right SO-PIN (see _follow)
+        return True
 
     def _refused(self, which: str, rsp: Response) -> NoReturn:
         """The PIN given is not the token's: never presented again (the restore included); the
@@ -221,10 +282,12 @@ class Custody:
             self.so_pin, self.t.so_pins = None, ()
             pin, option, kind = "SO-PIN", "--hsm-so-pin", "SO"
         left = tries_left(rsp)
-        raise CredentialError(
+        self.stopping = True
+        self.stopped = PinRefused(
             f"the token refused the {pin} given with {option} ({rsp.sw_hex}{'' if left is None else f', {left} tries left'}): "
             f"it is not this token's {pin}; one {kind} try was spent and the run stopped before spending more"
         )
+        raise self.stopped
 
     def read_counters(self, via: Transport | None = None) -> Counters:
         self.send(select_apdu(), via)
@@ -254,16 +317,17 @@ class Custody:
 
     # -- the gate ------------------------------------------------------------------------------
 
-    @property
-    def rrc_open(self) -> bool:
+    def rrc_open(self, why: str = "") -> bool:
         """A blocked user PIN can be brought back: RESET RETRY COUNTER (option 0x0001), or with
-        the owner's consent to wipe, INITIALIZE; both need the proven SO-PIN above the floor."""
+        the owner's consent to wipe, INITIALIZE; both need the SO-PIN (proven here if it was not
+        yet) with its tries not below the floor."""
         opts = self.t.options
         by_rrc = opts is not None and bool(opts & OPTION_RESET_RETRY_COUNTER)
-        return bool(
-            self.so_proven and (by_rrc or self.may_wipe())
-            and self.t.so_tries is not None and self.t.so_tries >= self.so_floor
-        )
+        if not (by_rrc or self.may_wipe()) or not self.prove_so(why):
+            return False
+        if self.t.so_tries is None:
+            self._refresh()
+        return self.t.so_tries is not None and self.t.so_tries >= self.so_floor
 
     def admit(self, a: Apdu) -> None:
         """Refuse (InterlockRefused) an APDU whose cost the custody could not give back."""
@@ -283,16 +347,22 @@ class Custody:
                 raise InterlockRefused(self._missing("user"))
             if cost == "user" and self._user_wrong(a):
                 self._refresh()
-            if cost == "user" and self._user_wrong(a) and (self.t.user_tries or 0) <= 1 and not self.rrc_open:
+            if cost == "user" and self._user_wrong(a) and (self.t.user_tries or 0) <= 1 and not self.rrc_open(describe_apdu(a)):
                 raise InterlockRefused(
                     "a wrong user PIN now would block it, and nothing could bring it back (RESET RETRY COUNTER: "
                     "option 0x0001 off, SO-PIN not proven or SO tries below the floor; INITIALIZE: no --hsm-serial)"
                 )
         elif cost == "so":
-            if not self.so_proven:
+            if not self.prove_so(describe_apdu(a)):
                 raise InterlockRefused(self._missing("so"))
-            if self._so_wrong(a) and not self.so_restorable:
+            if self._so_wrong(a) and self.so_restores is False:
                 raise InterlockRefused("this token did not restore its SO counter after a right SO-PIN: a wrong one would cost a try for good")
+            if self._so_wrong(a) and self.so_restores is None and not self.may_wipe():
+                raise InterlockRefused(
+                    "a wrong SO-PIN spends an SO try that only a right one gives back, and whether this token does is not "
+                    "known yet (its SO counter was at its maximum when the SO-PIN was first presented): pass --hsm-serial "
+                    "(consent to lose that try) to let the suite learn it"
+                )
             if a.ins == Ins.RESET_RETRY_COUNTER and not self.user_proven:
                 raise InterlockRefused(self._missing("user"))
 
@@ -330,8 +400,7 @@ class Custody:
         a = Apdu.parse(capdu)
         if self._pending_signal is not None and not self.privileged:
             sig, self._pending_signal = self._pending_signal, None
-            self.stopping = True
-            raise KeyboardInterrupt(signal.Signals(sig).name)
+            raise self.stop_by(sig)
         self.admit(a)
         if self.begun and classify(a) != "free":
             self._write_journal(if_lost=self._if_lost(a), pending=describe_apdu(a))
@@ -346,11 +415,15 @@ class Custody:
         self._note_window()
 
     def _note_window(self) -> None:
-        dirty = not self.owner_state()
-        if dirty and (not self.windows or self.windows[-1][1] != self.apdus - 1):
-            self.windows.append([self.apdus, self.apdus])
-        elif dirty:
-            self.windows[-1][1] = self.apdus
+        start_user = self.start.user if self.start is not None else None
+        self._extend(self.windows, not self.owner_state())
+        self._extend(self.blocked, bool(start_user) and self.t.user_tries == 0)
+
+    def _extend(self, windows: list[list[int]], inside: bool) -> None:
+        if inside and (not windows or windows[-1][1] != self.apdus - 1):
+            windows.append([self.apdus, self.apdus])
+        elif inside:
+            windows[-1][1] = self.apdus
 
     def owner_state(self) -> bool:
         """The token holds the owner's PINs and at least the tries it started with."""
@@ -399,8 +472,10 @@ class Custody:
                 t.initialized = False
             elif tries is not None:
                 t.initialized = True
-                if self._so_check is not None and tries == self._so_check and tries < SO_PIN_TRIES:
-                    self.so_restorable = False
+                if self._so_check is not None and tries == SO_PIN_TRIES:
+                    self.so_restores = True
+                elif self._so_check is not None and tries == self._so_check:
+                    self.so_restores = False
                 self._so_check = None
                 t.so_tries = tries
             return
@@ -472,8 +547,9 @@ class Custody:
         self.entry = Entry(
             serial=self.serial,
             reader=self.reader,
-            owner_user_pin=hex_pin(self.pin),
-            owner_so_pin=hex_pin(self.so_pin),
+            # Only PINs the token accepted: a restore never presents one it might refuse.
+            owner_user_pin=hex_pin(self.pin) if self.user_proven else None,
+            owner_so_pin=hex_pin(self.so_pin) if self.so_proven else None,
             user_pins=tuple(p.hex().upper() for p in t.user_pins),
             so_pins=tuple(p.hex().upper() for p in t.so_pins),
             user_tries_start=self.start.user if self.start else None,
@@ -481,6 +557,9 @@ class Custody:
             objects_start=self.objects_start,
             pending=pending,
             wiped=t.wiped,
+            may_wipe=self.may_wipe(),
+            options_start=self.options_start,
+            user_max_start=self.user_max_start,
         )
         self.journal.write(self.entry)
 
@@ -514,10 +593,9 @@ class Custody:
             if self._busy or self.privileged or not self.owner_state():
                 self._pending_signal = signum  # delivered at the next APDU boundary
                 return
-            self.stopping = True
-            raise KeyboardInterrupt(signal.Signals(signum).name)
+            raise self.stop_by(signum)
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             self._handlers[sig] = signal.signal(sig, handler)
 
     def _uninstall_signals(self) -> None:
@@ -525,9 +603,17 @@ class Custody:
             signal.signal(sig, previous)  # type: ignore[arg-type]
         self._handlers.clear()
 
-    @property
-    def interrupted(self) -> bool:
-        return self._pending_signal is not None
+    def stop_by(self, signum: int) -> RunStopped:
+        """The stop a signal makes, remembered for the exit status."""
+        self.stopping = True
+        self.stopped = RunStopped.by_signal(signum)
+        return self.stopped
+
+    def deliver_pending(self) -> None:
+        """A signal held through the end of a test, with no APDU after it to stop at."""
+        if self._pending_signal is not None and not self._busy and not self.privileged:
+            sig, self._pending_signal = self._pending_signal, None
+            raise self.stop_by(sig)
 
     # -- the end of a run ------------------------------------------------------------------------
 
@@ -544,6 +630,9 @@ class Custody:
         finally:
             self.closed = True
             self._uninstall_signals()
+            if self._pending_signal is not None:  # held through the restore: the run still stops
+                self.stop_by(self._pending_signal)
+                self._pending_signal = None
 
 
 class CustodyTransport(TransportWrapper):

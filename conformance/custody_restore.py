@@ -12,7 +12,22 @@ from hsm_lifecycle.conformance.custody_apdus import Counters, Outcome, Tracked, 
 from hsm_lifecycle.conformance.journal import Journal
 from hsm_lifecycle.conformance.observe import CredentialError
 from hsm_lifecycle.conformance.transport.base import Transport, TransportError
-from hsm_lifecycle.protocol import CLA_ISO, OPTION_RESET_RETRY_COUNTER, PIN_SO, PIN_USER, RRC_NEW_PIN, SW, Ins
+from hsm_lifecycle import tlv
+from hsm_lifecycle.protocol import (
+    CLA_ISO,
+    CLA_PROPRIETARY,
+    OPTION_RESET_RETRY_COUNTER,
+    PIN_SO,
+    PIN_USER,
+    RRC_NEW_PIN,
+    SW,
+    TAG_INIT_OPTIONS,
+    TAG_INIT_SO_PIN,
+    TAG_INIT_USER_PIN,
+    TAG_INIT_USER_PIN_RETRY,
+    USER_PIN_TRIES_DEFAULT,
+    Ins,
+)
 
 if TYPE_CHECKING:  # the custody calls in here; only its type is needed
     from hsm_lifecycle.conformance.custody import Custody
@@ -91,22 +106,37 @@ def _restore(custody: Custody, via: Transport | None) -> Outcome:
                         break
                 else:
                     problems.append("no SO-PIN the suite knows was accepted")
-            else:
-                so_known = owner_so
-        if owner_user is not None:
+            elif custody.so_proven:
+                so_known = owner_so  # proven this run, and nothing changed it since
+        lost = _configuration_lost(custody, via, so_known) if owner_user is not None and so_known is not None else None
+        if lost is not None:
+            assert so_known is not None and owner_user is not None
+            _reinitialize(custody, via, so_known, owner_user, done, problems, why=lost)
+        elif owner_user is not None:
             now = custody.read_counters(via)
             candidates = t.user_pins or (owner_user,)
             if now.user == 0 and not (custody.start is not None and custody.start.user):
                 pass  # blocked before the run began: the owner's to unblock, not the suite's
             elif now.user == 0:
-                if so_known is not None and t.options is not None and t.options & OPTION_RESET_RETRY_COUNTER:
+                if so_known is None and custody.so_pin is not None and not custody.closed:
+                    so_known = custody.so_pin if custody.prove_so("unblocking the user PIN") else None
+                rrc = t.options is not None and bool(t.options & OPTION_RESET_RETRY_COUNTER)
+                if so_known is not None and rrc:
                     rsp = send(case3(CLA_ISO, Ins.RESET_RETRY_COUNTER, RRC_NEW_PIN, PIN_USER, so_known + owner_user))
                     if rsp.sw == SW.OK:
                         done.append("user PIN unblocked and set back")
                     else:
                         problems.append(f"RESET RETRY COUNTER answered {rsp.sw_hex}")
+                elif so_known is not None and custody.may_wipe():
+                    _reinitialize(custody, via, so_known, owner_user, done, problems,
+                                  why="the user PIN was blocked on a token without RESET RETRY COUNTER")
+                elif so_known is None:
+                    problems.append("the user PIN is blocked and unblocking it needs the SO-PIN, which the run never proved")
                 else:
-                    problems.append("the user PIN is blocked and RESET RETRY COUNTER is not available")
+                    problems.append(
+                        "the user PIN is blocked and this token refuses RESET RETRY COUNTER (option 0x0001 off): only "
+                        "re-initializing it brings it back, which deletes its keys and needs the owner's consent (--serial)"
+                    )
             elif now.user_sw != "6984":
                 needs = candidates != (owner_user,) or (custody.start is not None and (custody.start.user or 0) > (now.user or 0))
                 if needs:
@@ -122,7 +152,11 @@ def _restore(custody: Custody, via: Transport | None) -> Outcome:
                                     problems.append(f"changing the user PIN back answered {rsp.sw_hex}")
                             break
                     else:
-                        problems.append("no user PIN the suite knows was accepted")
+                        if so_known is not None and custody.may_wipe() and t.wiped:
+                            _reinitialize(custody, via, so_known, owner_user, done, problems,
+                                          why="no user PIN the run knows was accepted after it re-initialized the token")
+                        else:
+                            problems.append("no user PIN the suite knows was accepted")
         left = _delete_own_objects(custody, via, done, problems)
         send(select_apdu())
         after = custody.read_counters(via)
@@ -146,6 +180,49 @@ def _restore(custody: Custody, via: Transport | None) -> Outcome:
     sentence += "."
     return Outcome(before, after, in_place, objects_left=tuple(left), sentence=sentence,
                    journal=str(custody.journal.path) if custody.journal and (not in_place or left) else "")
+
+
+def _configuration_lost(custody: Custody, via: Transport | None, so_known: bytes | None) -> str | None:
+    """After a run with consent to wipe re-initialized the token and was cut short: why the
+    owner's configuration cannot come back short of re-initializing it (the suite's transport
+    PIN, the suite's options, a user PIN blocked without RESET RETRY COUNTER), or None."""
+    if so_known is None or not custody.may_wipe() or not custody.t.wiped:
+        return None
+    now = custody.read_counters(via)
+    options = custody._options(via)
+    if now.user_sw == "6984":
+        return "the run left the user PIN a transport PIN"
+    start = custody.options_start
+    if start is not None and options is not None and options != start:
+        return f"the run left the token with options {options:04X}, not the owner's {start:04X}"
+    if now.user == 0 and not (options or 0) & OPTION_RESET_RETRY_COUNTER:
+        return "the user PIN was blocked on a token without RESET RETRY COUNTER"
+    return None
+
+
+def _reinitialize(custody: Custody, via: Transport | None, so_pin: bytes, user_pin: bytes, done: list[str], problems: list[str],
+                  *, why: str) -> None:
+    """With the owner's consent to wipe, INITIALIZE with the owner's SO-PIN, user PIN, options
+    and retry counter gives back a token the owner can use where nothing else can: its keys are
+    gone (consented), and without it the owner's only way back is the same re-initialization
+    (a user PIN blocked without RESET RETRY COUNTER leaves every key unusable for good)."""
+    options = custody.options_start if custody.options_start is not None else (custody.t.options or 0)
+    retries = custody.user_max_start or USER_PIN_TRIES_DEFAULT
+    data = b"".join([
+        tlv.encode(TAG_INIT_OPTIONS, options.to_bytes(2, "big")),
+        tlv.encode(TAG_INIT_USER_PIN, user_pin),
+        tlv.encode(TAG_INIT_SO_PIN, so_pin),
+        tlv.encode(TAG_INIT_USER_PIN_RETRY, bytes([retries])),
+    ])
+    rsp = custody.send(case3(CLA_PROPRIETARY, Ins.INITIALIZE_DEVICE, 0x00, 0x00, data), via)
+    if rsp.sw == SW.OK:
+        custody.t.wiped = True
+        done.append(
+            f"{why}: re-initialized with the owner's PINs, options {options:04X} and {retries} user tries, "
+            "as --serial consented (its keys are gone)"
+        )
+    else:
+        problems.append(f"re-initializing the token to unblock the user PIN answered {rsp.sw_hex}")
 
 
 def _ordered(candidates: tuple[bytes, ...], owner: bytes) -> list[bytes]:
@@ -190,9 +267,14 @@ def restore_from_journal(custody: Custody, journal: Journal, via: Transport) -> 
             f"another hsm-lifecycle run (pid {entry.pid}) holds this token's custody journal {journal.path}; "
             "wait for it to end (two runs on one token would spend each other's tries)"
         )
-    saved = (custody.pin, custody.so_pin, custody.t, custody.start, custody.objects_start, custody.begun)
+    saved = (custody.pin, custody.so_pin, custody.t, custody.start, custody.objects_start, custody.begun,
+             custody.user_proven, custody.so_proven, custody.may_wipe, custody.options_start, custody.user_max_start)
+    # A journal holds only PINs the token accepted during that run.
     custody.pin = bytes.fromhex(entry.owner_user_pin) if entry.owner_user_pin else None
     custody.so_pin = bytes.fromhex(entry.owner_so_pin) if entry.owner_so_pin else None
+    custody.user_proven, custody.so_proven = custody.pin is not None, custody.so_pin is not None
+    custody.may_wipe = lambda: entry.may_wipe  # the consent that run was given, for the run it finishes
+    custody.options_start, custody.user_max_start = entry.options_start, entry.user_max_start
     custody.t = Tracked(
         user_pins=tuple(bytes.fromhex(p) for p in entry.user_pins),
         so_pins=tuple(bytes.fromhex(p) for p in entry.so_pins),
@@ -206,7 +288,8 @@ def restore_from_journal(custody: Custody, journal: Journal, via: Transport) -> 
     try:
         out = _restore(custody, via)
     finally:
-        custody.pin, custody.so_pin, _, _, _, custody.begun = saved
+        (custody.pin, custody.so_pin, _, _, _, custody.begun, custody.user_proven, custody.so_proven,
+         custody.may_wipe, custody.options_start, custody.user_max_start) = saved
     if out.pins_in_place and not out.objects_left:
         journal.remove()
         out.journal = ""

@@ -57,6 +57,11 @@ class Entry:
     objects_start: tuple[str, ...] | None  # FIDs (hex) the owner had; None: not read
     pending: str = ""  # the APDU in flight, for the one-sentence report
     wiped: bool = False  # the run re-initialized the token (consent): its objects are the suite's
+    # The owner's consent to wipe (--serial) and what a re-initialization needs to give the owner
+    # a usable token back with the owner's PINs: a blocked user PIN without RESET RETRY COUNTER.
+    may_wipe: bool = False
+    options_start: int | None = None
+    user_max_start: int | None = None
     started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     pid: int = field(default_factory=os.getpid)
     schema: str = SCHEMA

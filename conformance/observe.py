@@ -158,6 +158,10 @@ class Observer:
     # a guessed "right" PIN that is not would spend a try.
     user_pin_known: bool = True
     so_pin_known: bool = True
+    # A wrong SO-PIN at 15 tries, to see whether a right one gives the try back, costs that try
+    # for good on a token that does not: only with consent to lose it (--hsm-serial).
+    may_lose_so_try: bool = True
+    so_pin_why: str = "probing it presents the token's SO-PIN: pass it with --hsm-so-pin"  # when not so_pin_known
     out: Observations = field(default_factory=Observations)
 
     def unknown(self, behaviour: str, why: str) -> None:
@@ -303,13 +307,20 @@ class Observer:
     def so_success_restores(self) -> None:
         """Spend one SO try (only above the floor), then a right SO-PIN: back to 15 or not."""
         if not self.so_pin_known:
-            self.unknown(SO_SUCCESS_RESTORES, "probing it presents the token's SO-PIN: pass it with --hsm-so-pin")
+            self.unknown(SO_SUCCESS_RESTORES, self.so_pin_why)
             return
         before = self.probe.query_so(SO_SUCCESS_RESTORES)
         if before is None or before == 0:
             self.unknown(SO_SUCCESS_RESTORES, "the SO-PIN is blocked or not set")
             return
         if before == SO_PIN_TRIES:
+            if not self.may_lose_so_try:
+                self.unknown(
+                    SO_SUCCESS_RESTORES,
+                    "the SO counter is at its maximum, so seeing it spends one SO try that a token which does not restore it "
+                    "never gives back: pass --hsm-serial (consent to lose that try) to allow it",
+                )
+                return
             if self.so_floor is not None and before - 1 < self.so_floor:
                 self.unknown(SO_SUCCESS_RESTORES, "spending one SO try would cross the floor")
                 return
@@ -342,8 +353,13 @@ def observe(
     so_floor: int | None,
     user_pin_known: bool = True,
     so_pin_known: bool = True,
+    may_lose_so_try: bool | None = None,  # None: as may_wipe (consent to wipe covers one SO try)
+    so_pin_why: str = "",
 ) -> tuple[Observations, ExtState]:
-    observer = Observer(probe, may_wipe, so_floor, user_pin_known, so_pin_known)
+    lose = may_wipe if may_lose_so_try is None else may_lose_so_try
+    observer = Observer(probe, may_wipe, so_floor, user_pin_known, so_pin_known, lose)
+    if so_pin_why:
+        observer.so_pin_why = so_pin_why
     try:
         state = observer.observe_all(state)
     except InterlockRefused as exc:

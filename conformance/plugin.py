@@ -287,6 +287,7 @@ class Suite:
         if self._broken is not None:
             pytest.fail(self._broken, pytrace=False)
         if self._target is None:
+            from hsm_lifecycle.conformance.custody import PinRefused
             from hsm_lifecycle.conformance.journal import JournalError
             from hsm_lifecycle.conformance.observe import CredentialError
             from hsm_lifecycle.conformance.session import prepare
@@ -299,13 +300,16 @@ class Suite:
             target = None
             try:
                 target = self._opened or make_target(self.options, self.consent)
+                if target.custody is not None and target.custody.recorder is None:
+                    # Kept in memory; written at the end only if the custody sent anything of its own.
+                    target.custody.recorder = TraceRecorder(None, secrets=self.trace_secrets())
                 wiping = any(c in (CostClass.WIPES, CostClass.IRREVERSIBLE) for c in self.selected_costs)
                 spending = any(c != CostClass.FREE for c in self.selected_costs)
                 # The plan starts with checks that need the token uninitialized: observing what
                 # only INITIALIZE shows waits until they are done (the walker does it then).
                 keep = self.walker is not None and self.walker.observation_pending
                 prepare(target, recorder, wiping_test_selected=wiping, spending_test_selected=spending, keep_uninitialized=keep)
-            except (SerialMismatch, CredentialError, JournalError) as exc:
+            except (SerialMismatch, CredentialError, JournalError, PinRefused) as exc:
                 if target is not None:
                     self._described = target.describe()
                 self.stop(str(exc))
@@ -405,7 +409,13 @@ class Suite:
             outcome = custody.finish(TracingTransport(self._target.raw_transport(), recorder))
         finally:
             recorder.flush()
-        self.custody = {**outcome.to_json(), "apdus": custody.apdus, "windows": custody.windows}
+            own = custody.recorder
+            if own is not None and own.lines:  # its own proofs and queries, sent outside a test's trace
+                own.path, _ = self.trace_path("session-custody-own" if alone else f"session-custody-own-{self.worker}")
+                own.rewrite()
+        self.custody = {**outcome.to_json(), "apdus": custody.apdus, "windows": custody.windows, "user_blocked": custody.blocked,
+                        "so_pin_proven": custody.so_proof or f"never presented ({custody.why_unproven.get('so', 'not needed')})",
+                        "so_success_restores": custody.so_restores}
         if custody.earlier is not None:  # a journal left by an earlier run was taken up first
             self.custody["earlier"] = custody.earlier.to_json()
             self.custody["message"] = f"{custody.earlier.sentence} {outcome.sentence}"
@@ -683,13 +693,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         suite.finish_custody()
         custody = getattr(suite._target, "custody", None)
         lost = getattr(custody, "lost", None)
+        stopped = getattr(custody, "stopped", None)
         # With consent to wipe (or block the SO-PIN) the owner gave up what custody keeps.
         kept = custody is None or custody.may_wipe() or (suite.custody or {}).get("owner_pins_in_place", True)
-        if exitstatus in (0, 1) and (lost is not None or not kept):
+        if stopped is not None:
+            # A signal (held to an APDU boundary, or through the restore) or a refused PIN:
+            # Ctrl-C is an interruption, anything else stopped the run (architecture.md).
+            code = pytest.ExitCode.INTERRUPTED if stopped.exit_code == 130 else 3
+            exitstatus = session.exitstatus = code
+        elif exitstatus in (0, 1) and (lost is not None or not kept):
             exitstatus = session.exitstatus = 3  # not ended in custody: the bundle says incomplete
-        elif exitstatus in (0, 1) and getattr(custody, "interrupted", False):
-            # A signal held through the last PIN-change window, with no APDU after it to stop at.
-            exitstatus = session.exitstatus = pytest.ExitCode.INTERRUPTED
     if suite is not None and (suite.evidence is not None or suite.slot is not None):
         suite.read_so_tries_at_end()
     if suite is not None and suite.walker is not None and suite.is_controller:
@@ -740,11 +753,20 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     """A token that stopped answering stops the run (exit 3): its later tests would only
     report the missing token as rule failures."""
-    result = yield
+    from hsm_lifecycle.conformance.errors import RunStopped
+
+    try:
+        result = yield
+    except RunStopped as stop:  # a refused PIN's sentence names the options of the command run
+        stop.message = option_names(item.config, stop.message)
+        stop.args = (stop.message,)
+        raise
     suite: Suite | None = item.config.stash.get(SUITE_KEY, None)
     custody = getattr(suite._target, "custody", None) if suite is not None else None
     if custody is not None and custody.lost is not None:
         pytest.exit(f"the token stopped answering ({custody.lost}); the run stopped", returncode=3)
+    if custody is not None:
+        custody.deliver_pending()  # a signal held to the end of the test stops the run here
     return result
 
 

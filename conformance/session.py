@@ -79,8 +79,12 @@ def prepare(target: Target, recorder: TraceRecorder, *, wiping_test_selected: bo
         state = read_state(probe, user_pin_known=pin_known)
         target.found = state
         so_pin_known = not consent.guarded or target.options.so_pin is not None
-        if target.custody is not None:
-            so_pin_known = target.custody.so_proven
+        so_pin_why = ""
+        if target.custody is not None:  # given and presentable: proven at its first use
+            so_pin_known = target.custody.so_pin_usable
+            unusable = target.custody.so_pin_unusable()
+            if unusable and target.custody.so_pin is not None:
+                so_pin_why = f"probing it presents the SO-PIN, which may not be presented: {unusable}"
         # Re-initializing an initialized token presents its SO-PIN: only the owner's.
         may_wipe = not consent.guarded or (consent.serial_confirmed and wiping_test_selected and (so_pin_known or not state.is_initialized))
         may_wipe = may_wipe and not keep_uninitialized  # the campaign's first checks need it uninitialized
@@ -91,6 +95,9 @@ def prepare(target: Target, recorder: TraceRecorder, *, wiping_test_selected: bo
             so_floor=consent.so_floor if consent.guarded else None,
             user_pin_known=pin_known,
             so_pin_known=so_pin_known,
+            # Learning so-success-restores at 15 SO tries spends one that may never come back.
+            may_lose_so_try=not consent.guarded or consent.ceiling() >= CostClass.WIPES,
+            so_pin_why=so_pin_why,
         )
         target.twin = read_state(probe, user_pin_known=pin_known)
     recorder.flush()

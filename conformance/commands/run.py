@@ -5,7 +5,10 @@ passed (1 a rule failed, 4 partial: nothing failed but something was not judged,
 broke).
 
 Exit status (architecture.md): 0 pass; 1 fail; 2 a usage mistake; 3 the run was stopped before
-its end (e.g. the token's serial did not match --serial); 4 partial; 5 error; 130 interrupted. A bundle left by a run that did not finish says "complete": false.
+its end (the token's serial did not match --serial, a PIN the token refused, a pulled token,
+SIGTERM or SIGHUP); 4 partial; 5 error; 130 interrupted (Ctrl-C, SIGINT). A bundle left by a run
+that did not reach its end says "complete": false, and on a real token the custody's sentence
+says what was put back or which PIN is left where.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from rich.table import Column, Table
 
 from hsm_lifecycle import conformance
 from hsm_lifecycle.conformance import terminal
-from hsm_lifecycle.conformance.errors import UsageError
+from hsm_lifecycle.conformance.errors import RunStopped, UsageError
 from hsm_lifecycle.conformance.evidence.bundle import REPORT_NAME, SUMMARY_NAME, read_summary, rebuild_bundle, write_bundle
 from hsm_lifecycle.conformance.evidence.manifest import MANIFEST_NAME, write_manifest
 from hsm_lifecycle.conformance.evidence.records import load_evidence_records
@@ -90,8 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "allow it, estimated duration on a Nitrokey HSM 2) after free reads only, then stop; writes nothing",
     )
     parser.epilog = (
-        "Exit status: 0 no rule failed, 1 a rule failed, 2 usage mistake, 3 the run stopped early, "
-        "130 interrupted. An interrupted run leaves a partial bundle marked \"complete\": false. On a real token the "
+        "Exit status: 0 no rule failed, 1 a rule failed, 2 usage mistake, 3 the run stopped early (a refused PIN, a "
+        "pulled token, SIGTERM), 130 interrupted (Ctrl-C). Either leaves a partial bundle marked \"complete\": false. On a real token the "
         "owner's PINs are put back at the end of every run; after a pulled token, `hsm-lifecycle restore` (or the next run) does it."
     )
 
@@ -328,7 +331,10 @@ class ProgressDisplay:
             self.collect_errors.append(f"{report.nodeid}: {_first_line(report.longreprtext)}")
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-        if isinstance(excinfo.value, KeyboardInterrupt):
+        stop = excinfo.value
+        if isinstance(stop, RunStopped) and stop.exit_code != EXIT_INTERRUPTED:
+            self.stop_message = stop.message.replace("--hsm-", "--")  # SIGTERM, a refused PIN: exit 3
+        elif isinstance(stop, KeyboardInterrupt):
             self.interrupted = True
         else:  # pytest.exit(...): the plugin names its own options; ours drop the "hsm-"
             self.stop_message = str(getattr(excinfo.value, "msg", excinfo.value)).replace("--hsm-", "--")
@@ -369,11 +375,12 @@ def _first_line(text: str) -> str:
 
 @contextlib.contextmanager
 def stop_signals_interrupt() -> Iterator[None]:
-    """SIGTERM (a CI timeout) and SIGHUP (a closed terminal) stop the campaign like Ctrl-C, so
-    the partial bundle is still written and marked incomplete."""
+    """SIGTERM (a CI timeout) and SIGHUP (a closed terminal) stop the campaign the way Ctrl-C
+    does, so the partial bundle is still written and marked incomplete; they exit 3, Ctrl-C 130.
+    (On a real token the custody holds them to the next APDU boundary.)"""
 
     def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
+        raise RunStopped.by_signal(signum)
 
     wanted = (signal.SIGTERM, signal.SIGHUP)
     try:
@@ -469,14 +476,14 @@ def _main(args: argparse.Namespace) -> int:
     summary = finish_bundle(campaign, started, duration, complete=ran_all)
 
     print_summary(console, campaign, summary)
+    if display.stop_message is not None:  # SIGTERM, a refused PIN, a pulled token: exit 3, not 130
+        console.print(f"[bold red]Stopped[/]: {escape(display.stop_message)}", soft_wrap=True)
+        return EXIT_STOPPED
     if display.interrupted or code == pytest.ExitCode.INTERRUPTED:
         console.print(f"[bold red]Interrupted[/]: the partial bundle in {escape(str(campaign.out))} is marked incomplete.", soft_wrap=True)
         return EXIT_INTERRUPTED
-    if display.stop_message is not None:
-        console.print(f"[bold red]Stopped[/]: {escape(display.stop_message)}", soft_wrap=True)
-        return EXIT_STOPPED
-    if code == EXIT_STOPPED:  # the custody could not put everything back: the line above says what
-        console.print("[bold red]Stopped[/]: the token is not as its owner had it; the bundle is marked incomplete.", soft_wrap=True)
+    if code == EXIT_STOPPED:  # a signal held through the restore, or the custody could not put all back: the line above says what
+        console.print("[bold red]Stopped[/] before its end; the bundle is marked incomplete.", soft_wrap=True)
         return EXIT_STOPPED
     if code == pytest.ExitCode.INTERNAL_ERROR:
         console.print("[bold red]pytest failed internally[/]; the bundle is marked incomplete.")

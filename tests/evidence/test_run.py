@@ -61,6 +61,19 @@ def test_ctrl_c(hsm):
 def test_never_reached(hsm):
     pass
 '''
+TERMINATED = '''
+import os, signal
+
+@pytest.mark.rule("R05")
+@pytest.mark.cost("free")
+def test_sigterm(hsm):
+    os.kill(os.getpid(), signal.SIGTERM)
+
+@pytest.mark.rule("R10")
+@pytest.mark.cost("free")
+def test_never_reached(hsm):
+    pass
+'''
 STOPPING = '''
 
 @pytest.mark.rule("R05")
@@ -272,3 +285,14 @@ def test_force_with_a_selection_that_matches_nothing_keeps_the_earlier_bundle(su
     assert not any(p.name.endswith("earlier-bundle") for p in tmp_path.iterdir())
     assert _run(capsys, "--out", str(bundle), "--force")[0] == 4  # a run that collects replaces it
     assert not any(p.name.endswith("earlier-bundle") for p in tmp_path.iterdir())
+
+
+def test_sigterm_stops_the_run_exit_3_with_a_partial_bundle(suite, tmp_path, capsys):
+    suite(TERMINATED)
+    out_dir = tmp_path / "evidence"
+    code, out, _ = _run(capsys, "--out", str(out_dir))
+    assert code == 3, out  # architecture.md: 3 stopped before its end; 130 is Ctrl-C only
+    doc = json.loads((out_dir / "summary.json").read_text())
+    assert doc["complete"] is False
+    assert "Stopped" in out and "SIGTERM" in out
+    assert verify_manifest(out_dir).ok

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pcsc_support import Emulators, Served, wait_reader_empty
+from hsm_lifecycle.emulator import Profile
 from hsm_lifecycle.protocol import VPCD_PORT
 
 SO_PIN = "3537363231383830"
@@ -69,9 +70,10 @@ class OwnerToken:
     served: Served | None = None
     runs: int = 0
     env: dict[str, str] = field(default_factory=dict)
+    profile: Profile | None = None  # how the emulated token behaves where the sources are silent
 
     @classmethod
-    def start(cls, emulators: Emulators, tmp: Path) -> "OwnerToken":
+    def start(cls, emulators: Emulators, tmp: Path, profile: Profile | None = None) -> "OwnerToken":
         home = tmp / "home"
         home.mkdir(exist_ok=True)
         state_dir = tmp / "custody-state"
@@ -79,9 +81,9 @@ class OwnerToken:
         env = {**os.environ, "HOME": str(home), "HSM_LIFECYCLE_STATE_DIR": str(state_dir),
                "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
         env.pop(INJECT, None)
-        token = cls(emulators, tmp, env=env)
+        token = cls(emulators, tmp, env=env, profile=profile)
         ports = [p for p in sorted(emulators_ports()) if p < VPCD_PORT + PKCS11_READERS]
-        token.served = emulators.start(tmp / "owner-token.json", ports=ports)
+        token.served = emulators.start(tmp / "owner-token.json", ports=ports, profile=profile)
         token.wait_present()
         return token
 
@@ -113,6 +115,16 @@ class OwnerToken:
         """As the owner does it: sc-hsm-tool (which sets option 0x0001, RESET RETRY COUNTER)."""
         out = self.sc_hsm_tool("--initialize", "--so-pin", so_pin, "--pin", pin)
         assert "failed" not in out.lower(), out
+
+    def initialize_without_rrc(self, *, so_pin: str = SO_PIN, pin: str = PIN) -> None:
+        """INITIALIZE DEVICE with options 0000 (RESET RETRY COUNTER off), sent with opensc-tool:
+        sc-hsm-tool always sets option 0x0001."""
+        pin_hex = pin.encode().hex()
+        data = f"80020000 81{len(pin):02X}{pin_hex} 8208{so_pin} 910103".replace(" ", "")
+        apdu = f"80500000{len(data) // 2:02X}{data}"
+        out = self.tool("opensc-tool", "--reader", self.reader, "-s", "00:A4:04:00:0B:E8:2B:06:01:04:01:81:C3:1F:02:01:00",
+                        "-s", ":".join(apdu[i:i + 2] for i in range(0, len(apdu), 2))).stdout
+        assert out.count("SW1=0x90, SW2=0x00") == 2, out
 
     def keygen(self, key_id: str = "01", label: str = "owner") -> None:
         self.pkcs11("--login", "--pin", PIN, "--keypairgen", "--key-type", "EC:prime256v1", "--id", key_id, "--label", label)
@@ -157,6 +169,14 @@ class OwnerToken:
         return self.pkcs11("--login", "--login-type", "so", "--so-pin", so_pin, "--init-pin", "--new-pin", PIN,
                            check=False).returncode == 0
 
+    def so_pin_accepted(self, so_pin: str = SO_PIN) -> bool:
+        """CHANGE REFERENCE DATA 88 from the SO-PIN to itself, sent with opensc-tool: for a token
+        without RESET RETRY COUNTER, where pkcs11-tool --init-pin is refused whatever the SO-PIN."""
+        pair = ":".join((so_pin * 2)[i:i + 2] for i in range(0, 32, 2))
+        out = self.tool("opensc-tool", "--reader", self.reader, "-s", "00:A4:04:00:0B:E8:2B:06:01:04:01:81:C3:1F:02:01:00",
+                        "-s", f"00:24:00:88:10:{pair}", check=False).stdout
+        return out.count("SW1=0x90, SW2=0x00") == 2
+
     def owner_key_present(self) -> bool:
         out = self.pkcs11("--login", "--pin", PIN, "--list-objects", "--type", "privkey", check=False).stdout
         return "label:      owner" in out or "owner" in out
@@ -192,7 +212,7 @@ class OwnerToken:
 
     def put_back(self) -> None:
         assert self.served is not None
-        self.served = self.emulators.start(self.served.state, port=self.served.port)
+        self.served = self.emulators.start(self.served.state, port=self.served.port, profile=self.profile)
         self.wait_present()
         time.sleep(0.2)
 

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import stat
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from owner_token import PIN, SO_PIN, WRONG_PIN, WRONG_SO_PIN, OwnerToken
+from hsm_lifecycle.conformance.journal import Entry, Journal
+from hsm_lifecycle.emulator import Profile
 
 pytestmark = [pytest.mark.pcscd, pytest.mark.opensc]
 
@@ -44,6 +50,19 @@ def assert_as_owner_had_it(tok: OwnerToken, so: int = 15, user: int = 3, objects
 
 def one_sentence_no_traceback(out: str) -> None:
     assert "Traceback" not in out and "INTERNALERROR" not in out, out
+
+
+# Exit status of a run that did not reach its end (architecture.md): Ctrl-C 130, else 3.
+STOP_EXIT = {"INT": 130, "TERM": 3}
+
+
+def stopped_before_its_end(run, rc: int) -> None:
+    """Every run that did not reach its end: its exit status, a bundle marked incomplete, and
+    the custody's one sentence (what it put back, or which PIN is left where) on the terminal."""
+    one_sentence_no_traceback(run.out)
+    assert run.rc == rc, f"rc {run.rc}, not {rc}\n{run.out[-2000:]}"
+    assert run.summary.get("complete") is False, run.out[-2000:]
+    assert "custody:" in run.out, run.out[-2000:]
 
 
 def test_a_run_without_pins_spends_nothing(token: OwnerToken) -> None:
@@ -88,14 +107,26 @@ def test_with_both_pins_every_try_comes_back_and_nothing_is_left(token: OwnerTok
 def test_a_wrong_pin_costs_exactly_one_try_and_stops(token: OwnerToken, flag: str, value: str, counter: str) -> None:
     other = {"--so-pin": ("--pin", PIN), "--pin": ("--so-pin", SO_PIN)}[flag]
     run = token.run(flag, value, *other)
-    one_sentence_no_traceback(run.out)
-    assert run.rc == 3, run.out[-2000:]
+    stopped_before_its_end(run, 3)
     assert "refused" in run.out and flag in run.out
     assert "--hsm-" not in run.out
     status = token.status()
     expected = (14, 3) if counter == "so" else (15, 2)
     assert (status.so_tries, status.user_tries) == expected, status.text
-    assert run.summary.get("complete") is False
+
+
+def test_a_run_that_never_needs_the_so_pin_never_presents_it(token: OwnerToken) -> None:
+    # R04 spends and restores user tries only; at 15 SO tries the open behaviour that a right
+    # SO-PIN would show is not probed without --serial: the wrong SO-PIN is never presented.
+    run = token.run("--pin", PIN, "--so-pin", WRONG_SO_PIN, "-k", "r04")
+    one_sentence_no_traceback(run.out)
+    assert run.rc in (0, 4) and run.summary["complete"] is True, run.out[-2000:]
+    assert run.summary["cost"]["tries_spent_and_restored"]["user"] > 0, run.summary["cost"]
+    status = token.status()
+    assert (status.so_tries, status.user_tries) == (15, 3), status.text
+    notes = json.loads((run.bundle / "session-main.json").read_text())
+    assert notes["custody"]["so_pin_proven"].startswith("never presented"), notes["custody"]
+    assert token.so_pin_works() and token.user_pin_works()
 
 
 @pytest.mark.parametrize("mistyped", [10, 14, 15])  # SO tries 5 (the floor), 1, blocked
@@ -173,17 +204,14 @@ def change_windows(run) -> list[int]:
 
 def interrupt_at(token: OwnerToken, n: int, what: str) -> None:
     run = token.run(*BOTH, inject=f"{n}:{what}")
-    one_sentence_no_traceback(run.out)
-    assert run.rc == 130, f"{what} at APDU {n}: rc {run.rc}\n{run.out[-2000:]}"
-    assert run.summary.get("complete") is False
+    stopped_before_its_end(run, STOP_EXIT[what])
     assert run.summary["cost"].get("owner_pins_in_place") is True, run.out[-2000:]
+    assert "owner's PINs are in place" in run.out, run.out[-2000:]
 
 
 def pull_at(token: OwnerToken, n: int, then: str = "restore") -> None:
     run = token.run(*BOTH, inject=f"{n}:KILL={token.emulator_pid}")
-    one_sentence_no_traceback(run.out)
-    assert run.rc == 3, f"pulled at APDU {n}: rc {run.rc}\n{run.out[-2000:]}"
-    assert run.summary.get("complete") is False
+    stopped_before_its_end(run, 3)
     token.served.emulator.proc.wait()
     from pcsc_support import wait_reader_empty
 
@@ -234,7 +262,7 @@ def test_interrupt_sweep_every_apdu_of_every_pin_change_window(token: OwnerToken
             run = token.run(*BOTH, inject=f"{n}:{what}")
             status = token.status()
             tried += 1
-            if run.rc != 130 or (status.so_tries, status.user_tries) != (15, 3) or "Traceback" in run.out:
+            if run.rc != STOP_EXIT[what] or (status.so_tries, status.user_tries) != (15, 3) or "Traceback" in run.out:
                 losses.append((n, what, run.rc, status.so_tries, status.user_tries, run.out[-300:]))
     pulled = points[::10]
     for n in pulled:
@@ -262,10 +290,138 @@ def test_a_signal_during_start_up_leaves_a_bundle_or_nothing(token: OwnerToken, 
         proc.send_signal(sig)
         out, _ = proc.communicate(timeout=120)
         one_sentence_no_traceback(out)
-        assert proc.returncode in (130, -sig), (delay, proc.returncode, out[-1500:])
+        assert proc.returncode in (130 if sig == signal.SIGINT else 3, -sig), (delay, proc.returncode, out[-1500:])
         summary = bundle / "summary.json"
-        if proc.returncode == 130 and summary.exists():
+        if proc.returncode > 0 and summary.exists():
             assert json.loads(summary.read_text())["complete"] is False
         status = token.status()
         assert (status.so_tries, status.user_tries) == (15, 3), (delay, status.text, out[-1500:])
     assert token.user_pin_works() and token.so_pin_works()
+
+
+# ---------------------------------------------------------------------------------------------
+# so-success-restores: never learned with a try that nothing gives back
+
+
+def test_a_token_that_keeps_a_spent_so_try_loses_none_without_serial(emulators, tmp_path) -> None:
+    tok = OwnerToken.start(emulators, tmp_path, profile=Profile(so_success_restores=False))
+    tok.initialize()
+    tok.keygen()
+    run = tok.run(*BOTH)
+    one_sentence_no_traceback(run.out)
+    assert run.summary["complete"] is True, run.out[-2000:]
+    assert (run.summary["cost"]["so_tries_spent"], run.summary["cost"]["user_tries_spent"]) == (0, 0)
+    seen = run.summary["open_behaviours"]["so-success-restores"]
+    assert seen.startswith("not observed") and "--serial" in seen and "--hsm-" not in seen, seen
+    # The checks that present a wrong SO-PIN wait for it, and say which option would allow them.
+    skipped = " ".join(c.get("why", "") for r in run.summary["rules"] for c in r.get("checks", []))
+    assert "a wrong SO-PIN spends an SO try" in skipped and "pass --serial" in skipped and "--hsm-serial" not in skipped
+    assert_as_owner_had_it(tok)
+    # Below its maximum the first right SO-PIN shows it for free: the token keeps the spent try.
+    tok.sc_hsm_tool("--initialize", "--so-pin", WRONG_SO_PIN, "--pin", PIN)  # the owner mistyped it once
+    assert tok.status().so_tries == 14
+    run = tok.run(*BOTH)
+    one_sentence_no_traceback(run.out)
+    assert run.summary["open_behaviours"]["so-success-restores"].startswith("false"), run.summary["open_behaviours"]
+    assert run.summary["cost"]["so_tries_spent"] == 0
+    assert_as_owner_had_it(tok, so=14)
+
+
+# ---------------------------------------------------------------------------------------------
+# A user PIN blocked by an interrupted --serial run on a token without RESET RETRY COUNTER
+
+
+@pytest.mark.parametrize("consented", [True, False])
+def test_a_blocked_user_pin_without_rrc_after_a_serial_run(emulators, tmp_path, consented: bool) -> None:
+    """The journal an interrupted `--serial` run leaves when it stopped with the user PIN blocked
+    (the custody let it block only because --serial allows INITIALIZE as the way back)."""
+    tok = OwnerToken.start(emulators, tmp_path)
+    tok.initialize_without_rrc()
+    status = tok.status()
+    assert not status.rrc and (status.so_tries, status.user_tries) == (15, 3), status.text
+    for _ in range(3):
+        tok.pkcs11("--login", "--pin", WRONG_PIN, "--list-objects", check=False)
+    assert tok.status().user_tries == 0
+    serial = json.loads(tok.run().bundle.joinpath("summary.json").read_text())["target"]["serial"]
+    journal = Journal.for_serial(serial)
+    journal.path = tmp_path / "custody-state" / journal.path.name
+    journal.write(Entry(serial, tok.reader, PIN.encode().hex().upper(), SO_PIN, (PIN.encode().hex().upper(),), (SO_PIN,),
+                        3, 15, None, pending="VERIFY 00 81", may_wipe=consented, options_start=0, user_max_start=3, pid=1 << 22))
+    restore = tok.run("--reader", tok.reader, command="restore")
+    one_sentence_no_traceback(restore.out)
+    status = tok.status()
+    if consented:
+        assert restore.rc == 0 and "re-initialized" in restore.out and "--serial" in restore.out, restore.out
+        assert not status.rrc and (status.so_tries, status.user_tries) == (15, 3), status.text
+        assert tok.user_pin_works() and not journal.path.exists()
+    else:
+        assert restore.rc == 3 and "option 0x0001" in restore.out and "--serial" in restore.out, restore.out
+        assert (status.so_tries, status.user_tries) == (15, 0), status.text  # nothing presented, nothing spent
+        assert journal.path.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# --out that cannot be written, also for root (who ignores mode bits)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root for a private read-only bind mount")
+def test_an_unwritable_out_as_root_is_one_sentence_and_spends_nothing(token: OwnerToken, tmp_path) -> None:
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    hl = str(Path(sys.executable).parent / "hsm-lifecycle")
+    base = [hl, "run", "--reader", token.reader, "--plain", *BOTH]
+    cases = {
+        "read-only bind mount": ["unshare", "--mount", "sh", "-c",
+                                 f'mount --bind "{readonly}" "{readonly}" && mount -o remount,bind,ro "{readonly}" && exec "$@"',
+                                 "sh", *base, "--out", str(readonly / "bundle")],
+        "empty read-only folder": ["unshare", "--mount", "sh", "-c",
+                                   f'mount --bind "{readonly}" "{readonly}" && mount -o remount,bind,ro "{readonly}" && exec "$@"',
+                                   "sh", *base, "--out", str(readonly)],
+        "a file in place of a folder": [*base, "--out", str(tmp_path / "afile" / "bundle")],
+    }
+    (tmp_path / "afile").write_text("not a folder")
+    for what, argv in cases.items():
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=token.env)
+        out = done.stdout + done.stderr
+        one_sentence_no_traceback(out)
+        assert done.returncode == 2 and "--out" in out, (what, done.returncode, out)
+        assert len([line for line in out.splitlines() if line.strip()]) == 1, (what, out)
+    assert not list(readonly.iterdir())
+    status = token.status()
+    assert (status.so_tries, status.user_tries) == (15, 3), status.text
+
+
+def test_an_interrupted_serial_run_on_a_token_without_rrc_gives_the_owner_a_usable_token(emulators, tmp_path) -> None:
+    """The same end to end: a `--serial` run on a token initialized without option 0x0001,
+    stopped while a check has the user PIN blocked (SIGINT, SIGTERM, a pulled token). The owner
+    gets the token back with the owner's PINs, options and tries (its keys: consented lost)."""
+    tok = OwnerToken.start(emulators, tmp_path)
+    tok.initialize_without_rrc()
+    tok.keygen()
+    serial = tok.run().summary["target"]["serial"]
+    serial_run = ("--pin", PIN, "--so-pin", SO_PIN, "--serial", serial)
+    baseline = tok.run(*serial_run)
+    notes = json.loads((baseline.bundle / "session-main.json").read_text())
+    blocked = notes["custody"]["user_blocked"]
+    assert blocked, notes["custody"]  # the run does block the user PIN (the point of this test)
+    points = [(blocked[0][0] + 1, "INT"), (blocked[len(blocked) // 2][0] + 1, "TERM"), (blocked[-1][0] + 1, "KILL")]
+    for n, what in points:
+        if what == "KILL":
+            run = tok.run(*serial_run, inject=f"{n}:KILL={tok.emulator_pid}")
+            stopped_before_its_end(run, 3)
+            tok.served.emulator.proc.wait()
+            from pcsc_support import wait_reader_empty
+
+            wait_reader_empty(tok.reader)
+            tok.put_back()
+            restore = tok.run("--reader", tok.reader, command="restore")
+            one_sentence_no_traceback(restore.out)
+            assert restore.rc == 0, restore.out
+        else:
+            run = tok.run(*serial_run, inject=f"{n}:{what}")
+            stopped_before_its_end(run, STOP_EXIT[what])
+            assert "owner's PINs are in place" in run.out, run.out[-2000:]
+        status = tok.status()
+        assert (status.so_tries, status.user_tries, status.rrc) == (15, 3, False), (n, what, status.text, run.out[-1500:])
+        assert tok.user_pin_works() and tok.so_pin_accepted(), (n, what, run.out[-1500:])
+        assert not list((tok.tmp / "custody-state").glob("*.json")), (n, what)
