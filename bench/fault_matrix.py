@@ -101,6 +101,18 @@ BREAKS: dict[str, str] = {
     PortalFault.IDENTITY_KEPT_ON_UPDATE.value: "R14.new-identity",
     PortalFault.BLOCKED_HSM_LOGS_IN.value: "R15.user-blocked-refused",
     PortalFault.SO_BLOCK_NOT_ADMITTED.value: "R12.admitted-when-so-blocked",
+    Fault.INIT_REGENERATES_DEVICE_KEY.value: "R08.device-key-unchanged",
+    Fault.UPDATE_KEEPS_PINS.value: "R14.as-shipped",
+    Fault.UPDATE_KEEPS_DATA_OBJECTS.value: "R14.no-keys",
+    Fault.UPDATE_UNDER_OTHER_ROOT.value: "R14.same-root",
+    Fault.DICA_FROM_UNKNOWN_ROOT.value: "R18.issuer-is-root",
+    Fault.DEVICE_CVC_BAD_SIGNATURE.value: "R18.chain-verifies",
+    Fault.SERIAL_IS_WHOLE_CHR.value: "R18.serial-from-chr",
+    Fault.TRUNCATED_TLV_ACCEPTED.value: "R22.truncated-tlv",
+    PortalFault.USER_BLOCKED_NOT_ADMITTED.value: "R12.admitted-without-keys",
+    PortalFault.EMPTY_UPDATE_COUNTED.value: "R13.empty-not-counted",
+    PortalFault.UNINITIALIZED_LOGS_IN.value: "R15.uninitialized-refused",
+    PortalFault.BLOCKED_DEVICE_NEEDS_OWN_LOGIN.value: "R15.account-updates-blocked-device",
 }
 
 

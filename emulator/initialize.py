@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from hsm_lifecycle.emulator.apdu import ApduError, Command, sw_hex
 from hsm_lifecycle.emulator.dkek import kcv as dkek_kcv
+from hsm_lifecycle.emulator.identity import new_device_key_der
 from hsm_lifecycle.emulator.objects import PROTECTED_FIDS
 from hsm_lifecycle.emulator.pins import (
     MAX_SO_TRIES,
@@ -180,6 +181,9 @@ def apply_request(card: CardContext, state: CardState, request: InitRequest) -> 
     )
     if Fault.IDENTITY_CHANGES_ON_INIT in card.faults:
         fresh = card.reidentify(fresh)
+    if Fault.INIT_REGENERATES_DEVICE_KEY in card.faults:
+        # CC00 anew, 2F02 untouched: the certificate no longer names the device's key.
+        fresh = replace(fresh, keys={**fresh.keys, protocol.FID_DEVICE_KEY: new_device_key_der()})
     return fresh
 
 

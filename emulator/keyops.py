@@ -21,7 +21,7 @@ from hsm_lifecycle.emulator.initialize import dkek_kcv
 from hsm_lifecycle.emulator.profile import Fault
 from hsm_lifecycle.emulator.state import Dkek
 from hsm_lifecycle.emulator.store import PersistencePoint
-from hsm_lifecycle import protocol
+from hsm_lifecycle import cvc, protocol, tlv
 from hsm_lifecycle.protocol import SW
 
 if TYPE_CHECKING:
@@ -66,12 +66,15 @@ def generate_key_pair(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     if not isinstance(signer, ec.EllipticCurvePrivateKey):
         raise ApduError(SW.CONDITIONS_NOT_SATISFIED, "device key is not an EC key")
     chr_fallback = f"{card.serial}{cmd.p1:05d}"
+    body = cmd.data
+    if Fault.TRUNCATED_TLV_ACCEPTED in card.faults and _truncated(body):
+        body = _default_template(signer)  # a lenient parser: what it could not read, it defaulted
     try:
-        bits = keys.parse_key_template(cmd.data).rsa_bits
+        bits = keys.parse_key_template(body).rsa_bits
         if bits is not None and bits not in card.profile.device.rsa_bits:
             raise keys.UnsupportedKeyError(f"RSA-{bits} not offered by a {card.profile.model}")
         generated = keys.generate_from_cv_body(
-            cmd.data, chr_fallback, keys.OuterSigner(signer, state.device_chr)
+            body, chr_fallback, keys.OuterSigner(signer, state.device_chr)
         )
     except keys.KeyOperationError as refused:
         raise ApduError(refused.sw, str(refused)) from refused
@@ -83,6 +86,21 @@ def generate_key_pair(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     card.require_room(updated)
     card.commit(updated, PersistencePoint.KEY_GENERATED)
     return generated.request, SW.OK
+
+
+def _truncated(body: bytes) -> bool:
+    try:
+        tlv.decode_all(body)
+    except tlv.TlvError:
+        return True
+    return False
+
+
+def _default_template(signer: ec.EllipticCurvePrivateKey) -> bytes:
+    """An EC key template on the device key's curve (domain, no point)."""
+    public = cvc.CvPublicKey.from_cryptography(signer.public_key(), cvc.OID_TA_ECDSA_SHA256)
+    parts = [tlv.encode(i.tag, i.value) for i in tlv.decode_all(public.encode())[0].children() if i.tag != 0x86]
+    return tlv.encode_constructed(protocol.TAG_CV_PUBLIC_KEY, parts)
 
 
 def _key_for_use(card: CardContext, cmd: Command, login: bool = True) -> keys.StoredKey:

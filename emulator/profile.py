@@ -190,6 +190,14 @@ class Fault(Enum):
     CHANGE_SO_UNBLOCKS = "change-so-unblocks"  # R03: CHANGE 88 with the right SO-PIN works at 0 tries
     FIRST_INIT_KEEPS_FACTORY_CODE = "first-init-keeps-factory-code"  # R21: the SO-PIN stays 3537363231383830
     FIRST_INIT_ONLY_FACTORY_CODE = "first-init-only-factory-code"  # R21: only 3537363231383830 is taken
+    INIT_REGENERATES_DEVICE_KEY = "init-regenerates-device-key"  # R08: INITIALIZE makes a new CC00, keeps 2F02
+    UPDATE_KEEPS_PINS = "update-keeps-pins"  # R14: a firmware update leaves the SO-PIN and user PIN set
+    UPDATE_KEEPS_DATA_OBJECTS = "update-keeps-data-objects"  # R14: certificates and data objects survive an update
+    UPDATE_UNDER_OTHER_ROOT = "update-under-other-root"  # R14: the new identity chains to another root
+    DICA_FROM_UNKNOWN_ROOT = "dica-from-unknown-root"  # R18: 2F02's DICA names a root nobody publishes
+    DEVICE_CVC_BAD_SIGNATURE = "device-cvc-bad-signature"  # R18: the device CVC's signature does not verify
+    SERIAL_IS_WHOLE_CHR = "serial-is-whole-chr"  # R18: the token claims its whole CHR as serial
+    TRUNCATED_TLV_ACCEPTED = "truncated-tlv-accepted"  # R22: a truncated GENERATE KEY body makes a default key
 
 
 def parse_faults(names: object) -> frozenset[Fault]:

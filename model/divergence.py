@@ -17,6 +17,8 @@ from hsm_lifecycle.model import commands as C
 from hsm_lifecycle.model.checks import checks_at
 from hsm_lifecycle.model.commands import Command
 from hsm_lifecycle.model.oracle import Outcome
+from hsm_lifecycle.model.outputs import UPDATE_OK, UPDATE_REFUSED_ACCOUNT
+from hsm_lifecycle.model.states import ExtState
 
 SO_TRIES = "SO tries"
 USER_TRIES = "user tries"
@@ -24,6 +26,7 @@ KEYS = "keys"
 SESSION = "session"
 INITIALIZATION = "initialization"
 STATUS_WORD = "status word"
+PORTAL = "portal's answer"
 
 QUERIES = frozenset({C.QUERY_USER, C.QUERY_SO})
 SO_COMMANDS = frozenset({C.QUERY_SO, C.INITIALIZE, C.RESET_RETRY_COUNTER, C.CHANGE_SO_PIN})
@@ -167,8 +170,17 @@ def _blame(outcome: Outcome, answer: str, history: Sequence[Outcome | None]) -> 
             return Blame(SESSION, "model: user PIN verified, device: not logged in", _session(outcome, last))
         if answer == NO_SUCH_KEY and OK in outcome.outputs and before.keys:
             return Blame(KEYS, f"model {before.keys} keys, device has none to use", _keys_lost(last))
+    if cmd.name == C.FIRMWARE_UPDATE and _keyless_user_blocked(before) and UPDATE_OK in outcome.outputs and answer.lower() != UPDATE_OK:
+        # Refused where R12 and R15 both admit it: the portal's reason tells whose rule broke.
+        refused = answer.lower()
+        check = "R15.account-updates-blocked-device" if refused == UPDATE_REFUSED_ACCOUNT else "R12.admitted-without-keys"
+        return Blame(PORTAL, f"model: update admitted, portal: {refused}", (check,))
     checks = tuple(c.id for c in checks_at(outcome.transition))
     return Blame(STATUS_WORD, f"model {' | '.join(expected)}, device {answer}", checks)
+
+
+def _keyless_user_blocked(state: ExtState) -> bool:
+    return state.is_initialized and not state.transport and state.user_tries == 0 and not state.keys
 
 
 def query_moves_itself(outcome: Outcome, first: str, again: str) -> Blame | None:
