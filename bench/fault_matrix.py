@@ -113,6 +113,30 @@ BREAKS: dict[str, str] = {
     PortalFault.EMPTY_UPDATE_COUNTED.value: "R13.empty-not-counted",
     PortalFault.UNINITIALIZED_LOGS_IN.value: "R15.uninitialized-refused",
     PortalFault.BLOCKED_DEVICE_NEEDS_OWN_LOGIN.value: "R15.account-updates-blocked-device",
+    Fault.WRONG_RRC_UNINITIALIZES.value: "R01.wrong-so-keeps-initialized",
+    Fault.WRONG_INIT_SPENDS_TWO.value: "R02.init-wrong-spends-one",
+    Fault.BLOCKED_USER_KEY_USE.value: "R05.no-key-use",
+    Fault.TRANSPORT_VERIFY_LOGS_IN.value: "R11.key-use-refused",
+    Fault.CHANGE_KEEPS_TRANSPORT.value: "R11.change-ends-transport",
+    Fault.CHANGE_WRONG_LENGTH_SPENDS_TRY.value: "R16.change-user-wrong-length-free",
+    Fault.RRC_WRONG_LENGTH_SPENDS_TRY.value: "R16.rrc-user-wrong-length-free",
+    Fault.INIT_WRONG_LENGTH_SPENDS_TRY.value: "R16.initialize-wrong-length-free",
+    Fault.TEAR_REFUNDS_CHANGE_SO.value: "R17.change-so-tear",
+    Fault.SO_QUERY_SPENDS_TRY.value: "R19.query-so-free",
+    Fault.UNINITIALIZED_GENERATE_WRITES.value: "R20.changes-nothing",
+    Fault.DKEK_STATUS_SHOWS_IMPORTED.value: "R23.status-follows-init",
+    Fault.DEVICE_KEY_NEEDS_EXTENDED_LE.value: "R15.working-logs-in",
+    PortalFault.FOUR_UPDATES_ONLY.value: "R13.five-admitted",
+    PortalFault.TRANSPORT_HSM_LOGS_IN.value: "R15.transport-refused",
+    PortalFault.SO_BLOCKED_HSM_REFUSED.value: "R15.so-blocked-logs-in",
+}
+
+# Checks a fault must fail besides its own, because they share its observation word for word:
+# two rules state the same fact (R21 and R02 the 15 SO tries after the first INITIALIZE; R02
+# and R06 the one SO try a wrong RESET RETRY COUNTER costs), so no device can break one alone.
+ALSO_BREAKS: dict[str, tuple[str, ...]] = {
+    Fault.FIRST_INIT_SETS_WRONG_TRIES.value: ("R02.starts-at-15",),
+    Fault.RRC_WRONG_SPENDS_TWO.value: ("R06.wrong-so-spends-one",),
 }
 
 

@@ -192,8 +192,13 @@ def initialize_device(card: CardContext, cmd: Command) -> tuple[bytes, int]:
         raise ApduError(SW.INCORRECT_P1P2, "P1P2 must be 0000")
     if not cmd.data:
         raise ApduError(SW.WRONG_LENGTH, "INITIALIZE DEVICE needs its TLVs")
-    request = parse_request(cmd.data, card.profile.retries_by_pin_length)
     state = card.state
+    try:
+        request = parse_request(cmd.data, card.profile.retries_by_pin_length)
+    except ApduError:
+        if Fault.INIT_WRONG_LENGTH_SPENDS_TRY in card.faults and state.initialized and state.so_tries > 0:
+            card.commit(replace(state, so_tries=state.so_tries - 1), PersistencePoint.SO_TRY_SPENT)
+        raise
     if not state.initialized:
         # R21: any well-formed code becomes the SO-PIN.
         so_tries = (
@@ -218,6 +223,8 @@ def initialize_device(card: CardContext, cmd: Command) -> tuple[bytes, int]:
             PersistencePoint.DEVICE_INITIALIZED,
         )
         if not accepted:
+            if Fault.WRONG_INIT_SPENDS_TWO in card.faults and card.state.so_tries > 0:
+                card.commit(replace(card.state, so_tries=card.state.so_tries - 1), PersistencePoint.SO_TRY_SPENT)
             if Fault.WRONG_INIT_SPENDS_USER_TRY in card.faults and card.state.user_tries > 0:
                 card.commit(replace(card.state, user_tries=card.state.user_tries - 1), PersistencePoint.USER_TRY_SPENT)
             setting = card.profile.init_wrong_so_sw

@@ -58,6 +58,9 @@ class PortalFault(Enum):
     EMPTY_UPDATE_COUNTED = "empty-update-counted"  # R13: past the 5, a keyless SO-blocked token is refused too
     UNINITIALIZED_LOGS_IN = "uninitialized-logs-in"  # R15: a shipped HSM logs in on its certificate alone
     BLOCKED_DEVICE_NEEDS_OWN_LOGIN = "blocked-device-needs-own-login"  # R15: an account cannot update another, user-blocked HSM
+    FOUR_UPDATES_ONLY = "four-updates-only"  # R13: the limit for a blocked SO-PIN is reached after 4
+    TRANSPORT_HSM_LOGS_IN = "transport-hsm-logs-in"  # R15: the transport PIN's 6984 counts as verified
+    SO_BLOCKED_HSM_REFUSED = "so-blocked-hsm-refused"  # R15: an HSM with a blocked SO-PIN cannot log in
 
 
 def split_faults(names: Iterable[str | Fault | PortalFault]) -> tuple[frozenset[Fault], frozenset[PortalFault]]:
@@ -284,7 +287,8 @@ def decide(view: DeviceView, faults: frozenset[PortalFault] = frozenset()) -> Ad
     while fewer than 5 such updates were done it admits (and counts) whatever the keys; after
     that condition 1 (no keys) still admits, uncounted. A blocked user PIN is never asked about."""
     if view.so_tries == 0 and not (PortalFault.SO_BLOCK_NOT_ADMITTED in faults and view.keys):
-        if view.so_blocked_updates < UPDATE_LIMIT or PortalFault.UNLIMITED_UPDATES in faults:
+        limit = UPDATE_LIMIT - 1 if PortalFault.FOUR_UPDATES_ONLY in faults else UPDATE_LIMIT
+        if view.so_blocked_updates < limit or PortalFault.UNLIMITED_UPDATES in faults:
             left = UPDATE_LIMIT - view.so_blocked_updates - 1
             return Admission(UpdateVerdict.OK, True, f"SO-PIN blocked: update admitted ({max(left, 0)} such updates left)")
         if view.keys == 0 and PortalFault.EMPTY_UPDATE_COUNTED not in faults:
@@ -385,6 +389,10 @@ class Portal:
                 return None  # the fault: blocked counts as verified, the certificate as proof
             if sw == SW.REFERENCED_DATA_NOT_FOUND and PortalFault.UNINITIALIZED_LOGS_IN in self.faults:
                 return None  # the fault: no PIN to check counts as checked
+            if sw == SW.REFERENCE_DATA_NOT_USABLE and PortalFault.TRANSPORT_HSM_LOGS_IN in self.faults:
+                return None  # the fault: "PIN not usable yet" read as verified, the certificate as proof
+            if sw == SW.OK and PortalFault.SO_BLOCKED_HSM_REFUSED in self.faults and client.so_tries() == 0:
+                return LoginRefusal.DEVICE_ERROR  # the fault: a blocked SO-PIN taken for a broken HSM
             if sw != SW.OK:
                 if protocol.tries_from_sw(sw) is not None:
                     return LoginRefusal.WRONG_PIN

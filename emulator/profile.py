@@ -198,6 +198,19 @@ class Fault(Enum):
     DEVICE_CVC_BAD_SIGNATURE = "device-cvc-bad-signature"  # R18: the device CVC's signature does not verify
     SERIAL_IS_WHOLE_CHR = "serial-is-whole-chr"  # R18: the token claims its whole CHR as serial
     TRUNCATED_TLV_ACCEPTED = "truncated-tlv-accepted"  # R22: a truncated GENERATE KEY body makes a default key
+    WRONG_RRC_UNINITIALIZES = "wrong-rrc-uninitializes"  # R01: RRC P1=00 with a wrong SO-PIN clears both PINs
+    WRONG_INIT_SPENDS_TWO = "wrong-init-spends-two"  # R02: INITIALIZE with a wrong code costs 2 SO tries
+    BLOCKED_USER_KEY_USE = "blocked-user-key-use"  # R05: at 0 user tries SIGN/GENERATE need no login
+    TRANSPORT_VERIFY_LOGS_IN = "transport-verify-logs-in"  # R11: VERIFY 81 under the transport PIN answers 6984 but logs in
+    CHANGE_KEEPS_TRANSPORT = "change-keeps-transport"  # R11: CHANGE 81 sets the PIN, the transport PIN stays
+    CHANGE_WRONG_LENGTH_SPENDS_TRY = "change-wrong-length-spends-try"  # R16: CHANGE 81 to a wrong-length PIN costs a try
+    RRC_WRONG_LENGTH_SPENDS_TRY = "rrc-wrong-length-spends-try"  # R16: RRC P1=00 with a wrong-length new PIN costs an SO try
+    INIT_WRONG_LENGTH_SPENDS_TRY = "init-wrong-length-spends-try"  # R16: INITIALIZE with a wrong-length PIN costs an SO try
+    TEAR_REFUNDS_CHANGE_SO = "tear-refunds-change-so"  # R17: a torn CHANGE 88 gives the SO try back
+    SO_QUERY_SPENDS_TRY = "so-query-spends-try"  # R19: VERIFY 88 without data costs an SO try
+    UNINITIALIZED_GENERATE_WRITES = "uninitialized-generate-writes"  # R20: GENERATE KEY on a shipped token answers 6A88 but stores a key
+    DKEK_STATUS_SHOWS_IMPORTED = "dkek-status-shows-imported"  # R23: the DKEK status counts imported shares, not outstanding
+    DEVICE_KEY_NEEDS_EXTENDED_LE = "device-key-needs-extended-le"  # R15: SIGN with CC00 and a short Le answers 6700: no portal login
 
 
 def parse_faults(names: object) -> frozenset[Fault]:

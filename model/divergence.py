@@ -17,7 +17,8 @@ from hsm_lifecycle.model import commands as C
 from hsm_lifecycle.model.checks import checks_at
 from hsm_lifecycle.model.commands import Command
 from hsm_lifecycle.model.oracle import Outcome
-from hsm_lifecycle.model.outputs import UPDATE_OK, UPDATE_REFUSED_ACCOUNT
+from hsm_lifecycle.model.outputs import UPDATE_OK, UPDATE_REFUSED_ACCOUNT, UPDATE_REFUSED_LIMIT
+from hsm_lifecycle.protocol import FIRMWARE_UPDATES_WHILE_SO_BLOCKED
 from hsm_lifecycle.model.states import ExtState
 
 SO_TRIES = "SO tries"
@@ -170,17 +171,26 @@ def _blame(outcome: Outcome, answer: str, history: Sequence[Outcome | None]) -> 
             return Blame(SESSION, "model: user PIN verified, device: not logged in", _session(outcome, last))
         if answer == NO_SUCH_KEY and OK in outcome.outputs and before.keys:
             return Blame(KEYS, f"model {before.keys} keys, device has none to use", _keys_lost(last))
-    if cmd.name == C.FIRMWARE_UPDATE and _keyless_user_blocked(before) and UPDATE_OK in outcome.outputs and answer.lower() != UPDATE_OK:
-        # Refused where R12 and R15 both admit it: the portal's reason tells whose rule broke.
+    if cmd.name == C.FIRMWARE_UPDATE and UPDATE_OK in outcome.outputs and answer.lower() != UPDATE_OK:
         refused = answer.lower()
-        check = "R15.account-updates-blocked-device" if refused == UPDATE_REFUSED_ACCOUNT else "R12.admitted-without-keys"
-        return Blame(PORTAL, f"model: update admitted, portal: {refused}", (check,))
+        check = _update_refused(before, refused)
+        if check is not None:
+            return Blame(PORTAL, f"model: update admitted, portal: {refused}", (check,))
     checks = tuple(c.id for c in checks_at(outcome.transition))
     return Blame(STATUS_WORD, f"model {' | '.join(expected)}, device {answer}", checks)
 
 
-def _keyless_user_blocked(state: ExtState) -> bool:
-    return state.is_initialized and not state.transport and state.user_tries == 0 and not state.keys
+def _update_refused(before: ExtState, refused: str) -> str | None:
+    """An update the model admits, refused: the portal's reason tells whose rule broke (the
+    gate's of R12/R13, or R15's account that may update another, blocked device)."""
+    if refused == UPDATE_REFUSED_ACCOUNT:
+        return "R15.account-updates-blocked-device" if before.is_initialized and before.user_tries == 0 else None
+    if before.so_tries == 0 and before.keys:
+        # Admitted only because the SO-PIN is blocked: a limit reached too early is R13's.
+        return "R13.five-admitted" if refused == UPDATE_REFUSED_LIMIT else "R12.admitted-when-so-blocked"
+    if before.so_tries == 0 and before.so_blocked_updates >= FIRMWARE_UPDATES_WHILE_SO_BLOCKED:
+        return "R13.empty-not-counted"
+    return None if before.keys else "R12.admitted-without-keys"
 
 
 def query_moves_itself(outcome: Outcome, first: str, again: str) -> Blame | None:
