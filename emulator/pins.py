@@ -133,21 +133,27 @@ def transport_active(card: CardContext) -> bool:
 # --- commands ----------------------------------------------------------------------------------
 
 
-def _pin_reference(cmd: Command, allowed: tuple[int, ...]) -> int:
+def _pin_reference(card: CardContext, cmd: Command, allowed: tuple[int, ...]) -> int:
     if cmd.p1 != 0x00:
         raise ApduError(SW.INCORRECT_P1P2, "P1 must be 00")
     if cmd.p2 in (protocol.PIN_BIO_1, protocol.PIN_BIO_2):
         raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "no biometric template on this device")
     if cmd.p2 not in allowed:
         raise ApduError(SW.INCORRECT_P1P2, f"no PIN reference {cmd.p2:02X}")
-    if cmd.ne is not None:
-        raise ApduError(SW.WRONG_LENGTH, "PIN commands return no data")
+    refuse_le(card, cmd)
     return cmd.p2
+
+
+def refuse_le(card: CardContext, cmd: Command) -> None:
+    """PIN commands return no data: an Le is 6700, except on a case-3 command (with data) of a
+    profile that ignores it there (open behaviour case3-le)."""
+    if cmd.ne is not None and not (cmd.data and card.profile.case3_le_accepted):
+        raise ApduError(SW.WRONG_LENGTH, "PIN commands return no data")
 
 
 def verify(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """VERIFY 81/88: a status query without data (free, R19), a PIN check with data."""
-    ref = _pin_reference(cmd, (protocol.PIN_USER, protocol.PIN_SO))
+    ref = _pin_reference(card, cmd, (protocol.PIN_USER, protocol.PIN_SO))
     if ref == protocol.PIN_USER:
         return b"", _verify_user(card, cmd.data)
     return b"", _verify_so(card, cmd.data)
@@ -226,7 +232,7 @@ def _verify_so(card: CardContext, pin: bytes) -> int:
 
 def change_reference_data(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """CHANGE REFERENCE DATA 81 (old||new, the card knows the old length) and 88 (8||8)."""
-    ref = _pin_reference(cmd, (protocol.PIN_USER, protocol.PIN_SO))
+    ref = _pin_reference(card, cmd, (protocol.PIN_USER, protocol.PIN_SO))
     if not cmd.data:
         raise ApduError(SW.WRONG_LENGTH, "CHANGE REFERENCE DATA needs old and new PIN")
     if not card.state.initialized:
@@ -293,8 +299,7 @@ def reset_retry_counter(card: CardContext, cmd: Command) -> tuple[bytes, int]:
         raise ApduError(SW.INCORRECT_P1P2, "P1 must be 00 or 01")
     if cmd.p2 != protocol.PIN_USER:
         raise ApduError(SW.INCORRECT_P1P2, "P2 must be 81")
-    if cmd.ne is not None:
-        raise ApduError(SW.WRONG_LENGTH, "RESET RETRY COUNTER returns no data")
+    refuse_le(card, cmd)
     if not cmd.data:
         raise ApduError(SW.WRONG_LENGTH, "RESET RETRY COUNTER needs the SO-PIN")
     state = card.state

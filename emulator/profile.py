@@ -50,6 +50,9 @@ class Profile:
     auth_after_change: bool = False
     # wrong-pin-ends-session: a wrong user PIN ends an open user session.
     wrong_pin_ends_session: bool = True
+    # case3-le: a case-3 PIN command (VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER with
+    # data) sent with an Le: ignored (the command runs) or refused with 6700, changing nothing.
+    case3_le_accepted: bool = False
     # Applet version in the FCP (tag 85), and the object storage budget in bytes.
     version: tuple[int, int] = protocol.DEFAULT_VERSION
     storage_bytes: int = protocol.EEPROM_BYTES
@@ -90,6 +93,7 @@ class Profile:
             "auth_after_init": self.auth_after_init,
             "auth_after_change": self.auth_after_change,
             "wrong_pin_ends_session": self.wrong_pin_ends_session,
+            "case3_le_accepted": self.case3_le_accepted,
             "version": list(self.version),
             "storage_bytes": self.storage_bytes,
             "model": self.model,
@@ -114,6 +118,7 @@ class Profile:
             "auth-after-init": str(self.auth_after_init).lower(),
             "auth-after-change": str(self.auth_after_change).lower(),
             "wrong-pin-ends-session": str(self.wrong_pin_ends_session).lower(),
+            "case3-le": "accepted" if self.case3_le_accepted else "refused (6700)",
         }
 
 
