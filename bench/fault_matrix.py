@@ -196,7 +196,7 @@ def measure(faults: list[str] | None = None, workers: int = 2) -> list[Row]:
         return list(pool.map(run_fault, faults))
 
 
-def render(rows: list[Row]) -> str:
+def render(rows: list[Row], wall: float | None = None, workers: int = 1) -> str:
     killed = sum(r.killed for r in rows)
     clean = sum(r.killed and not r.spillover for r in rows)
     lines = [
@@ -206,12 +206,14 @@ def render(rows: list[Row]) -> str:
         "",
         "Every fault switch of the emulator (`emulator.profile.Fault`) and its portal (`emulator.portal.PortalFault`),",
         f"run against the per-rule conformance tests (`-k \"{PER_RULE_TESTS}\"`) on the in-process emulator.",
-        "A fault is *killed* when its own rule fails through the check it breaks. *Spillover* lists the other",
+        "A fault is *killed* when its own rule fails through the check it breaks (and through the checks that",
+        "share that check's observation word for word, `ALSO_BREAKS`, listed after it). *Spillover* lists the other",
         "rules that failed as well: a fault that shows in a second rule's check, because that check sees the",
         "same misbehaviour (it is not hidden, and the rule it breaks is still named).",
         "",
         f"**{killed} of {len(rows)} faults killed through their own check; {clean} with no spillover.**",
         "",
+        *([f"Wall time {wall:.0f} s with {workers} worker(s); the s column is each fault's own pytest process.", ""] if wall else []),
         "| fault | breaks | killed | run verdict | spillover rules | other failed checks | suite errors | s |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -228,9 +230,11 @@ def render(rows: list[Row]) -> str:
         *(f"- `{cid}`" for cid in never),
     ] if not set(BREAKS) - {r.fault for r in rows} else []
     for r in rows:
+        also = "".join(f", `{c}`" for c in ALSO_BREAKS.get(r.fault, ()))
+        others = [c for c in r.other_checks if c not in ALSO_BREAKS.get(r.fault, ())]
         lines.append(
-            f"| `{r.fault}` | `{r.check}` | {'yes' if r.killed else '**no**'} | {r.verdict} | "
-            f"{', '.join(r.spillover) or '—'} | {', '.join(f'`{c}`' for c in r.other_checks) or '—'} | {r.errors} | {r.seconds:.1f} |"
+            f"| `{r.fault}` | `{r.check}`{also} | {'yes' if r.killed else '**no**'} | {r.verdict} | "
+            f"{', '.join(r.spillover) or '—'} | {', '.join(f'`{c}`' for c in others) or '—'} | {r.errors} | {r.seconds:.1f} |"
         )
     return "\n".join(lines + tail) + "\n"
 
@@ -241,8 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
+    began = time.perf_counter()
     rows = measure(args.only, args.workers)
-    text = render(rows)
+    text = render(rows, time.perf_counter() - began, args.workers)
     if args.only:
         print(text)
     else:
