@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from hsm_lifecycle.conformance import offalphabet as raw
 from hsm_lifecycle.conformance.interlocks import InterlockRefused
 from hsm_lifecycle.model.commands import Command
@@ -75,12 +77,10 @@ def issuer_root(hsm: Device, ef_2f02: bytes, checks: tuple[str, ...]) -> str:
     return car  # type: ignore[return-value]
 
 
-def device_public_key(hsm: Device, ef_2f02: bytes, checks: tuple[str, ...]):  # -> ec.EllipticCurvePublicKey
+def device_public_key(hsm: Device, ef_2f02: bytes, checks: tuple[str, ...]) -> ec.EllipticCurvePublicKey:
     """The public key the device certificate in EF.C_DevAut names, its curve taken from the
     DICA or the root the DICA names. Signatures are not verified here: whether the chain holds
     is R18's to judge; a check that only needs the key should not fail on R18's account."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     from hsm_lifecycle.cvc import CvcError, load_roots, parse_cv_objects
 
     car = issuer_root(hsm, ef_2f02, checks)

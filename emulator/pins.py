@@ -47,7 +47,8 @@ def wrong_pin_sw(card: CardContext, tries_left: int) -> int:
 
 
 def _spend_one_more(card: CardContext, fault: Fault) -> None:
-    """Fault switches that make a wrong user PIN cost two tries (breaks R04)."""
+    """Fault switches that spend a user try the rules do not (a second one for a wrong PIN: R04;
+    one for a wrong-length PIN: R16)."""
     if fault in card.faults and card.state.user_tries > 0:
         card.commit(replace(card.state, user_tries=card.state.user_tries - 1), PersistencePoint.USER_TRY_SPENT)
 
