@@ -28,6 +28,7 @@ SESSION = "session"
 INITIALIZATION = "initialization"
 STATUS_WORD = "status word"
 PORTAL = "portal's answer"
+UPDATE_REFUSED = "update-refused"  # the prefix of every refusal the portal words
 
 QUERIES = frozenset({C.QUERY_USER, C.QUERY_SO})
 SO_COMMANDS = frozenset({C.QUERY_SO, C.INITIALIZE, C.RESET_RETRY_COUNTER, C.CHANGE_SO_PIN})
@@ -133,7 +134,7 @@ def blame(outcome: Outcome, answer: str, history: Sequence[Outcome | None] = ())
             return Blame(found.variable, found.detail + f", after a power cut in {culprit.command}", (TEAR_CHECKS[culprit.command.name],))
         return found
     found = _blame(outcome, answer, history)
-    if culprit is OFF_ALPHABET and found.variable != STATUS_WORD:
+    if culprit is OFF_ALPHABET and found.variable not in (STATUS_WORD, PORTAL):  # both are this step's own answer
         return Blame(found.variable, found.detail + ", after a command outside the alphabet", ())
     return found
 
@@ -171,7 +172,7 @@ def _blame(outcome: Outcome, answer: str, history: Sequence[Outcome | None]) -> 
             return Blame(SESSION, "model: user PIN verified, device: not logged in", _session(outcome, last))
         if answer == NO_SUCH_KEY and OK in outcome.outputs and before.keys:
             return Blame(KEYS, f"model {before.keys} keys, device has none to use", _keys_lost(last))
-    if cmd.name == C.FIRMWARE_UPDATE and UPDATE_OK in outcome.outputs and answer.lower() != UPDATE_OK:
+    if cmd.name == C.FIRMWARE_UPDATE and UPDATE_OK in outcome.outputs and answer.lower().startswith(UPDATE_REFUSED):
         refused = answer.lower()
         check = _update_refused(before, refused)
         if check is not None:

@@ -93,3 +93,12 @@ def test_a_refused_update_is_blamed_by_the_portals_reason():
     assert blame(so_blocked, "update-refused-keys").checks == ("R12.admitted-when-so-blocked",)
     with_keys = expect(ExtState.initialized(keys=1), C.firmware_update(), P)
     assert blame(with_keys, "update-ok").variable == "status word"  # not a refusal: the status word decides
+
+
+def test_a_refused_update_after_commands_outside_the_alphabet_keeps_its_blame():
+    """The portal's reason is the step's own answer, not a variable an earlier raw command may
+    have moved; an update done only in part is no refusal (the status word decides)."""
+    blocked = expect(ExtState.initialized(user_tries=0), C.firmware_update(), P)
+    assert blame(blocked, "update-refused-account", [None]).checks == ("R15.account-updates-blocked-device",)
+    keyless = expect(ExtState.initialized(), C.firmware_update(), P)
+    assert blame(keyless, "update-incomplete(no new identity)", [None]).variable == "status word"
