@@ -18,9 +18,12 @@ from dataclasses import dataclass, field
 
 from hsm_lifecycle.conformance.interlocks import InterlockRefused
 from hsm_lifecycle.model.cost import CostClass
-from hsm_lifecycle.conformance.mapper import Mapper, WRONG_LENGTH_USER_PIN
+from hsm_lifecycle.conformance.mapper import Mapper, WRONG_LENGTH_USER_PIN, apdu
 from hsm_lifecycle.conformance.trace import TraceRecorder
 from hsm_lifecycle.protocol import (
+    CLA_ISO,
+    PIN_USER,
+    Ins,
     OPTION_RESET_RETRY_COUNTER,
     SO_PIN_TRIES,
     SW,
@@ -34,6 +37,7 @@ from hsm_lifecycle.protocol import (
 from hsm_lifecycle.model.commands import Command
 from hsm_lifecycle.model.profiles import (
     AUTH_AFTER_CHANGE,
+    CASE3_LE,
     WRONG_PIN_ENDS_SESSION,
     AUTH_AFTER_INIT,
     INIT_WRONG_SO_SW,
@@ -204,6 +208,7 @@ class Observer:
         else:
             self.unknown(AUTH_AFTER_CHANGE, "the user PIN is blocked")
         self.wrong_pin_ends_session(state)
+        self.case3_le(state)
         self.so_success_restores()
         self.probe.run(Command.select(), why="end")
         return state
@@ -303,6 +308,32 @@ class Observer:
             self.record(WRONG_PIN_ENDS_SESSION, True)
         else:
             self.odd(WRONG_PIN_ENDS_SESSION, f"the user query after a wrong PIN answered {query}")
+
+    def case3_le(self, state: ExtState) -> None:
+        """VERIFY 81 with the right PIN and a trailing Le 00: accepted (9000) or refused.
+        Reported only. A device that took the Le for a PIN byte spent a try: given back with
+        the right PIN, and the session the probe may have opened ends with a re-SELECT."""
+        if state.transport or not self.user_pin_known or not state.user_tries:
+            why = ("the transport PIN is active" if state.transport else "the user PIN is blocked" if self.user_pin_known
+                   else "probing it presents the token's user PIN: pass it with --hsm-pin")  # fmt: skip
+            self.unknown(CASE3_LE, why)
+            return
+        pin = self.probe.mapper.pins.user_pin
+        self.probe.run(Command.select(), why=CASE3_LE)
+        self.probe.recorder.context(f"observe {CASE3_LE}: VERIFY 81 with the user PIN and Le 00", "", ())
+        try:
+            sw = self.probe.mapper.send(apdu(CLA_ISO, Ins.VERIFY, 0, PIN_USER, pin, le=0)).sw_hex.upper()
+        except InterlockRefused as exc:
+            self.unknown(CASE3_LE, exc.reason)
+            return
+        if sw == "9000":
+            self.out.seen[CASE3_LE] = "accepted (9000)"
+        else:
+            spent = _is_sw(sw) and tries_from_sw(int(sw, 16)) is not None
+            self.out.seen[CASE3_LE] = f"refused ({normalize(CASE3_LE, sw)})" + (", a try spent" if spent else "")
+            if spent:
+                self.probe.run(Command.verify_user("right"), why="restore the user tries")
+        self.probe.run(Command.select(), why=CASE3_LE)
 
     def so_success_restores(self) -> None:
         """Spend one SO try (only above the floor), then a right SO-PIN: back to 15 or not."""

@@ -117,7 +117,8 @@ class Applet:
             if Fault.UNINITIALIZED_KEY_USE_6982 in self.faults:
                 raise ApduError(SW.SECURITY_STATUS_NOT_SATISFIED, "not initialized (answered as not logged in)")
             raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "not initialized")
-        if not self.session.authenticated and Fault.KEY_USE_WITHOUT_LOGIN not in self.faults:
+        blocked_open = Fault.BLOCKED_USER_KEY_USE in self.faults and self.state.user_tries == 0
+        if not self.session.authenticated and Fault.KEY_USE_WITHOUT_LOGIN not in self.faults and not blocked_open:
             raise ApduError(SW.SECURITY_STATUS_NOT_SATISFIED, "user PIN not verified")
 
     def require_room(self, state: CardState) -> None:

@@ -14,7 +14,7 @@ from hsm_lifecycle.emulator.apdu import ApduError, Command
 from hsm_lifecycle.emulator.profile import Fault
 from hsm_lifecycle.emulator.objects import MF, PROTECTED_FIDS, is_key_fid, needs_pin_to_read
 from hsm_lifecycle.emulator.store import PersistencePoint
-from hsm_lifecycle import protocol, tlv
+from hsm_lifecycle import cvc, protocol, tlv
 from hsm_lifecycle.protocol import SW
 
 if TYPE_CHECKING:
@@ -106,6 +106,8 @@ def read_binary(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     content = card.state.files.get(fid)
     if content is None:
         raise ApduError(SW.FILE_NOT_FOUND, f"no file {fid:04X}")
+    if fid == protocol.FID_C_DEVAUT:
+        content = _as_personalised(card, content)
     if offset > len(content):
         raise ApduError(SW.WRONG_P1P2, "offset beyond the end of the file")
     card.set_current_ef(fid)
@@ -115,6 +117,21 @@ def read_binary(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     if len(rest) < cmd.ne:
         return rest, SW.END_OF_FILE
     return rest[: cmd.ne], SW.OK
+
+
+def _as_personalised(card: CardContext, c_devaut: bytes) -> bytes:
+    """EF.C_DevAut as a badly personalised token holds it (R18 faults); unchanged otherwise."""
+    if Fault.DICA_FROM_UNKNOWN_ROOT in card.faults:
+        # The DICA's issuer reference (its CAR, the root's CHR) names a root nobody publishes.
+        device = cvc.parse_cv_objects(c_devaut)[0]
+        dica = c_devaut[len(device.raw) :]
+        root = cvc.CVCertificate.decode(dica).car.encode("ascii")
+        c_devaut = c_devaut[: len(device.raw)] + dica.replace(root, root[:-6] + b"900001", 1)
+    if Fault.DEVICE_CVC_BAD_SIGNATURE in card.faults:
+        # The device CVC's signature (its last byte) damaged: the certificate no longer verifies.
+        end = len(cvc.parse_cv_objects(c_devaut)[0].raw) - 1
+        c_devaut = c_devaut[:end] + bytes([c_devaut[end] ^ 0x01]) + c_devaut[end + 1 :]
+    return c_devaut
 
 
 def update_binary(card: CardContext, cmd: Command) -> tuple[bytes, int]:

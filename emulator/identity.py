@@ -27,6 +27,10 @@ SERIAL_DIGITS = 7
 DEVICE_VALIDITY_YEARS = 5
 DEVICE_CURVE = "brainpoolP256r1"  # inherited from the root, like the real token's
 DICA_CHR = "UTDICA0100001"
+# A root and DICA no one publishes: where a faulty firmware loader issues identities from
+# (the update-under-other-root fault). Made afresh per process; nothing trusts them.
+OTHER_ROOT_CHR = "UTSRCACC900001"
+OTHER_DICA_CHR = "UTDICA0900001"
 CHALLENGE_MIN, CHALLENGE_MAX = 8, 1024
 
 
@@ -45,6 +49,11 @@ class Manufacturer:
     def test(cls) -> Manufacturer:
         """The shipped TEST DICA (emulator/data), issued by the test root UTSRCACC100001."""
         return _test_manufacturer()
+
+    @classmethod
+    def unpublished(cls) -> Manufacturer:
+        """A DICA under a root no one publishes (OTHER_ROOT_CHR), for a faulty loader."""
+        return _unpublished_manufacturer()
 
     def issue_device_certificate(
         self, public_key: ec.EllipticCurvePublicKey, chr_: str, effective: dt.date
@@ -76,6 +85,37 @@ def _test_manufacturer() -> Manufacturer:
         raise IdentityError("test DICA key is not an EC key")
     return Manufacturer(
         key, cvc.CVCertificate.decode(data.joinpath(f"{DICA_CHR}.cvc").read_bytes())
+    )
+
+
+@functools.cache
+def _unpublished_manufacturer() -> Manufacturer:
+    oid = cvc.OID_TA_ECDSA_SHA256
+    curve = cvc.CURVES[DEVICE_CURVE].curve()
+    root_key, dica_key = ec.generate_private_key(curve), ec.generate_private_key(curve)
+    today = dt.date.today()
+    body = cvc.CvBody(
+        car=OTHER_ROOT_CHR,
+        # The domain travels with the DICA: no one has the root that would carry it.
+        public_key=cvc.CvPublicKey.from_cryptography(dica_key.public_key(), oid),
+        chr=OTHER_DICA_CHR,
+        chat=cvc.Chat(cvc.OID_CHAT_SMARTCARD_HSM, bytes([cvc.ROLE_DV])),
+        effective=today,
+        expiry=_add_years(today, 20),
+    )
+    return Manufacturer(dica_key, cvc.issue(body, root_key, oid))
+
+
+def new_device_key_der() -> bytes:
+    """PKCS#8 DER of a fresh key on the device curve, with no certificate naming it."""
+    return _der(ec.generate_private_key(cvc.CURVES[DEVICE_CURVE].curve()))
+
+
+def _der(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
     )
 
 
@@ -158,12 +198,7 @@ def manufacture_identity(
     )
     key = ec.generate_private_key(cvc.CURVES[DEVICE_CURVE].curve())
     cert = issuer.issue_device_certificate(key.public_key(), chr_, today or dt.date.today())
-    der = key.private_bytes(
-        serialization.Encoding.DER,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return DeviceIdentity(der, cert.raw + issuer.dica.raw, chr_)
+    return DeviceIdentity(_der(key), cert.raw + issuer.dica.raw, chr_)
 
 
 def sign_challenge(device_key: ec.EllipticCurvePrivateKey, challenge: bytes) -> bytes:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from hsm_lifecycle.emulator.apdu import ApduError, Command, sw_hex
 from hsm_lifecycle.emulator.dkek import kcv as dkek_kcv
+from hsm_lifecycle.emulator.identity import new_device_key_der
 from hsm_lifecycle.emulator.objects import PROTECTED_FIDS
 from hsm_lifecycle.emulator.pins import (
     MAX_SO_TRIES,
@@ -180,6 +181,9 @@ def apply_request(card: CardContext, state: CardState, request: InitRequest) -> 
     )
     if Fault.IDENTITY_CHANGES_ON_INIT in card.faults:
         fresh = card.reidentify(fresh)
+    if Fault.INIT_REGENERATES_DEVICE_KEY in card.faults:
+        # CC00 anew, 2F02 untouched: the certificate no longer names the device's key.
+        fresh = replace(fresh, keys={**fresh.keys, protocol.FID_DEVICE_KEY: new_device_key_der()})
     return fresh
 
 
@@ -188,8 +192,13 @@ def initialize_device(card: CardContext, cmd: Command) -> tuple[bytes, int]:
         raise ApduError(SW.INCORRECT_P1P2, "P1P2 must be 0000")
     if not cmd.data:
         raise ApduError(SW.WRONG_LENGTH, "INITIALIZE DEVICE needs its TLVs")
-    request = parse_request(cmd.data, card.profile.retries_by_pin_length)
     state = card.state
+    try:
+        request = parse_request(cmd.data, card.profile.retries_by_pin_length)
+    except ApduError:
+        if Fault.INIT_WRONG_LENGTH_SPENDS_TRY in card.faults and state.initialized and state.so_tries > 0:
+            card.commit(replace(state, so_tries=state.so_tries - 1), PersistencePoint.SO_TRY_SPENT)
+        raise
     if not state.initialized:
         # R21: any well-formed code becomes the SO-PIN.
         so_tries = (
@@ -214,6 +223,8 @@ def initialize_device(card: CardContext, cmd: Command) -> tuple[bytes, int]:
             PersistencePoint.DEVICE_INITIALIZED,
         )
         if not accepted:
+            if Fault.WRONG_INIT_SPENDS_TWO in card.faults and card.state.so_tries > 0:
+                card.commit(replace(card.state, so_tries=card.state.so_tries - 1), PersistencePoint.SO_TRY_SPENT)
             if Fault.WRONG_INIT_SPENDS_USER_TRY in card.faults and card.state.user_tries > 0:
                 card.commit(replace(card.state, user_tries=card.state.user_tries - 1), PersistencePoint.USER_TRY_SPENT)
             setting = card.profile.init_wrong_so_sw

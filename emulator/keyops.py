@@ -17,11 +17,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hsm_lifecycle.emulator import dkek as backup
 from hsm_lifecycle.emulator import keys
 from hsm_lifecycle.emulator.apdu import ApduError, Command
+from hsm_lifecycle.emulator.identity import new_device_key_der
 from hsm_lifecycle.emulator.initialize import dkek_kcv
 from hsm_lifecycle.emulator.profile import Fault
 from hsm_lifecycle.emulator.state import Dkek
 from hsm_lifecycle.emulator.store import PersistencePoint
-from hsm_lifecycle import protocol
+from hsm_lifecycle import cvc, protocol, tlv
 from hsm_lifecycle.protocol import SW
 
 if TYPE_CHECKING:
@@ -48,6 +49,10 @@ def request_fid(key_id: int) -> int:
 def generate_key_pair(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """`00 46 <key id> 00` + CV body: a new key, answered (and kept in CExx) as a CV request
     signed by the device key."""
+    if Fault.UNINITIALIZED_GENERATE_WRITES in card.faults and not card.state.initialized and 0 < cmd.p1 and cmd.data:
+        # The key slot is written before the initialization check refuses the command.
+        blob = new_device_key_der()
+        card.commit(card.state.with_key(key_fid(cmd.p1), blob), PersistencePoint.KEY_GENERATED)
     if Fault.GENERATE_WITHOUT_LOGIN not in card.faults or not card.state.initialized:
         card.require_user()
     if cmd.p1 == DEVICE_KEY_ID:
@@ -66,12 +71,15 @@ def generate_key_pair(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     if not isinstance(signer, ec.EllipticCurvePrivateKey):
         raise ApduError(SW.CONDITIONS_NOT_SATISFIED, "device key is not an EC key")
     chr_fallback = f"{card.serial}{cmd.p1:05d}"
+    body = cmd.data
+    if Fault.TRUNCATED_TLV_ACCEPTED in card.faults and _truncated(body):
+        body = _default_template(signer)  # a lenient parser: what it could not read, it defaulted
     try:
-        bits = keys.parse_key_template(cmd.data).rsa_bits
+        bits = keys.parse_key_template(body).rsa_bits
         if bits is not None and bits not in card.profile.device.rsa_bits:
             raise keys.UnsupportedKeyError(f"RSA-{bits} not offered by a {card.profile.model}")
         generated = keys.generate_from_cv_body(
-            cmd.data, chr_fallback, keys.OuterSigner(signer, state.device_chr)
+            body, chr_fallback, keys.OuterSigner(signer, state.device_chr)
         )
     except keys.KeyOperationError as refused:
         raise ApduError(refused.sw, str(refused)) from refused
@@ -83,6 +91,21 @@ def generate_key_pair(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     card.require_room(updated)
     card.commit(updated, PersistencePoint.KEY_GENERATED)
     return generated.request, SW.OK
+
+
+def _truncated(body: bytes) -> bool:
+    try:
+        tlv.decode_all(body)
+    except tlv.TlvError:
+        return True
+    return False
+
+
+def _default_template(signer: ec.EllipticCurvePrivateKey) -> bytes:
+    """An EC key template on the device key's curve (domain, no point)."""
+    public = cvc.CvPublicKey.from_cryptography(signer.public_key(), cvc.OID_TA_ECDSA_SHA256)
+    parts = [tlv.encode(i.tag, i.value) for i in tlv.decode_all(public.encode())[0].children() if i.tag != 0x86]
+    return tlv.encode_constructed(protocol.TAG_CV_PUBLIC_KEY, parts)
 
 
 def _key_for_use(card: CardContext, cmd: Command, login: bool = True) -> keys.StoredKey:
@@ -99,6 +122,8 @@ def _key_for_use(card: CardContext, cmd: Command, login: bool = True) -> keys.St
 def sign(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """`80 68 <key id> <algorithm>` + hash or message."""
     key = _key_for_use(card, cmd)
+    if Fault.DEVICE_KEY_NEEDS_EXTENDED_LE in card.faults and cmd.p1 == DEVICE_KEY_ID and not cmd.extended:
+        raise ApduError(SW.WRONG_LENGTH, "the device key answers only an extended Le")
     try:
         return keys.sign(key, cmd.p2, cmd.data), SW.OK
     except keys.KeyOperationError as refused:
@@ -141,6 +166,8 @@ def dkek(card: CardContext, cmd: Command) -> tuple[bytes, int]:
         left = current.outstanding - 1
         current = Dkek(current.shares, left, dkek_kcv(key) if left == 0 else bytes(8), key)
         card.commit(replace(state, dkek=current), PersistencePoint.DKEK_SHARE_IMPORTED)
+    if Fault.DKEK_STATUS_SHOWS_IMPORTED in card.faults:
+        return bytes([current.shares, current.shares - current.outstanding]) + current.kcv, SW.OK
     return bytes([current.shares, current.outstanding]) + current.kcv, SW.OK
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hsm_lifecycle.emulator.identity import DeviceIdentity, manufacture_identity
+from hsm_lifecycle.emulator.identity import DeviceIdentity, Manufacturer, manufacture_identity
 from hsm_lifecycle.emulator.keys import KeyStateError, StoredKey
 from hsm_lifecycle.emulator.state import CardState, StateFileError
 from hsm_lifecycle import cvc, protocol
@@ -41,9 +41,9 @@ def with_identity(state: CardState, identity: DeviceIdentity) -> CardState:
     )
 
 
-def new_identity(state: CardState) -> CardState:
+def new_identity(state: CardState, manufacturer: Manufacturer | None = None) -> CardState:
     """A brand-new device identity (firmware update, or the R08 fault): generation + 1."""
-    fresh = with_identity(state, manufacture_identity())
+    fresh = with_identity(state, manufacture_identity(manufacturer=manufacturer))
     return replace(fresh, identity_generation=state.identity_generation + 1)
 
 

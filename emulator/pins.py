@@ -47,7 +47,8 @@ def wrong_pin_sw(card: CardContext, tries_left: int) -> int:
 
 
 def _spend_one_more(card: CardContext, fault: Fault) -> None:
-    """Fault switches that make a wrong user PIN cost two tries (breaks R04)."""
+    """Fault switches that spend a user try the rules do not (a second one for a wrong PIN: R04;
+    one for a wrong-length PIN: R16)."""
     if fault in card.faults and card.state.user_tries > 0:
         card.commit(replace(card.state, user_tries=card.state.user_tries - 1), PersistencePoint.USER_TRY_SPENT)
 
@@ -104,7 +105,7 @@ def present_so_pin(
     spent = replace(before, so_tries=max(before.so_tries - 1, 0)) if spends else before
     late_write = Fault.TEAR_REFUNDS_TRY in card.faults or (
         Fault.TEAR_REFUNDS_RRC in card.faults and point == PersistencePoint.USER_PIN_RESET
-    )
+    ) or (Fault.TEAR_REFUNDS_CHANGE_SO in card.faults and point == PersistencePoint.SO_PIN_CHANGED)
     if spends and not late_write:
         card.commit(spent, PersistencePoint.SO_TRY_SPENT)
     right = hmac.compare_digest(candidate, before.so_pin)
@@ -133,21 +134,27 @@ def transport_active(card: CardContext) -> bool:
 # --- commands ----------------------------------------------------------------------------------
 
 
-def _pin_reference(cmd: Command, allowed: tuple[int, ...]) -> int:
+def _pin_reference(card: CardContext, cmd: Command, allowed: tuple[int, ...]) -> int:
     if cmd.p1 != 0x00:
         raise ApduError(SW.INCORRECT_P1P2, "P1 must be 00")
     if cmd.p2 in (protocol.PIN_BIO_1, protocol.PIN_BIO_2):
         raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "no biometric template on this device")
     if cmd.p2 not in allowed:
         raise ApduError(SW.INCORRECT_P1P2, f"no PIN reference {cmd.p2:02X}")
-    if cmd.ne is not None:
-        raise ApduError(SW.WRONG_LENGTH, "PIN commands return no data")
+    refuse_le(card, cmd)
     return cmd.p2
+
+
+def refuse_le(card: CardContext, cmd: Command) -> None:
+    """PIN commands return no data: an Le is 6700, except on a case-3 command (with data) of a
+    profile that ignores it there (open behaviour case3-le)."""
+    if cmd.ne is not None and not (cmd.data and card.profile.case3_le_accepted):
+        raise ApduError(SW.WRONG_LENGTH, "PIN commands return no data")
 
 
 def verify(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """VERIFY 81/88: a status query without data (free, R19), a PIN check with data."""
-    ref = _pin_reference(cmd, (protocol.PIN_USER, protocol.PIN_SO))
+    ref = _pin_reference(card, cmd, (protocol.PIN_USER, protocol.PIN_SO))
     if ref == protocol.PIN_USER:
         return b"", _verify_user(card, cmd.data)
     return b"", _verify_so(card, cmd.data)
@@ -155,7 +162,7 @@ def verify(card: CardContext, cmd: Command) -> tuple[bytes, int]:
 
 def _spend_on_query(card: CardContext, so: bool) -> None:
     """Fault query-spends-try only: a status query costs a try (breaks R19)."""
-    if Fault.QUERY_SPENDS_TRY not in card.faults:
+    if Fault.QUERY_SPENDS_TRY not in card.faults and not (so and Fault.SO_QUERY_SPENDS_TRY in card.faults):
         return
     state = card.state
     if so and state.so_tries > 0:
@@ -177,6 +184,8 @@ def _verify_user(card: CardContext, pin: bytes) -> int:
             raise ApduError(SW.REFERENCE_DATA_NOT_USABLE, "not initialized (v1.x)")
         raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "not initialized")
     if transport_active(card):
+        if pin and Fault.TRANSPORT_VERIFY_LOGS_IN in card.faults and hmac.compare_digest(pin, state.user_pin or b""):
+            card.login()  # the session flag set before the transport check refuses
         raise ApduError(SW.REFERENCE_DATA_NOT_USABLE, "transport PIN must be changed first")
     if not pin:
         _spend_on_query(card, so=False)
@@ -224,7 +233,7 @@ def _verify_so(card: CardContext, pin: bytes) -> int:
 
 def change_reference_data(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     """CHANGE REFERENCE DATA 81 (old||new, the card knows the old length) and 88 (8||8)."""
-    ref = _pin_reference(cmd, (protocol.PIN_USER, protocol.PIN_SO))
+    ref = _pin_reference(card, cmd, (protocol.PIN_USER, protocol.PIN_SO))
     if not cmd.data:
         raise ApduError(SW.WRONG_LENGTH, "CHANGE REFERENCE DATA needs old and new PIN")
     if not card.state.initialized:
@@ -241,11 +250,13 @@ def _change_user(card: CardContext, data: bytes) -> int:
     assert stored is not None
     old, new = data[: len(stored)], data[len(stored) :]
     if len(data) <= len(stored) or not user_pin_length_ok(new):
+        _spend_one_more(card, Fault.CHANGE_WRONG_LENGTH_SPENDS_TRY)
         return refuse_wrong_length(card, so=False)
 
     def set_pin(state: CardState) -> CardState:
         # Changing the PIN is also the way out of transport-PIN mode (R11).
-        return replace(state, user_pin=new, transport_pin=False)
+        keep = Fault.CHANGE_KEEPS_TRANSPORT in card.faults
+        return replace(state, user_pin=new, transport_pin=state.transport_pin and keep)
 
     if Fault.CHANGE_USER_PIN_REFUSED in card.faults and not transport_active(card) and hmac.compare_digest(old, stored):
         return SW.SECURITY_STATUS_NOT_SATISFIED
@@ -289,8 +300,7 @@ def reset_retry_counter(card: CardContext, cmd: Command) -> tuple[bytes, int]:
         raise ApduError(SW.INCORRECT_P1P2, "P1 must be 00 or 01")
     if cmd.p2 != protocol.PIN_USER:
         raise ApduError(SW.INCORRECT_P1P2, "P2 must be 81")
-    if cmd.ne is not None:
-        raise ApduError(SW.WRONG_LENGTH, "RESET RETRY COUNTER returns no data")
+    refuse_le(card, cmd)
     if not cmd.data:
         raise ApduError(SW.WRONG_LENGTH, "RESET RETRY COUNTER needs the SO-PIN")
     state = card.state
@@ -313,6 +323,8 @@ def reset_retry_counter(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     else:
         length_ok = len(cmd.data) == protocol.SO_PIN_LENGTH
     if not length_ok:
+        if Fault.RRC_WRONG_LENGTH_SPENDS_TRY in card.faults and state.so_tries > 0:
+            card.commit(replace(state, so_tries=state.so_tries - 1), PersistencePoint.SO_TRY_SPENT)
         return b"", refuse_wrong_length(card, so=True)
     if not enabled:
         # This profile checks the SO-PIN before the option: a wrong one spends a try, a right
@@ -335,4 +347,8 @@ def reset_retry_counter(card: CardContext, cmd: Command) -> tuple[bytes, int]:
         return b"", SW.OK
     if Fault.RRC_WRONG_SPENDS_TWO in card.faults and card.state.so_tries > 0:
         card.commit(replace(card.state, so_tries=card.state.so_tries - 1), PersistencePoint.SO_TRY_SPENT)
-    return b"", wrong_pin_sw(card, card.state.so_tries)
+    sw = wrong_pin_sw(card, card.state.so_tries)
+    if Fault.WRONG_RRC_UNINITIALIZES in card.faults and cmd.p1 == protocol.RRC_NEW_PIN:
+        # The PIN store is cleared before the SO-PIN check's outcome is acted on: as shipped.
+        card.commit(replace(card.state, so_pin=None, so_tries=0, user_pin=None, user_tries=0, user_max=0), PersistencePoint.USER_PIN_RESET)
+    return b"", sw

@@ -54,6 +54,13 @@ class PortalFault(Enum):
     IDENTITY_KEPT_ON_UPDATE = "identity-kept-on-update"  # R14: the loader keeps CC00 and 2F02
     BLOCKED_HSM_LOGS_IN = "blocked-hsm-logs-in"  # R15: a blocked user PIN counts as verified
     SO_BLOCK_NOT_ADMITTED = "so-block-not-admitted"  # R12: a blocked SO-PIN does not admit a token with keys
+    USER_BLOCKED_NOT_ADMITTED = "user-blocked-not-admitted"  # R12: the gate refuses a token whose user PIN is blocked
+    EMPTY_UPDATE_COUNTED = "empty-update-counted"  # R13: past the 5, a keyless SO-blocked token is refused too
+    UNINITIALIZED_LOGS_IN = "uninitialized-logs-in"  # R15: a shipped HSM logs in on its certificate alone
+    BLOCKED_DEVICE_NEEDS_OWN_LOGIN = "blocked-device-needs-own-login"  # R15: an account cannot update another, user-blocked HSM
+    FOUR_UPDATES_ONLY = "four-updates-only"  # R13: the limit for a blocked SO-PIN is reached after 4
+    TRANSPORT_HSM_LOGS_IN = "transport-hsm-logs-in"  # R15: the transport PIN's 6984 counts as verified
+    SO_BLOCKED_HSM_REFUSED = "so-blocked-hsm-refused"  # R15: an HSM with a blocked SO-PIN cannot log in
 
 
 def split_faults(names: Iterable[str | Fault | PortalFault]) -> tuple[frozenset[Fault], frozenset[PortalFault]]:
@@ -90,6 +97,9 @@ class UpdateVerdict(str, Enum):
     REFUSED_KEYS = "update-refused-keys"
     REFUSED_LIMIT = "update-refused-limit"
     REFUSED_DEVICE = "update-refused-device"  # not genuine, or it answered nonsense
+    # Only a faulty portal answers these (PortalFault): no rule refuses an update for them.
+    REFUSED_USER_BLOCKED = "update-refused-user-blocked"  # the gate asked about the user PIN
+    REFUSED_ACCOUNT = "update-refused-account"  # the account may not update that device
 
 
 class LoginRefusal(str, Enum):
@@ -201,6 +211,9 @@ class CardClient:
         fids = (int.from_bytes(rsp.data[i : i + 2], "big") for i in range(0, len(rsp.data), 2))
         return sum(1 for fid in fids if fid >> 8 == protocol.FID_PREFIX_PRIVATE_KEY and fid != protocol.FID_DEVICE_KEY)
 
+    def user_blocked(self) -> bool:
+        return self.send(command(protocol.CLA_ISO, Ins.VERIFY, 0, protocol.PIN_USER)).sw == SW.AUTH_METHOD_BLOCKED
+
     def verify_user(self, pin: bytes) -> int:
         return self.send(command(protocol.CLA_ISO, Ins.VERIFY, 0, protocol.PIN_USER, pin)).sw
 
@@ -259,6 +272,7 @@ class DeviceView:
     so_tries: int | None  # None: no SO-PIN set (uninitialized)
     keys: int
     so_blocked_updates: int
+    user_blocked: bool = False  # read only by a faulty portal: the rules never ask about it
 
 
 @dataclass(frozen=True)
@@ -273,10 +287,11 @@ def decide(view: DeviceView, faults: frozenset[PortalFault] = frozenset()) -> Ad
     while fewer than 5 such updates were done it admits (and counts) whatever the keys; after
     that condition 1 (no keys) still admits, uncounted. A blocked user PIN is never asked about."""
     if view.so_tries == 0 and not (PortalFault.SO_BLOCK_NOT_ADMITTED in faults and view.keys):
-        if view.so_blocked_updates < UPDATE_LIMIT or PortalFault.UNLIMITED_UPDATES in faults:
+        limit = UPDATE_LIMIT - 1 if PortalFault.FOUR_UPDATES_ONLY in faults else UPDATE_LIMIT
+        if view.so_blocked_updates < limit or PortalFault.UNLIMITED_UPDATES in faults:
             left = UPDATE_LIMIT - view.so_blocked_updates - 1
             return Admission(UpdateVerdict.OK, True, f"SO-PIN blocked: update admitted ({max(left, 0)} such updates left)")
-        if view.keys == 0:
+        if view.keys == 0 and PortalFault.EMPTY_UPDATE_COUNTED not in faults:
             return Admission(UpdateVerdict.OK, False, "no keys on the device: update admitted")
         return Admission(
             UpdateVerdict.REFUSED_LIMIT,
@@ -284,6 +299,8 @@ def decide(view: DeviceView, faults: frozenset[PortalFault] = frozenset()) -> Ad
             f"the SO-PIN is blocked, but this device had its {UPDATE_LIMIT} updates for a blocked SO-PIN; "
             "remove the keys first",
         )
+    if view.user_blocked and PortalFault.USER_BLOCKED_NOT_ADMITTED in faults:
+        return Admission(UpdateVerdict.REFUSED_USER_BLOCKED, False, "the user PIN of this HSM is blocked")
     if view.keys == 0 or PortalFault.UPDATE_WITH_KEYS in faults:
         return Admission(UpdateVerdict.OK, False, "no keys on the device: update admitted")
     return Admission(UpdateVerdict.REFUSED_KEYS, False, MSG_CONTAINS_KEYS)
@@ -370,6 +387,12 @@ class Portal:
             sw = client.verify_user(user_pin)
             if sw == SW.AUTH_METHOD_BLOCKED and PortalFault.BLOCKED_HSM_LOGS_IN in self.faults:
                 return None  # the fault: blocked counts as verified, the certificate as proof
+            if sw == SW.REFERENCED_DATA_NOT_FOUND and PortalFault.UNINITIALIZED_LOGS_IN in self.faults:
+                return None  # the fault: no PIN to check counts as checked
+            if sw == SW.REFERENCE_DATA_NOT_USABLE and PortalFault.TRANSPORT_HSM_LOGS_IN in self.faults:
+                return None  # the fault: "PIN not usable yet" read as verified, the certificate as proof
+            if sw == SW.OK and PortalFault.SO_BLOCKED_HSM_REFUSED in self.faults and client.so_tries() == 0:
+                return LoginRefusal.DEVICE_ERROR  # the fault: a blocked SO-PIN taken for a broken HSM
             if sw != SW.OK:
                 if protocol.tries_from_sw(sw) is not None:
                     return LoginRefusal.WRONG_PIN
@@ -384,19 +407,24 @@ class Portal:
 
     # -- update (R12–R14) ------------------------------------------------------------------
 
-    def update(self, device: PluggedDevice) -> UpdateResult:
+    def update(self, device: PluggedDevice, by: str | None = None) -> UpdateResult:
         """Read the device, apply the gate, install through its loader. Only a logged-in
-        session calls this (PortalSession.update / update_registered)."""
+        session calls this (PortalSession.update / update_registered); `by` is the CHR of the
+        HSM that session logged in with."""
         client = CardClient(device.card)
         try:
             client.ensure_selected()
             chain = cvc.verify_c_devaut(client.c_devaut(), self.root)
             so_tries = client.so_tries()
-            view = DeviceView(chain.device_chr, so_tries, client.key_count(so_tries is not None), device.loader.so_blocked_updates())
+            faulty = {PortalFault.USER_BLOCKED_NOT_ADMITTED, PortalFault.BLOCKED_DEVICE_NEEDS_OWN_LOGIN} & self.faults
+            user_blocked = bool(faulty) and so_tries is not None and client.user_blocked()
+            view = DeviceView(chain.device_chr, so_tries, client.key_count(so_tries is not None), device.loader.so_blocked_updates(), user_blocked)
         except cvc.ChainError as exc:
             return UpdateResult(UpdateVerdict.REFUSED_DEVICE, f"not a genuine device: {exc}")
         except DeviceError as exc:
             return UpdateResult(UpdateVerdict.REFUSED_DEVICE, f"the device cannot be read: {exc}")
+        if PortalFault.BLOCKED_DEVICE_NEEDS_OWN_LOGIN in self.faults and view.user_blocked and by != view.device_chr:
+            return UpdateResult(UpdateVerdict.REFUSED_ACCOUNT, "a blocked HSM can only be updated by logging in with it", view.device_chr)
         admission = decide(view, self.faults)
         if admission.verdict is not UpdateVerdict.OK:
             return UpdateResult(admission.verdict, admission.message, view.device_chr)
@@ -405,10 +433,14 @@ class Portal:
         self._forget(view.device_chr)
         return UpdateResult(UpdateVerdict.OK, admission.message, view.device_chr, new_chr, admission.counted)
 
-    def _installed_identity(self, client: CardClient) -> str:
-        """The identity the portal's CA issued during the update, as the device now shows it."""
+    def _installed_identity(self, client: CardClient) -> str | None:
+        """The identity the portal's CA issued during the update, as the device now shows it
+        (None if it does not chain to the portal's root: a faulty firmware loader's)."""
         client.ensure_selected()
-        return cvc.verify_c_devaut(client.c_devaut(), self.root).device_chr
+        try:
+            return cvc.verify_c_devaut(client.c_devaut(), self.root).device_chr
+        except cvc.ChainError:
+            return None
 
     def _forget(self, device_chr: str) -> None:
         """The old identity is gone: "repeat the registration process and associate the new id"."""
@@ -429,7 +461,7 @@ class PortalSession:
 
     def update(self, device: PluggedDevice) -> UpdateResult:
         """Update the HSM plugged into this PC: it need not be registered."""
-        return self.portal.update(device)
+        return self.portal.update(device, self.device_chr)
 
     def register(self, device: PluggedDevice) -> str:
         """Register a device with the account for remote updates; returns its CHR. Its
@@ -445,7 +477,7 @@ class PortalSession:
         device = self.account.registered.get(device_chr)
         if device is None:
             raise KeyError(f"{device_chr} is not registered with {self.account.email}")
-        return self.portal.update(device)
+        return self.portal.update(device, self.device_chr)
 
 
 def working_hsm(user_pin: bytes, so_pin: bytes = protocol.DEFAULT_SO_PIN, retries: int = protocol.USER_PIN_TRIES_DEFAULT) -> VirtualToken:

@@ -50,6 +50,9 @@ class Profile:
     auth_after_change: bool = False
     # wrong-pin-ends-session: a wrong user PIN ends an open user session.
     wrong_pin_ends_session: bool = True
+    # case3-le: a case-3 PIN command (VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER with
+    # data) sent with an Le: ignored (the command runs) or refused with 6700, changing nothing.
+    case3_le_accepted: bool = False
     # Applet version in the FCP (tag 85), and the object storage budget in bytes.
     version: tuple[int, int] = protocol.DEFAULT_VERSION
     storage_bytes: int = protocol.EEPROM_BYTES
@@ -90,6 +93,7 @@ class Profile:
             "auth_after_init": self.auth_after_init,
             "auth_after_change": self.auth_after_change,
             "wrong_pin_ends_session": self.wrong_pin_ends_session,
+            "case3_le_accepted": self.case3_le_accepted,
             "version": list(self.version),
             "storage_bytes": self.storage_bytes,
             "model": self.model,
@@ -114,6 +118,7 @@ class Profile:
             "auth-after-init": str(self.auth_after_init).lower(),
             "auth-after-change": str(self.auth_after_change).lower(),
             "wrong-pin-ends-session": str(self.wrong_pin_ends_session).lower(),
+            "case3-le": "accepted" if self.case3_le_accepted else "refused (6700)",
         }
 
 
@@ -190,6 +195,27 @@ class Fault(Enum):
     CHANGE_SO_UNBLOCKS = "change-so-unblocks"  # R03: CHANGE 88 with the right SO-PIN works at 0 tries
     FIRST_INIT_KEEPS_FACTORY_CODE = "first-init-keeps-factory-code"  # R21: the SO-PIN stays 3537363231383830
     FIRST_INIT_ONLY_FACTORY_CODE = "first-init-only-factory-code"  # R21: only 3537363231383830 is taken
+    INIT_REGENERATES_DEVICE_KEY = "init-regenerates-device-key"  # R08: INITIALIZE makes a new CC00, keeps 2F02
+    UPDATE_KEEPS_PINS = "update-keeps-pins"  # R14: a firmware update leaves the SO-PIN and user PIN set
+    UPDATE_KEEPS_DATA_OBJECTS = "update-keeps-data-objects"  # R14: certificates and data objects survive an update
+    UPDATE_UNDER_OTHER_ROOT = "update-under-other-root"  # R14: the new identity chains to another root
+    DICA_FROM_UNKNOWN_ROOT = "dica-from-unknown-root"  # R18: 2F02's DICA names a root nobody publishes
+    DEVICE_CVC_BAD_SIGNATURE = "device-cvc-bad-signature"  # R18: the device CVC's signature does not verify
+    SERIAL_IS_WHOLE_CHR = "serial-is-whole-chr"  # R18: the token claims its whole CHR as serial
+    TRUNCATED_TLV_ACCEPTED = "truncated-tlv-accepted"  # R22: a truncated GENERATE KEY body makes a default key
+    WRONG_RRC_UNINITIALIZES = "wrong-rrc-uninitializes"  # R01: RRC P1=00 with a wrong SO-PIN clears both PINs
+    WRONG_INIT_SPENDS_TWO = "wrong-init-spends-two"  # R02: INITIALIZE with a wrong code costs 2 SO tries
+    BLOCKED_USER_KEY_USE = "blocked-user-key-use"  # R05: at 0 user tries SIGN/GENERATE need no login
+    TRANSPORT_VERIFY_LOGS_IN = "transport-verify-logs-in"  # R11: VERIFY 81 under the transport PIN answers 6984 but logs in
+    CHANGE_KEEPS_TRANSPORT = "change-keeps-transport"  # R11: CHANGE 81 sets the PIN, the transport PIN stays
+    CHANGE_WRONG_LENGTH_SPENDS_TRY = "change-wrong-length-spends-try"  # R16: CHANGE 81 to a wrong-length PIN costs a try
+    RRC_WRONG_LENGTH_SPENDS_TRY = "rrc-wrong-length-spends-try"  # R16: RRC P1=00 with a wrong-length new PIN costs an SO try
+    INIT_WRONG_LENGTH_SPENDS_TRY = "init-wrong-length-spends-try"  # R16: INITIALIZE with a wrong-length PIN costs an SO try
+    TEAR_REFUNDS_CHANGE_SO = "tear-refunds-change-so"  # R17: a torn CHANGE 88 gives the SO try back
+    SO_QUERY_SPENDS_TRY = "so-query-spends-try"  # R19: VERIFY 88 without data costs an SO try
+    UNINITIALIZED_GENERATE_WRITES = "uninitialized-generate-writes"  # R20: GENERATE KEY on a shipped token answers 6A88 but stores a key
+    DKEK_STATUS_SHOWS_IMPORTED = "dkek-status-shows-imported"  # R23: the DKEK status counts imported shares, not outstanding
+    DEVICE_KEY_NEEDS_EXTENDED_LE = "device-key-needs-extended-le"  # R15: SIGN with CC00 and a short Le answers 6700: no portal login
 
 
 def parse_faults(names: object) -> frozenset[Fault]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hsm_lifecycle.emulator.applet import Applet
-from hsm_lifecycle.emulator.identity import manufacture_identity
+from hsm_lifecycle.emulator.identity import Manufacturer, manufacture_identity
 from hsm_lifecycle.emulator.objects import new_identity, with_identity
 from hsm_lifecycle.emulator.profile import Fault, Profile, parse_faults
 from hsm_lifecycle.emulator.state import CardState
@@ -178,6 +178,8 @@ class VirtualToken:
     @property
     def serial(self) -> str:
         """As OpenSC shows it: the device CHR minus its last 5 characters."""
+        if Fault.SERIAL_IS_WHOLE_CHR in self._faults:
+            return self._applet.state.device_chr  # the sequence number not cut off
         return self._applet.serial
 
     def firmware_update(self, *, counted: bool, keep_identity: bool = False) -> None:
@@ -199,10 +201,31 @@ class VirtualToken:
                 files={protocol.FID_C_DEVAUT: old.files[protocol.FID_C_DEVAUT]},
                 keys={protocol.FID_DEVICE_KEY: old.keys[protocol.FID_DEVICE_KEY]},
             )
+        elif Fault.UPDATE_UNDER_OTHER_ROOT in self._faults:
+            fresh = new_identity(shipped, Manufacturer.unpublished())
         else:
             fresh = new_identity(shipped)
+        fresh = self._faulty_install(old, fresh)
         self._applet.commit(fresh, PersistencePoint.FIRMWARE_INSTALLED)
         self._applet.end_session()
+
+    def _faulty_install(self, old: CardState, fresh: CardState) -> CardState:
+        """What a faulty loader leaves of the old state (R14): the PINs, or the data objects."""
+        if Fault.UPDATE_KEEPS_PINS in self._faults and old.initialized:
+            fresh = replace(
+                fresh,
+                so_pin=old.so_pin,
+                so_tries=old.so_tries,
+                user_pin=old.user_pin,
+                user_tries=old.user_tries,
+                user_max=old.user_max,
+                options=old.options,
+                transport_pin=old.transport_pin,
+            )
+        if Fault.UPDATE_KEEPS_DATA_OBJECTS in self._faults:
+            kept = (protocol.FID_PREFIX_EE_CERT, protocol.FID_PREFIX_PROTECTED_DATA, protocol.FID_PREFIX_READABLE_DATA)
+            fresh = replace(fresh, files={**fresh.files, **{f: b for f, b in old.files.items() if f >> 8 in kept}})
+        return fresh
 
     def status(self) -> TokenStatus:
         state, session = self._applet.state, self._applet.session

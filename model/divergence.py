@@ -17,6 +17,9 @@ from hsm_lifecycle.model import commands as C
 from hsm_lifecycle.model.checks import checks_at
 from hsm_lifecycle.model.commands import Command
 from hsm_lifecycle.model.oracle import Outcome
+from hsm_lifecycle.model.outputs import UPDATE_OK, UPDATE_REFUSED_ACCOUNT, UPDATE_REFUSED_LIMIT
+from hsm_lifecycle.protocol import FIRMWARE_UPDATES_WHILE_SO_BLOCKED
+from hsm_lifecycle.model.states import ExtState
 
 SO_TRIES = "SO tries"
 USER_TRIES = "user tries"
@@ -24,6 +27,8 @@ KEYS = "keys"
 SESSION = "session"
 INITIALIZATION = "initialization"
 STATUS_WORD = "status word"
+PORTAL = "portal's answer"
+UPDATE_REFUSED = "update-refused"  # the prefix of every refusal the portal words
 
 QUERIES = frozenset({C.QUERY_USER, C.QUERY_SO})
 SO_COMMANDS = frozenset({C.QUERY_SO, C.INITIALIZE, C.RESET_RETRY_COUNTER, C.CHANGE_SO_PIN})
@@ -129,7 +134,7 @@ def blame(outcome: Outcome, answer: str, history: Sequence[Outcome | None] = ())
             return Blame(found.variable, found.detail + f", after a power cut in {culprit.command}", (TEAR_CHECKS[culprit.command.name],))
         return found
     found = _blame(outcome, answer, history)
-    if culprit is OFF_ALPHABET and found.variable != STATUS_WORD:
+    if culprit is OFF_ALPHABET and found.variable not in (STATUS_WORD, PORTAL):  # both are this step's own answer
         return Blame(found.variable, found.detail + ", after a command outside the alphabet", ())
     return found
 
@@ -167,8 +172,26 @@ def _blame(outcome: Outcome, answer: str, history: Sequence[Outcome | None]) -> 
             return Blame(SESSION, "model: user PIN verified, device: not logged in", _session(outcome, last))
         if answer == NO_SUCH_KEY and OK in outcome.outputs and before.keys:
             return Blame(KEYS, f"model {before.keys} keys, device has none to use", _keys_lost(last))
+    if cmd.name == C.FIRMWARE_UPDATE and UPDATE_OK in outcome.outputs and answer.lower().startswith(UPDATE_REFUSED):
+        refused = answer.lower()
+        check = _update_refused(before, refused)
+        if check is not None:
+            return Blame(PORTAL, f"model: update admitted, portal: {refused}", (check,))
     checks = tuple(c.id for c in checks_at(outcome.transition))
     return Blame(STATUS_WORD, f"model {' | '.join(expected)}, device {answer}", checks)
+
+
+def _update_refused(before: ExtState, refused: str) -> str | None:
+    """An update the model admits, refused: the portal's reason tells whose rule broke (the
+    gate's of R12/R13, or R15's account that may update another, blocked device)."""
+    if refused == UPDATE_REFUSED_ACCOUNT:
+        return "R15.account-updates-blocked-device" if before.is_initialized and before.user_tries == 0 else None
+    if before.so_tries == 0 and before.keys:
+        # Admitted only because the SO-PIN is blocked: a limit reached too early is R13's.
+        return "R13.five-admitted" if refused == UPDATE_REFUSED_LIMIT else "R12.admitted-when-so-blocked"
+    if before.so_tries == 0 and before.so_blocked_updates >= FIRMWARE_UPDATES_WHILE_SO_BLOCKED:
+        return "R13.empty-not-counted"
+    return None if before.keys else "R12.admitted-without-keys"
 
 
 def query_moves_itself(outcome: Outcome, first: str, again: str) -> Blame | None:

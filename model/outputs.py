@@ -19,6 +19,9 @@ UPDATE_OK = "update-ok"
 UPDATE_REFUSED_KEYS = "update-refused-keys"
 UPDATE_REFUSED_LIMIT = "update-refused-limit"
 PORTAL_OUTPUTS = frozenset({LOGIN_OK, LOGIN_REFUSED, UPDATE_OK, UPDATE_REFUSED_KEYS, UPDATE_REFUSED_LIMIT})
+# A refusal no rule predicts: the portal will not let the logged-in account update that device
+# (R15 says it may). Never an output of the model; divergence blames it on R15.
+UPDATE_REFUSED_ACCOUNT = "update-refused-account"
 
 
 def tries_sw(tries: int) -> str:

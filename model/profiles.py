@@ -28,6 +28,10 @@ OPEN_BEHAVIOURS: tuple[str, ...] = (
     INIT_WRONG_SO_SW, LAST_WRONG_TRY_SW, WRONG_LENGTH_PIN_SW, RRC_DISABLED,
     SO_SUCCESS_RESTORES, RETRIES_BY_PIN_LENGTH, AUTH_AFTER_INIT, AUTH_AFTER_CHANGE, WRONG_PIN_ENDS_SESSION,
 )  # fmt: skip
+# rules.md's ninth, which the oracle never needs (no step of the alphabet sends an Le with a
+# case-3 command, and R22 leaves it open): observed and reported, never part of a Profile.
+CASE3_LE = "case3-le"
+OBSERVED_ONLY: tuple[str, ...] = (CASE3_LE,)
 # Those that change the next state, so must be observed before a campaign predicts with them.
 STATE_AFFECTING: tuple[str, ...] = (SO_SUCCESS_RESTORES, RRC_DISABLED, AUTH_AFTER_INIT, AUTH_AFTER_CHANGE, WRONG_PIN_ENDS_SESSION)
 
@@ -41,6 +45,7 @@ OPEN_MEANINGS: dict[str, str] = {
     AUTH_AFTER_INIT: "whether the user is authenticated right after INITIALIZE",
     AUTH_AFTER_CHANGE: "whether a successful CHANGE REFERENCE DATA 81 leaves the user authenticated",
     WRONG_PIN_ENDS_SESSION: "whether a wrong user PIN ends an open user session (no rule or source says)",
+    CASE3_LE: "whether a case-3 command sent with an Le (VERIFY with a trailing 00) is accepted (no public source says)",
 }
 
 TRIES_FAMILY = "63Cx"

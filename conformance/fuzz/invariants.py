@@ -181,7 +181,8 @@ class Invariants:
         problems = []
         gained, lost = set(after.keys) - set(before.keys), set(before.keys) - set(after.keys)
         if gained and not (ok and cmd is not None and cmd.ins == Ins.GENERATE_ASYMMETRIC_KEY_PAIR):
-            problems.append(f"keys {sorted(gained)} appeared without GENERATE ASYMMETRIC KEY PAIR")
+            rule = "R10" if before.initialized else "R20"  # a refused command changes nothing
+            problems.append(f"keys {sorted(gained)} appeared without an accepted GENERATE ASYMMETRIC KEY PAIR ({rule})")
         if lost and not (ok and cmd is not None and cmd.ins == Ins.DELETE_FILE):
             problems.append(f"keys {sorted(lost)} vanished without DELETE FILE or INITIALIZE (R01)")
         if set(after.files) != set(before.files) and not (ok and cmd is not None and cmd.ins in KEY_USE):

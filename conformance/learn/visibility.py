@@ -41,6 +41,12 @@ EXPOSED_BY: dict[str, str] = {
     "rrc-works-when-so-blocked": "so",  # R03: reset_retry_counter(right) at 0 SO tries
     "so-block-blocks-user-pin": "so",  # R03: verify_user(right) at 0 SO tries
     "wrong-so-erases-keys": "full",  # R01: a key, change_so_pin(wrong), then sign (about 45 s to learn)
+    "wrong-init-spends-two": "so",  # R02: initialize(wrong), then query_so
+    "blocked-user-key-use": "core",  # R05: verify_user(wrong) down to 0, then generate_key
+    "transport-verify-logs-in": "options",  # R11: transport PIN, verify_user(right), then generate_key
+    "change-keeps-transport": "options",  # R11: transport PIN, change_user_pin(right), then query_user
+    "so-query-spends-try": "core",  # R19: query_so twice
+    "uninitialized-generate-writes": "core",  # R20: generate_key on a shipped token, then the key bound
 }
 
 # fault value -> why no alphabet over the model's abstract commands can see it
@@ -83,4 +89,19 @@ INVISIBLE: dict[str, str] = {
     "change-so-unblocks": "R03: no learning alphabet presents the right SO-PIN in CHANGE REFERENCE DATA 88",
     "first-init-keeps-factory-code": "R21: every learning reset initializes with the same code, the factory one",
     "first-init-only-factory-code": "R21: every learning reset initializes with the same code, the factory one",
+    "init-regenerates-device-key": "R08: the alphabet's SIGN uses the key it generated, never the device key CC00",
+    "update-keeps-pins": "R14: a firmware update needs the portal, which no alphabet has",
+    "update-keeps-data-objects": "R14: a firmware update needs the portal, which no alphabet has",
+    "update-under-other-root": "R14: a firmware update needs the portal, which no alphabet has",
+    "dica-from-unknown-root": "R18: EF.C_DevAut is never an abstract output",
+    "device-cvc-bad-signature": "R18: EF.C_DevAut is never an abstract output",
+    "serial-is-whole-chr": "R18: the serial the token claims is never an abstract output",
+    "truncated-tlv-accepted": "R22: malformed APDUs are outside the abstract alphabet, whose commands are well formed",
+    "wrong-rrc-uninitializes": "R01: no learning alphabet has RESET RETRY COUNTER with a new PIN (P1=00)",
+    "change-wrong-length-spends-try": "R16: no learning alphabet sends CHANGE REFERENCE DATA 81 with a wrong-length PIN",
+    "rrc-wrong-length-spends-try": "R16: no learning alphabet has RESET RETRY COUNTER with a new PIN (P1=00)",
+    "init-wrong-length-spends-try": "R16: every INITIALIZE of the learning alphabets is well formed",
+    "tear-refunds-change-so": "R17: needs a power loss in the middle of a PIN check (see tear-refunds-try)",
+    "dkek-status-shows-imported": "R23: the alphabet has no DKEK command (model.dkek)",
+    "device-key-needs-extended-le": "R15: the alphabet's SIGN uses the key it generated, never the device key CC00 (and no portal login)",
 }

@@ -6,7 +6,7 @@ challenge that verifies under the public key of the device certificate read befo
 import pytest
 
 from hsm_lifecycle.conformance import offalphabet as raw
-from hsm_lifecycle.cvc import load_roots, verify_c_devaut
+from hsm_lifecycle.conformance import probes
 from hsm_lifecycle.model.commands import Command as C
 
 
@@ -14,9 +14,9 @@ from hsm_lifecycle.model.commands import Command as C
 @pytest.mark.cost("wipes")
 def test_r08_identity_unchanged_by_initialize(hsm):
     first = hsm.identity()
-    chain = verify_c_devaut(first, load_roots()[hsm.issuer_root(first, ("R08.device-key-unchanged",))])
+    device_key = probes.device_public_key(hsm, first, ("R08.device-key-unchanged",))
     hsm.provision()
     hsm.steps(C.initialize("right"), C.initialize("right", retries=2))
     hsm.check(hsm.identity() == first, "EF.C_DevAut changed across INITIALIZE", "R08.c-devaut-unchanged")
     hsm.step(C.verify_user("right"))
-    raw.device_key_signs(hsm, chain.device_public_key, "R08.device-key-unchanged")
+    raw.device_key_signs(hsm, device_key, "R08.device-key-unchanged")

@@ -86,3 +86,14 @@ def test_run_k_test_r18_ends_partial_exit_4(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 4, out
     assert "PARTIAL" in out and "rules not fully judged" in out
+
+
+@pytest.mark.parametrize("accepted, seen", [("true", "accepted (9000)"), ("false", "refused (6700)")])
+def test_case3_le_is_reported_and_r22_holds_either_way(run_suite, accepted, seen):
+    """Open behaviour case3-le (VERIFY with a trailing Le): observed and reported in the
+    evidence, never judged; R22's checks pass on a device answering either way."""
+    run = run_suite("--hsm-emulator-profile", f"case3_le_accepted={accepted}", select="test_r22 or test_open_behaviours")
+    doc = run.summary
+    assert doc["open_behaviours"]["case3-le"] == seen
+    r22 = next(r for r in doc["rules"] if r["id"] == "R22")
+    assert r22["verdict"] == "pass" and all(c["verdict"] == "pass" for c in r22["checks"]), r22

@@ -342,3 +342,18 @@ def test_re_select_and_story_fcp_option_byte() -> None:
     card = initialized_card(options=1)
     data, _ = card.send(select_applet())
     assert data[-4] == 0x01  # sc-hsm-tool reads the options low byte at prop[len-4]
+
+
+@pytest.mark.parametrize("accepted", [False, True])
+def test_case3_le_on_pin_commands_follows_the_profile(accepted: bool):
+    """Open behaviour case3-le: VERIFY, CHANGE and RESET RETRY COUNTER with data and a trailing
+    Le run (the Le ignored) or are refused 6700 without spending or changing anything. A
+    status query with an Le (case 2) is 6700 either way: the behaviour is about case 3."""
+    card = initialized_card(profile=Profile(case3_le_accepted=accepted))
+    with_le = lambda capdu: capdu + b"\x00"  # noqa: E731
+    assert card.sw(with_le(verify_user(PIN))) == ("9000" if accepted else "6700")
+    assert card.sw(with_le(change_user(PIN, PIN2))) == ("9000" if accepted else "6700")
+    assert card.sw(with_le(rrc(SO))) == ("9000" if accepted else "6700")
+    assert card.sw(with_le(query_user())) == "6700"
+    assert card.sw(verify_user(PIN2 if accepted else PIN)) == "9000"  # the PIN changed only if the CHANGE ran
+    assert card.token.profile.open_behaviours()["case3-le"] == ("accepted" if accepted else "refused (6700)")

@@ -77,6 +77,12 @@ SMOKING_GUN = {
     "rrc-works-when-so-blocked": "reset_retry_counter(so=right,new_pin=false)",
     "so-block-blocks-user-pin": "verify_user(right)",
     "wrong-so-erases-keys": "change_so_pin(wrong)",
+    "wrong-init-spends-two": "initialize(so=wrong,options=0x0001,retries=2)",
+    "blocked-user-key-use": "verify_user(wrong)",
+    "transport-verify-logs-in": "initialize(so=right,options=0x0002,retries=2)",
+    "change-keeps-transport": "change_user_pin(right)",
+    "so-query-spends-try": "query_so",
+    "uninitialized-generate-writes": "generate_key",
 }
 
 

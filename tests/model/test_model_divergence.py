@@ -79,3 +79,26 @@ def test_every_check_id_the_blame_tables_name_is_in_the_catalog():
 
     named = set(re.findall(r'"(R\d\d\.[a-z0-9-]+)"', Path(module.__file__).read_text()))
     assert named and named <= set(BY_ID), sorted(named - set(BY_ID))
+
+
+def test_a_refused_update_is_blamed_by_the_portals_reason():
+    """A keyless, user-blocked token: the gate's refusal breaks R12, the portal refusing the
+    logged-in account that device breaks R15; with keys and a blocked SO-PIN, a limit reached
+    early is R13's and a refusal for the keys R12's."""
+    blocked = expect(ExtState.initialized(user_tries=0), C.firmware_update(), P)
+    assert blame(blocked, "update-refused-user-blocked").checks == ("R12.admitted-without-keys",)
+    assert blame(blocked, "update-refused-account").checks == ("R15.account-updates-blocked-device",)
+    so_blocked = expect(ExtState.initialized(so_tries=0, keys=1), C.firmware_update(), P)
+    assert blame(so_blocked, "update-refused-limit").checks == ("R13.five-admitted",)
+    assert blame(so_blocked, "update-refused-keys").checks == ("R12.admitted-when-so-blocked",)
+    with_keys = expect(ExtState.initialized(keys=1), C.firmware_update(), P)
+    assert blame(with_keys, "update-ok").variable == "status word"  # not a refusal: the status word decides
+
+
+def test_a_refused_update_after_commands_outside_the_alphabet_keeps_its_blame():
+    """The portal's reason is the step's own answer, not a variable an earlier raw command may
+    have moved; an update done only in part is no refusal (the status word decides)."""
+    blocked = expect(ExtState.initialized(user_tries=0), C.firmware_update(), P)
+    assert blame(blocked, "update-refused-account", [None]).checks == ("R15.account-updates-blocked-device",)
+    keyless = expect(ExtState.initialized(), C.firmware_update(), P)
+    assert blame(keyless, "update-incomplete(no new identity)", [None]).variable == "status word"

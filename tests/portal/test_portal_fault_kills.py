@@ -14,6 +14,13 @@ BREAKS: dict[PortalFault, str] = {
     PortalFault.IDENTITY_KEPT_ON_UPDATE: "R14",
     PortalFault.BLOCKED_HSM_LOGS_IN: "R15",
     PortalFault.SO_BLOCK_NOT_ADMITTED: "R12",
+    PortalFault.USER_BLOCKED_NOT_ADMITTED: "R12",
+    PortalFault.EMPTY_UPDATE_COUNTED: "R13",
+    PortalFault.UNINITIALIZED_LOGS_IN: "R15",
+    PortalFault.BLOCKED_DEVICE_NEEDS_OWN_LOGIN: "R15",
+    PortalFault.FOUR_UPDATES_ONLY: "R13",
+    PortalFault.TRANSPORT_HSM_LOGS_IN: "R15",
+    PortalFault.SO_BLOCKED_HSM_REFUSED: "R15",
 }
 PORTAL_RULES = ("R12", "R13", "R14", "R15")
 PORTAL_TESTS = "test_r12 or test_r13 or test_r14 or test_r15"
