@@ -101,6 +101,7 @@ BREAKS: dict[str, str] = {
     PortalFault.IDENTITY_KEPT_ON_UPDATE.value: "R14.new-identity",
     PortalFault.BLOCKED_HSM_LOGS_IN.value: "R15.user-blocked-refused",
     PortalFault.SO_BLOCK_NOT_ADMITTED.value: "R12.admitted-when-so-blocked",
+    Fault.DKEK_EXTRA_SHARE.value: "R23.status-follows-init",
 }
 
 

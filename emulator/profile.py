@@ -190,6 +190,7 @@ class Fault(Enum):
     CHANGE_SO_UNBLOCKS = "change-so-unblocks"  # R03: CHANGE 88 with the right SO-PIN works at 0 tries
     FIRST_INIT_KEEPS_FACTORY_CODE = "first-init-keeps-factory-code"  # R21: the SO-PIN stays 3537363231383830
     FIRST_INIT_ONLY_FACTORY_CODE = "first-init-only-factory-code"  # R21: only 3537363231383830 is taken
+    DKEK_EXTRA_SHARE = "dkek-extra-share"  # R23: a share beyond the announced count is XORed in
 
 
 def parse_faults(names: object) -> frozenset[Fault]:
