@@ -185,10 +185,12 @@ class Command:
         return cls(UNWRAP_KEY, blob=blob)
 
     @classmethod
-    def key_backup(cls, shares: int = ALPHABET_DKEK_SHARES) -> tuple[Command, ...]:
+    def key_backup(
+        cls, shares: int = ALPHABET_DKEK_SHARES, options: int = DEFAULT_OPTIONS, retries: int = USER_PIN_TRIES_DEFAULT
+    ) -> tuple[Command, ...]:
         """The DKEK commands: INITIALIZE announcing `shares`, both shares, status, wrap, unwrap."""
         return (
-            cls.initialize(RIGHT, DEFAULT_OPTIONS, USER_PIN_TRIES_DEFAULT, dkek_shares=shares),
+            cls.initialize(RIGHT, options, retries, dkek_shares=shares),
             *(cls.import_dkek_share(v) for v in (RIGHT, WRONG)),
             cls.dkek_status(), cls.wrap_key(), *(cls.unwrap_key(b) for b in (HELD, TAMPERED)),
         )  # fmt: skip
@@ -199,7 +201,9 @@ class Command:
     ) -> tuple[Command, ...]:
         """A finite alphabet: every command and variant, INITIALIZE over `options` x `retries`;
         with `dkek`, the key-backup commands at the end (`key_backup`)."""
-        return cls._lifecycle_alphabet(options, retries) + (cls.key_backup() if dkek else ())
+        options, retries = tuple(options), tuple(retries)
+        backup = cls.key_backup(options=options[0], retries=retries[0]) if dkek else ()
+        return cls._lifecycle_alphabet(options, retries) + backup
 
     @classmethod
     def _lifecycle_alphabet(cls, options: Iterable[int], retries: Iterable[int]) -> tuple[Command, ...]:
