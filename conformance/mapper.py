@@ -28,7 +28,6 @@ from hsm_lifecycle.protocol import (
     RRC_COUNTER_ONLY,
     RRC_NEW_PIN,
     SW,
-    TAG_DISCRETIONARY_DATA,
     TAG_FCP_PROPRIETARY,
     TAG_INIT_DKEK_SHARES,
     TAG_INIT_OPTIONS,
@@ -56,7 +55,6 @@ SIGN_HASH = bytes(range(32))  # any 32 bytes: the device signs a hash, it does n
 DKEK_SHARES: dict[str, bytes] = {
     variant: hashlib.sha256(f"hsm-lifecycle DKEK share {name}".encode()).digest() for variant, name in ((RIGHT, "A"), (WRONG, "B"))
 }
-FID_WRAPPED_KEY = 0x2F10  # OpenSC writes the blob here, then sends UNWRAP KEY without data
 WRAP_P2 = 0x92
 UNWRAP_P2 = 0x93
 # What UNWRAP is given when no blob is held: no key check value any DKEK has.
@@ -382,14 +380,9 @@ class Mapper:
         return self.send(apdu(CLA_PROPRIETARY, Ins.WRAP_KEY, key_id, WRAP_P2, le=0, extended=True))
 
     def unwrap_key(self, key_id: int, blob: bytes) -> Response:
-        """The blob into EF 2F10 (`00 D7 2F 10`, `54 02 0000 53 <blob>`, extended only when it
-        needs to be), then `80 74 <id> 93` (case 1). A refused write is the answer: a token that
-        cannot take the blob cannot unwrap it."""
-        data = tlv.encode(TAG_OFFSET, b"\x00\x00") + tlv.encode(TAG_DISCRETIONARY_DATA, blob)
-        written = self.send(apdu(CLA_ISO, Ins.UPDATE_BINARY_ODD, FID_WRAPPED_KEY >> 8, FID_WRAPPED_KEY & 0xFF, data))
-        if written.sw != SW.OK:
-            return written
-        return self.send(apdu(CLA_PROPRIETARY, Ins.UNWRAP_KEY, key_id, UNWRAP_P2))
+        """`80 74 <id> 93 00 <LL LL> <blob>` (case 3, extended), as sc-hsm-tool 0.23 sends it
+        (seen over pcscd with OPENSC_DEBUG; it does not go through EF 2F10)."""
+        return self.send(apdu(CLA_PROPRIETARY, Ins.UNWRAP_KEY, key_id, UNWRAP_P2, blob, extended=True))
 
     def _portal(self, cmd: Command) -> PortalLink:
         if self.portal is None:
