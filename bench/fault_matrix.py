@@ -130,6 +130,7 @@ BREAKS: dict[str, str] = {
     PortalFault.FOUR_UPDATES_ONLY.value: "R13.five-admitted",
     PortalFault.TRANSPORT_HSM_LOGS_IN.value: "R15.transport-refused",
     PortalFault.SO_BLOCKED_HSM_REFUSED.value: "R15.so-blocked-logs-in",
+    Fault.DKEK_EXTRA_SHARE.value: "R23.status-follows-init",
 }
 
 # Checks a fault must fail besides its own, because they share its observation word for word:

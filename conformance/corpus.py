@@ -154,8 +154,8 @@ def _prepare(first: Entry) -> tuple[InProcessTransport, bytes, str | None]:
                               so_pin=bytes.fromhex(setup.get("so_pin", "3537363231383830")))
         mapper = Mapper(transport, pins=pins)
         mapper.select()
-        mapper.dkek_shares = setup.get("dkek_shares")
-        steps = [Command.initialize("right", setup.get("options", 1), setup.get("retries", 3), len(pins.user[0]))]
+        steps = [Command.initialize("right", setup.get("options", 1), setup.get("retries", 3), len(pins.user[0]),
+                                    setup.get("dkek_shares"))]
         if setup.get("key"):
             steps.append(Command.verify_user("right"))
         steps += [Command.generate_key()] * int(setup.get("key", 0) or 0)

@@ -1,18 +1,17 @@
-"""DKEK key backup on a token: the APDUs of R23's check, and the backup advice `doctor` gives.
+"""DKEK key backup on a token: the reads R23's check adds to its judged steps, and the backup
+advice `doctor` gives.
 
-The commands are the ones OpenSC's sc-hsm-tool sends (protocol digest §4): DKEK status
-`80 52 00 00 00`, IMPORT DKEK SHARE `80 52 00 00 20 <share>`, WRAP KEY `80 72 <id> 92`, and
-UNWRAP KEY `80 74 <id> 93` after the blob was written to EF 2F10. What the token should answer
-is the DKEK sub-model's (`model.dkek`); this module only sends and reads.
+The DKEK commands themselves are abstract commands (dkek_status, import_dkek_share, wrap_key,
+unwrap_key): the mapper sends them as OpenSC's sc-hsm-tool does and the oracle judges them. This
+module reads what a judged step cannot: the key a restored blob holds signs like the wrapped one.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from hsm_lifecycle import tlv
-from hsm_lifecycle.conformance.mapper import Mapper, apdu
+from hsm_lifecycle.conformance.mapper import DkekStatus, Mapper, apdu
 from hsm_lifecycle.conformance.transport.base import Response
 from hsm_lifecycle.protocol import (
     ALGO_ECDSA_RAW,
@@ -20,53 +19,11 @@ from hsm_lifecycle.protocol import (
     CLA_PROPRIETARY,
     FID_PREFIX_EE_CERT,
     FID_PREFIX_PRIVATE_KEY,
-    SW,
-    TAG_DISCRETIONARY_DATA,
     TAG_OFFSET,
     Ins,
 )
 
-FID_WRAPPED_KEY = 0x2F10
-WRAP_P2 = 0x92
-UNWRAP_P2 = 0x93
-# The suite's DKEK shares, by name. Test values, never an owner's: a token the check runs on
-# ends re-initialized without a DKEK.
-SHARES: dict[str, bytes] = {name: hashlib.sha256(f"hsm-lifecycle DKEK share {name}".encode()).digest()
-                            for name in ("A", "B")}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class DkekStatus:
-    shares: int
-    outstanding: int
-    kcv: bytes
-
-
-def status(mapper: Mapper) -> tuple[Response, DkekStatus | None]:
-    """`80 52 00 00 00`: free, no PIN (sc-hsm-tool shows it on every run)."""
-    rsp = mapper.send(apdu(CLA_PROPRIETARY, Ins.IMPORT_DKEK_SHARE, 0, 0, le=0))
-    if rsp.sw != SW.OK or len(rsp.data) < 10:
-        return rsp, None
-    return rsp, DkekStatus(rsp.data[0], rsp.data[1], rsp.data[2:10])
-
-
-def import_share(mapper: Mapper, share: bytes) -> Response:
-    return mapper.send(apdu(CLA_PROPRIETARY, Ins.IMPORT_DKEK_SHARE, 0, 0, share, le=0))
-
-
-def wrap(mapper: Mapper, key_id: int) -> Response:
-    return mapper.send(apdu(CLA_PROPRIETARY, Ins.WRAP_KEY, key_id, WRAP_P2, le=0, extended=True))
-
-
-def unwrap(mapper: Mapper, key_id: int, blob: bytes) -> Response:
-    """As OpenSC does it: the blob into EF 2F10, then UNWRAP without data. A refused write is
-    the answer (a token that cannot take the blob cannot unwrap it)."""
-    data = tlv.encode(TAG_OFFSET, b"\x00\x00") + tlv.encode(TAG_DISCRETIONARY_DATA, blob)
-    written = mapper.send(apdu(CLA_ISO, Ins.UPDATE_BINARY_ODD, FID_WRAPPED_KEY >> 8, FID_WRAPPED_KEY & 0xFF, data,
-                               extended=True))
-    if written.sw != SW.OK:
-        return written
-    return mapper.send(apdu(CLA_PROPRIETARY, Ins.UNWRAP_KEY, key_id, UNWRAP_P2))
+__all__ = ["BackupAdvice", "DkekStatus", "backup_advice", "delete_key", "read_request", "sign_hash"]
 
 
 def sign_hash(mapper: Mapper, key_id: int, digest: bytes) -> Response:
@@ -102,7 +59,7 @@ def backup_advice(mapper: Mapper, key_ids: list[int] | None = None) -> BackupAdv
 
     `key_ids`: the keys to name in the commands (default: what ENUMERATE OBJECTS lists)."""
     ids = sorted(key_ids if key_ids is not None else (mapper.key_ids() or ()))
-    rsp, state = status(mapper)
+    rsp, state = mapper.dkek_status()  # the same free query as the abstract dkek_status
     if state is None:
         return BackupAdvice(
             False,

@@ -8,6 +8,7 @@ Helper reads (EF.C_DevAut, ENUMERATE OBJECTS, the FCP) are free and exist for th
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -36,7 +37,8 @@ from hsm_lifecycle.protocol import (
     TAG_OFFSET,
     Ins,
 )
-from hsm_lifecycle.model.commands import INITIALIZE, RIGHT, WRONG, WRONG_LENGTH, Command
+from hsm_lifecycle.model.commands import INITIALIZE, RIGHT, TAMPERED, WRONG, WRONG_LENGTH, Command
+from hsm_lifecycle.model.outputs import dkek_status as dkek_status_output
 from hsm_lifecycle.model.outputs import UPDATE_OK
 
 # design.md, "PINs the mapper uses".
@@ -46,6 +48,37 @@ WRONG_USER_PIN = b"000000"
 WRONG_LENGTH_USER_PIN = b"12345"
 WRONG_SO_PIN = bytes(8)
 SIGN_HASH = bytes(range(32))  # any 32 bytes: the device signs a hash, it does not check it
+
+
+# DKEK key backup (R23). The suite's two DKEK shares, "right" (A) and "wrong" (B): test values,
+# never an owner's (a token R23 runs on ends re-initialized without a DKEK).
+DKEK_SHARES: dict[str, bytes] = {
+    variant: hashlib.sha256(f"hsm-lifecycle DKEK share {name}".encode()).digest() for variant, name in ((RIGHT, "A"), (WRONG, "B"))
+}
+WRAP_P2 = 0x92
+UNWRAP_P2 = 0x93
+# What UNWRAP is given when no blob is held: no key check value any DKEK has.
+NO_BLOB = bytes(64)
+
+
+@dataclass(frozen=True, slots=True)
+class DkekStatus:
+    """The DKEK status query's answer: [shares][outstanding][key check value (8)]."""
+
+    shares: int
+    outstanding: int
+    kcv: bytes
+
+    @classmethod
+    def parse(cls, data: bytes) -> "DkekStatus | None":
+        return cls(data[0], data[1], data[2:10]) if len(data) >= 10 else None
+
+
+def tampered(blob: bytes) -> bytes:
+    """The blob with one bit flipped in its encrypted part: the key check value still names the
+    DKEK, the CMAC no longer verifies."""
+    at = len(blob) // 2
+    return blob[:at] + bytes([blob[at] ^ 0x01]) + blob[at + 1 :]
 
 
 class PortalUnavailable(Exception):
@@ -174,7 +207,7 @@ class Mapper:
     pins: PinBook = field(default_factory=PinBook.create)
     keys: list[int] = field(default_factory=list)  # key ids present, oldest first, as believed
     portal: PortalLink | None = None  # set by the target (conformance.operator), else None
-    dkek_shares: int | None = None  # INITIALIZE sends tag 92 with this many DKEK shares (R23)
+    blob: bytes | None = None  # the key blob the last successful WRAP KEY answered (R23)
     _gakp: bytes = field(default_factory=_gakp_body, repr=False)
 
     # -- the abstract alphabet -----------------------------------------------------------------
@@ -228,8 +261,8 @@ class Mapper:
                 tlv.encode(TAG_INIT_USER_PIN_RETRY, bytes([cmd.retries or 0])),
             ]
         )
-        if self.dkek_shares is not None:
-            data += tlv.encode(TAG_INIT_DKEK_SHARES, bytes([self.dkek_shares]))
+        if cmd.dkek_shares is not None:
+            data += tlv.encode(TAG_INIT_DKEK_SHARES, bytes([cmd.dkek_shares]))
         rsp = self.send(apdu(CLA_PROPRIETARY, Ins.INITIALIZE_DEVICE, 0, 0, data))
         if rsp.sw == SW.OK:
             self.pins.user_idx = 0
@@ -305,6 +338,51 @@ class Mapper:
 
     def _do_portal_login(self, cmd: Command, uninit: bool) -> str:
         return self._portal(cmd).login(self)
+
+    # -- DKEK key backup (R23), as sc-hsm-tool sends it (OpenSC's sc-hsm driver) ---------------
+
+    def _do_dkek_status(self, cmd: Command, uninit: bool) -> str:
+        rsp, status = self.dkek_status()
+        return dkek_status_output(status.shares, status.outstanding) if status is not None else rsp.sw_hex
+
+    def _do_import_dkek_share(self, cmd: Command, uninit: bool) -> str:
+        return self.import_dkek_share(DKEK_SHARES[cmd.share or RIGHT]).sw_hex
+
+    def _do_wrap_key(self, cmd: Command, uninit: bool) -> str:
+        rsp = self.wrap_key(self.newest_key)
+        if rsp.sw == SW.OK:
+            self.blob = rsp.data
+        return rsp.sw_hex
+
+    def _do_unwrap_key(self, cmd: Command, uninit: bool) -> str:
+        blob = self.blob if self.blob is not None else NO_BLOB
+        present = self.key_ids()
+        key_id = next(i for i in range(1, 256) if i not in present) if present else 1
+        rsp = self.unwrap_key(key_id, tampered(blob) if cmd.blob == TAMPERED else blob)
+        if rsp.sw == SW.OK:
+            self.keys.append(key_id)
+            note = getattr(self.transport, "note_generated", None)
+            if note is not None:
+                note(key_id)
+        return rsp.sw_hex
+
+    def dkek_status(self) -> tuple[Response, DkekStatus | None]:
+        """`80 52 00 00 00`: free, no PIN (sc-hsm-tool shows it on every run)."""
+        rsp = self.send(apdu(CLA_PROPRIETARY, Ins.IMPORT_DKEK_SHARE, 0, 0, le=0))
+        return rsp, DkekStatus.parse(rsp.data) if rsp.sw == SW.OK else None
+
+    def import_dkek_share(self, share: bytes) -> Response:
+        """`80 52 00 00 20 <share> 00` (case 4)."""
+        return self.send(apdu(CLA_PROPRIETARY, Ins.IMPORT_DKEK_SHARE, 0, 0, share, le=0))
+
+    def wrap_key(self, key_id: int) -> Response:
+        """`80 72 <id> 92 00 00 00` (case 2, extended)."""
+        return self.send(apdu(CLA_PROPRIETARY, Ins.WRAP_KEY, key_id, WRAP_P2, le=0, extended=True))
+
+    def unwrap_key(self, key_id: int, blob: bytes) -> Response:
+        """`80 74 <id> 93 00 <LL LL> <blob>` (case 3, extended), as sc-hsm-tool 0.23 sends it
+        (seen over pcscd with OPENSC_DEBUG; it does not go through EF 2F10)."""
+        return self.send(apdu(CLA_PROPRIETARY, Ins.UNWRAP_KEY, key_id, UNWRAP_P2, blob, extended=True))
 
     def _portal(self, cmd: Command) -> PortalLink:
         if self.portal is None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hsm_lifecycle.protocol import FIRMWARE_UPDATES_WHILE_SO_BLOCKED
 from hsm_lifecycle.model.cost import COST_CLASSES, cost_rank
@@ -52,12 +52,14 @@ class TourLimits:
     # SO-blocked updates a last segment spends from a fresh token, to tour the transitions at
     # R13's limit; 0: no such segment (a real token: never).
     counted_updates: int = 0
+    announce_dkek: bool = True  # INITIALIZE announcing DKEK shares is in the alphabet
 
     def alphabet(self) -> tuple[Command, ...]:
         return tuple(
             c
             for c in Command.alphabet()
-            if (self.portal or c.name not in PORTAL_COMMANDS)
+            if (self.announce_dkek or c.dkek_shares is None)
+            and (self.portal or c.name not in PORTAL_COMMANDS)
             and (self.initialize or c.name != INITIALIZE)
             and str(c) not in self.excluded
         )
@@ -180,7 +182,10 @@ def _at_the_limit(
             state = outcome.next
     if state.so_blocked_updates < limits.counted_updates:
         return [], set()
-    graph = _Graph(profile, state, limits)
+    # The key backup was toured from a fresh token. Here no DKEK is announced, so the DKEK
+    # commands are refused and the DKEK variables never move: they would multiply the graph
+    # around the limit for nothing.
+    graph = _Graph(profile, state, replace(limits, announce_dkek=False))
     segments: list[list[Command]] = []
     # The prefix takes only transitions the earlier segments took (updates below the limit).
     while rest := _walk(graph, state, taken, order)[0]:

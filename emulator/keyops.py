@@ -160,10 +160,10 @@ def dkek(card: CardContext, cmd: Command) -> tuple[bytes, int]:
     if cmd.data:
         if len(cmd.data) != DKEK_SHARE_BYTES:
             raise ApduError(SW.WRONG_LENGTH, "a DKEK share is 32 bytes")
-        if not current.outstanding:
+        if not current.outstanding and Fault.DKEK_EXTRA_SHARE not in card.faults:
             raise ApduError(SW.CONDITIONS_NOT_SATISFIED, "no DKEK share outstanding")
         key = bytes(a ^ b for a, b in zip(current.key, cmd.data))
-        left = current.outstanding - 1
+        left = max(current.outstanding - 1, 0)
         current = Dkek(current.shares, left, dkek_kcv(key) if left == 0 else bytes(8), key)
         card.commit(replace(state, dkek=current), PersistencePoint.DKEK_SHARE_IMPORTED)
     if Fault.DKEK_STATUS_SHOWS_IMPORTED in card.faults:

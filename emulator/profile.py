@@ -216,6 +216,7 @@ class Fault(Enum):
     UNINITIALIZED_GENERATE_WRITES = "uninitialized-generate-writes"  # R20: GENERATE KEY on a shipped token answers 6A88 but stores a key
     DKEK_STATUS_SHOWS_IMPORTED = "dkek-status-shows-imported"  # R23: the DKEK status counts imported shares, not outstanding
     DEVICE_KEY_NEEDS_EXTENDED_LE = "device-key-needs-extended-le"  # R15: SIGN with CC00 and a short Le answers 6700: no portal login
+    DKEK_EXTRA_SHARE = "dkek-extra-share"  # R23: a share beyond the announced count is XORed in
 
 
 def parse_faults(names: object) -> frozenset[Fault]:

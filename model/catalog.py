@@ -217,6 +217,4 @@ RULES: dict[str, Rule] = {
 CHECKED_OUTSIDE_ALPHABET: dict[str, str] = {
     "R18": "read EF.C_DevAut (2F02) and verify the CVC chain: a read, free on any token",
     "R22": "malformed APDUs (bad Lc, truncated TLVs, impossible P1/P2, unknown INS/CLA): outside the abstract alphabet, free",
-    "R23": "the DKEK commands (IMPORT DKEK SHARE, WRAP, UNWRAP) are a sub-model (model.dkek); the alphabet "
-    "sees R23 only where INITIALIZE wipes",
 }

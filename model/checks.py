@@ -208,11 +208,14 @@ CHECKS: tuple[Check, ...] = (
        "VERIFY 81/88 without data, the session (9000 after VERIFY) and ENUMERATE are the same before and after the malformed commands"),
     # R23 key-backup-needs-dkek
     _c("R23.status-follows-init", "the DKEK shares announced at INITIALIZE are the ones the device waits for",
-       "after INITIALIZE with n shares (tag 92) the DKEK status `80 52 00 00` reports n shares, n outstanding; without tag 92 no DKEK"),
+       "after INITIALIZE with n shares (tag 92) the DKEK status `80 52 00 00` reports n shares, n outstanding, one fewer per share imported; a share beyond n is refused; without tag 92 no DKEK (6A88)",
+       "IK01 IK02 IK03 IK04 IK05 UK01 UK02 UK03 UK04 UK05 OK01 OK02 OK03 OK04 OK05 BK01 BK02 BK03 BK04 BK05"),
     _c("R23.needs-complete-dkek", "a private key leaves the device only once all DKEK shares announced at INITIALIZE have been imported",
-       "with a share still outstanding WRAP KEY `80 72` and UNWRAP KEY `80 74` answer an error status word (never 9000)"),
+       "with a share still outstanding (or no DKEK) WRAP KEY `80 72`, UNWRAP KEY `80 74` and GENERATE KEY answer an error status word (never 9000)",
+       "IK07 IK08 IK12 IK13 IK16 OK07 OK08 OK12 OK13 OK16"),
     _c("R23.unwrap-needs-same-dkek", "a wrapped key can be unwrapped only on a device holding the same DKEK",
-       "a blob wrapped under DKEK A is refused under a complete DKEK A+B, accepted under A again, and the key it restores signs so that the wrapped key's public key verifies"),
+       "a blob wrapped under DKEK A is refused (6A80) under another complete DKEK and when tampered, accepted under A again, and the key it restores signs so that the wrapped key's public key verifies",
+       "IK10 IK14 IK15 OK10 OK14 OK15"),
     _c("R23.init-erases-dkek", "INITIALIZE erases the DKEK with the keys",
        "after INITIALIZE the DKEK status reports every announced share outstanding (none kept) and WRAP of the former key answers an error"),
 )  # fmt: skip

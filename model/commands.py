@@ -45,6 +45,18 @@ COMMAND_NAMES: tuple[str, ...] = (
     CHANGE_USER_PIN, CHANGE_SO_PIN, GENERATE_KEY, SIGN, DELETE_KEY, FIRMWARE_UPDATE, PORTAL_LOGIN,
 )  # fmt: skip
 
+# -- DKEK key backup (R23): the commands sc-hsm-tool sends around --wrap-key / --unwrap-key ----
+IMPORT_DKEK_SHARE = "import_dkek_share"  # share: right (A) | wrong (B), the suite's two shares
+DKEK_STATUS = "dkek_status"  # the free status query 80 52 00 00 00
+WRAP_KEY = "wrap_key"  # the newest key, as a blob the mapper holds
+UNWRAP_KEY = "unwrap_key"  # blob: held (as WRAP answered it) | tampered
+COMMAND_NAMES += (IMPORT_DKEK_SHARE, DKEK_STATUS, WRAP_KEY, UNWRAP_KEY)
+HELD = "held"
+TAMPERED = "tampered"
+# The default alphabet's DKEK: one share, so "complete", "another DKEK" (A or B) and "a share
+# beyond the announced count" are each one step away.
+ALPHABET_DKEK_SHARES = 1
+
 # Which variant field each command carries.
 _USER_PIN_COMMANDS = frozenset({VERIFY_USER, CHANGE_USER_PIN})
 _SO_PIN_COMMANDS = frozenset({INITIALIZE, RESET_RETRY_COUNTER, CHANGE_SO_PIN})
@@ -69,6 +81,9 @@ class Command:
     retries: int | None = None  # initialize: tag 91
     new_pin: bool | None = None  # reset_retry_counter: P1=00 (new PIN) or P1=01
     pin_length: int | None = None  # initialize: length of the user PIN it sets (tag 81)
+    dkek_shares: int | None = None  # initialize: DKEK shares announced (tag 92); None = no DKEK
+    share: str | None = None  # import_dkek_share: right | wrong
+    blob: str | None = None  # unwrap_key: held | tampered
 
     def __post_init__(self) -> None:
         if self.name not in COMMAND_NAMES:
@@ -90,6 +105,7 @@ class Command:
             raise ValueError(f"pin_length belongs to initialize only, and is {USER_PIN_MIN}..{USER_PIN_MAX}")
         if (self.name == RESET_RETRY_COUNTER) != (self.new_pin is not None):
             raise ValueError("new_pin belongs to reset_retry_counter only, and it needs it")
+        _check_dkek(self)
 
     # -- named constructors (design.md's alphabet) --------------------------------------------
 
@@ -115,9 +131,10 @@ class Command:
 
     @classmethod
     def initialize(
-        cls, so: str = RIGHT, options: int = DEFAULT_OPTIONS, retries: int = USER_PIN_TRIES_DEFAULT, pin_length: int = DEFAULT_PIN_LENGTH
+        cls, so: str = RIGHT, options: int = DEFAULT_OPTIONS, retries: int = USER_PIN_TRIES_DEFAULT, pin_length: int = DEFAULT_PIN_LENGTH,
+        dkek_shares: int | None = None,
     ) -> Command:
-        return cls(INITIALIZE, so=so, options=options, retries=retries, pin_length=pin_length)
+        return cls(INITIALIZE, so=so, options=options, retries=retries, pin_length=pin_length, dkek_shares=dkek_shares)
 
     @classmethod
     def reset_retry_counter(cls, so: str = RIGHT, new_pin: bool = False) -> Command:
@@ -152,10 +169,44 @@ class Command:
         return cls(PORTAL_LOGIN)
 
     @classmethod
-    def alphabet(
-        cls, options: Iterable[int] = ALPHABET_OPTIONS, retries: Iterable[int] = ALPHABET_RETRIES
+    def import_dkek_share(cls, share: str = RIGHT) -> Command:
+        return cls(IMPORT_DKEK_SHARE, share=share)
+
+    @classmethod
+    def dkek_status(cls) -> Command:
+        return cls(DKEK_STATUS)
+
+    @classmethod
+    def wrap_key(cls) -> Command:
+        return cls(WRAP_KEY)
+
+    @classmethod
+    def unwrap_key(cls, blob: str = HELD) -> Command:
+        return cls(UNWRAP_KEY, blob=blob)
+
+    @classmethod
+    def key_backup(
+        cls, shares: int = ALPHABET_DKEK_SHARES, options: int = DEFAULT_OPTIONS, retries: int = USER_PIN_TRIES_DEFAULT
     ) -> tuple[Command, ...]:
-        """A finite alphabet: every command and variant, INITIALIZE over `options` x `retries`."""
+        """The DKEK commands: INITIALIZE announcing `shares`, both shares, status, wrap, unwrap."""
+        return (
+            cls.initialize(RIGHT, options, retries, dkek_shares=shares),
+            *(cls.import_dkek_share(v) for v in (RIGHT, WRONG)),
+            cls.dkek_status(), cls.wrap_key(), *(cls.unwrap_key(b) for b in (HELD, TAMPERED)),
+        )  # fmt: skip
+
+    @classmethod
+    def alphabet(
+        cls, options: Iterable[int] = ALPHABET_OPTIONS, retries: Iterable[int] = ALPHABET_RETRIES, dkek: bool = True
+    ) -> tuple[Command, ...]:
+        """A finite alphabet: every command and variant, INITIALIZE over `options` x `retries`;
+        with `dkek`, the key-backup commands at the end (`key_backup`)."""
+        options, retries = tuple(options), tuple(retries)
+        backup = cls.key_backup(options=options[0], retries=retries[0]) if dkek else ()
+        return cls._lifecycle_alphabet(options, retries) + backup
+
+    @classmethod
+    def _lifecycle_alphabet(cls, options: Iterable[int], retries: Iterable[int]) -> tuple[Command, ...]:
         inits = [cls.initialize(so, o, r) for so, o, r in product((RIGHT, WRONG), options, retries)]
         return (
             cls.select(), cls.power_cycle(), cls.query_user(), cls.query_so(),
@@ -176,10 +227,11 @@ class Command:
         if self.name == INITIALIZE:
             # The default PIN length is left out: the form recorded in traces stays as it was.
             length = "" if self.pin_length == DEFAULT_PIN_LENGTH else f",pin_length={self.pin_length}"
-            return f"initialize(so={self.so},options={self.options:#06x},retries={self.retries}{length})"
+            dkek = "" if self.dkek_shares is None else f",dkek_shares={self.dkek_shares}"
+            return f"initialize(so={self.so},options={self.options:#06x},retries={self.retries}{length}{dkek})"
         if self.name == RESET_RETRY_COUNTER:
             return f"reset_retry_counter(so={self.so},new_pin={'true' if self.new_pin else 'false'})"
-        variant = self.pin or self.so
+        variant = self.pin or self.so or self.share or self.blob
         return f"{self.name}({variant})" if variant else self.name
 
     @classmethod
@@ -223,16 +275,37 @@ def _build(name: str, positional: list[str], args: dict[str, str]) -> Command:
             options = int(args.pop("options", str(DEFAULT_OPTIONS)), 0)
             retries = int(args.pop("retries", str(USER_PIN_TRIES_DEFAULT)), 0)
             pin_length = int(args.pop("pin_length", str(DEFAULT_PIN_LENGTH)), 0)
+            raw_shares = args.pop("dkek_shares", None)
             _no_leftovers(positional, args)
-            return Command.initialize(so, options, retries, pin_length)
+            return Command.initialize(so, options, retries, pin_length, None if raw_shares is None else int(raw_shares, 0))
         if name == RESET_RETRY_COUNTER:
             new_pin = _parse_bool(args.pop("new_pin", "false"))
             _no_leftovers(positional, args)
             return Command.reset_retry_counter(so, new_pin)
         _no_leftovers(positional, args)
         return Command(name, so=so)
+    if name in _DKEK_VARIANTS:
+        field_name, default = _DKEK_VARIANTS[name]
+        value = args.pop(field_name) if field_name in args else positional.pop(0) if positional else default
+        _no_leftovers(positional, args)
+        return Command(name, **{field_name: value})
     _no_leftovers(positional, args)
     return Command(name)
+
+
+# The DKEK commands' variant field, its values and its default in the string form.
+_DKEK_VARIANTS = {IMPORT_DKEK_SHARE: ("share", RIGHT), UNWRAP_KEY: ("blob", HELD)}
+_DKEK_VALUES = {"share": (RIGHT, WRONG), "blob": (HELD, TAMPERED)}
+
+
+def _check_dkek(c: Command) -> None:
+    if c.dkek_shares is not None and (c.name != INITIALIZE or not 0 <= c.dkek_shares <= 255):
+        raise ValueError("dkek_shares belongs to initialize only, and is 0..255")
+    for field_name, values in _DKEK_VALUES.items():
+        value = getattr(c, field_name)
+        wanted = _DKEK_VARIANTS.get(c.name, ("",))[0] == field_name
+        if wanted != (value is not None) or (value is not None and value not in values):
+            raise ValueError(f"{c.name}: {field_name} is {' | '.join(values)} for {'this command' if wanted else 'another command'}")
 
 
 def _no_leftovers(positional: list[str], args: dict[str, str]) -> None:

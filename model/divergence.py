@@ -26,6 +26,7 @@ USER_TRIES = "user tries"
 KEYS = "keys"
 SESSION = "session"
 INITIALIZATION = "initialization"
+DKEK = "DKEK"
 STATUS_WORD = "status word"
 PORTAL = "portal's answer"
 UPDATE_REFUSED = "update-refused"  # the prefix of every refusal the portal words
@@ -145,6 +146,10 @@ def _blame(outcome: Outcome, answer: str, history: Sequence[Outcome | None]) -> 
     last = culprit_of(history, None)
     if culprit is OFF_ALPHABET or last is OFF_ALPHABET:
         culprit = last = None
+    if cmd.name in DKEK_COMMANDS and after.is_initialized and answer not in outcome.outputs:
+        dkek_blame = _dkek(outcome, answer, history)
+        if dkek_blame is not None:
+            return dkek_blame
     answer = answer.upper()
     expected = sorted(outcome.outputs)
     got = count_of(answer)
@@ -192,6 +197,36 @@ def _update_refused(before: ExtState, refused: str) -> str | None:
     if before.so_tries == 0 and before.so_blocked_updates >= FIRMWARE_UPDATES_WHILE_SO_BLOCKED:
         return "R13.empty-not-counted"
     return None if before.keys else "R12.admitted-without-keys"
+
+
+# -- DKEK key backup (R23) -----------------------------------------------------------------------
+
+DKEK_COMMANDS = frozenset({C.DKEK_STATUS, C.IMPORT_DKEK_SHARE})
+# What can change the DKEK a status query shows.
+_MOVES_DKEK = frozenset({C.INITIALIZE, C.IMPORT_DKEK_SHARE, C.FIRMWARE_UPDATE})
+
+
+def _dkek(outcome: Outcome, answer: str, history: Sequence[Outcome | None]) -> Blame | None:
+    """The DKEK the device shows (its status, or whether it takes a share) is not the model's:
+    blame the last step that could have changed it. None: only the status word differs."""
+    before = outcome.before
+    model = f"{before.dkek_imported}/{before.dkek_shares} shares imported" if before.dkek_shares is not None else "no DKEK"
+    detail = f"model {model}, device answered {answer}"
+    culprit: Outcome | None = None
+    for past in reversed(history):
+        if past is None:
+            return Blame(DKEK, detail + ", after a command outside the alphabet", ())
+        if not isinstance(past, Torn) and past.command.name in _MOVES_DKEK:
+            culprit = past
+            break
+    if culprit is None:
+        return Blame(DKEK, detail, ("R23.status-follows-init",))
+    c = culprit.command
+    if c.name == C.INITIALIZE and c.so == C.RIGHT and culprit.before.dkek_shares is not None:
+        return Blame(DKEK, detail + f", after {c}", ("R23.init-erases-dkek",))  # the old DKEK survived it
+    if c.name == C.FIRMWARE_UPDATE:
+        return Blame(DKEK, detail + f", after {c}", ("R14.as-shipped",))
+    return Blame(DKEK, detail + f", after {c}", ("R23.status-follows-init",))
 
 
 def query_moves_itself(outcome: Outcome, first: str, again: str) -> Blame | None:

@@ -20,6 +20,7 @@ from hsm_lifecycle.protocol import (
     USER_PIN_TRIES_BY_LENGTH,
     USER_PIN_TRIES_MAX,
 )
+from hsm_lifecycle.model import dkek
 from hsm_lifecycle.model import outputs as out
 from hsm_lifecycle.model.cost import FREE, IRREVERSIBLE, OPERATOR, TRIES, WIPES
 from hsm_lifecycle.model.commands import COMMAND_NAMES, Command
@@ -142,6 +143,15 @@ def _over_cap(s: ExtState, c: Command, p: Profile) -> bool:
 OVER_CAP = Guard("retries above the PIN-length cap, enforced", _over_cap)
 RETRIES_OK = Guard("retries accepted", lambda s, c, p: not _over_cap(s, c, p))
 
+# DKEK key backup (R23; model.dkek).
+NO_DKEK = Guard("no DKEK", lambda s, c, p: not dkek.has_dkek(s))
+HAS_DKEK = Guard("a DKEK", lambda s, c, p: dkek.has_dkek(s))
+DKEK_PENDING = Guard("DKEK shares outstanding", lambda s, c, p: dkek.pending(s))
+DKEK_READY = Guard("no DKEK share outstanding", lambda s, c, p: not dkek.pending(s))
+DKEK_COMPLETE = Guard("DKEK complete", lambda s, c, p: dkek.complete(s))
+BLOB_OPENS = Guard("the held blob, under this DKEK", lambda s, c, p: dkek.blob_opens(s, c))
+BLOB_REFUSED = Guard("tampered, another DKEK or no blob", lambda s, c, p: not dkek.blob_opens(s, c))
+
 
 def _variants(command: str) -> Predicate:
     """The command-variant test a label like "verify_user(right|wrong)" stands for."""
@@ -151,7 +161,7 @@ def _variants(command: str) -> Predicate:
     wanted = frozenset(rest.rstrip(")").split("|")) if rest and rest != "any)" else None
     if wanted is None:
         return lambda s, c, p: True
-    return lambda s, c, p: (c.pin if c.pin is not None else c.so) in wanted
+    return lambda s, c, p: (c.pin or c.so or c.share or c.blob) in wanted
 
 
 # -- effects -----------------------------------------------------------------------------------
@@ -224,6 +234,7 @@ def _fresh_pins(s: ExtState, c: Command, p: Profile, so_tries: int, depends: tup
         authenticated=authenticated,
         identity=s.identity,
         so_blocked_updates=s.so_blocked_updates,
+        **dkek.after_initialize(s, c),  # type: ignore[arg-type]
     )
     return Step(nxt, frozenset({out.OK}), None, depends if transport else (*depends, AUTH_AFTER_INIT))
 
@@ -296,7 +307,7 @@ def _update(counted: bool) -> Effect:
     """Back to as-shipped with a new identity (R14); SO-blocked admissions are counted (R13)."""
 
     def effect(s: ExtState, c: Command, p: Profile) -> Step:
-        nxt = ExtState(identity=s.identity + 1, so_blocked_updates=s.so_blocked_updates + counted)
+        nxt = ExtState(identity=s.identity + 1, so_blocked_updates=s.so_blocked_updates + counted, **dkek.after_wipe(s))  # type: ignore[arg-type]
         return Step(nxt, frozenset({out.UPDATE_OK}))
 
     return effect
@@ -370,7 +381,7 @@ def _key_commands(prefix: str, src: str, start: int, working: str) -> list[Trans
         return f"{prefix}{next(n):02d}"
 
     return [
-        _t(tid(), src, "generate_key", AUTH, src, _generate, f"R10 {working}", FREE),
+        _t(tid(), src, "generate_key", AUTH & DKEK_READY, src, _generate, f"R10 {working}", FREE),
         _t(tid(), src, "generate_key", NOT_AUTH & NO_TRANSPORT, src, _NO_LOGIN, "R10 R09", FREE),
         _t(tid(), src, "generate_key", TRANSPORT, src, _NO_LOGIN, "R11 R10", FREE),
         _t(tid(), src, "sign", AUTH & KEYS, src, _const(out.OK), f"R10 {working}", FREE),
@@ -500,6 +511,86 @@ TRANSITIONS: tuple[Transition, ...] = (
     _t("B18", _B, "firmware_update", AT_LIMIT & KEYS, _B, _const(out.UPDATE_REFUSED_LIMIT), "R13", OPERATOR),
     _t("B19", _B, "portal_login", ALWAYS, _B, _LOGIN_REFUSED, "R15", OPERATOR),
 )  # fmt: skip
+
+
+# -- DKEK key backup (R23) ------------------------------------------------------------------------
+# Status words as far as public sources fix them (protocol digest §4, OpenSC's sc-hsm-tool): no
+# DKEK: 6A88 for the status query (a v4.0 card, OSC#2647) and 6D00 for WRAP/UNWRAP (what
+# sc-hsm-tool reads as "not initialized for key wrap"); a blob the DKEK cannot open: 6A80 (what
+# it reads as "does not match DKEK"). Shares outstanding, a share too many, no key: "refused".
+
+
+_NO_DKEK_STATUS = _const(out.NOT_INITIALIZED)
+_NO_DKEK_WRAP = _const(out.INS_NOT_SUPPORTED)
+_BLOB_REFUSED = _const(out.WRONG_DATA)
+
+
+def _dkek_status(s: ExtState, c: Command, p: Profile) -> Step:
+    return Step(s, frozenset({out.dkek_status(s.dkek_shares or 0, dkek.outstanding(s))}))
+
+
+def _import_share(s: ExtState, c: Command, p: Profile) -> Step:
+    return Step(dkek.after_import(s, c), frozenset({out.OK}))
+
+
+def _wrap(s: ExtState, c: Command, p: Profile) -> Step:
+    return Step(s.but(blob=dkek.identity(s)), frozenset({out.OK}))
+
+
+def _unwrap(s: ExtState, c: Command, p: Profile) -> Step:
+    return Step(s.but(keys=s.keys + 1), frozenset({out.OK}))
+
+
+def _key_backup_uninitialized(prefix: str, src: str) -> list[Transition]:
+    return [
+        _t(f"{prefix}K01", src, "import_dkek_share(any)", ALWAYS, src, _NOT_INIT, "R20", FREE),
+        _t(f"{prefix}K02", src, "dkek_status", ALWAYS, src, _NOT_INIT, "R20", FREE),
+        _t(f"{prefix}K03", src, "wrap_key", ALWAYS, src, _NOT_INIT, "R20", FREE),
+        _t(f"{prefix}K04", src, "unwrap_key(any)", ALWAYS, src, _NOT_INIT, "R20", FREE),
+    ]
+
+
+def _key_backup(prefix: str, src: str, usable: bool) -> list[Transition]:
+    """The DKEK commands on an initialized token. The status and the shares need no PIN; WRAP
+    and UNWRAP are key use (R10): where the user PIN is blocked (`usable` False) they are refused
+    like every key command. Importing a share changes the DKEK for good: it costs a wipe."""
+    rows = [
+        _t(f"{prefix}K01", src, "dkek_status", NO_DKEK, src, _NO_DKEK_STATUS, "R23", FREE),
+        _t(f"{prefix}K02", src, "dkek_status", HAS_DKEK, src, _dkek_status, "R23", FREE),
+        _t(f"{prefix}K03", src, "import_dkek_share(any)", NO_DKEK, src, _NO_DKEK_STATUS, "R23", FREE),
+        _t(f"{prefix}K04", src, "import_dkek_share(any)", DKEK_PENDING, src, _import_share, "R23", WIPES),
+        _t(f"{prefix}K05", src, "import_dkek_share(any)", DKEK_COMPLETE, src, _REFUSED, "R23", FREE),
+    ]
+    if not usable:
+        return rows + [
+            _t(f"{prefix}K06", src, "wrap_key", ALWAYS, src, _NO_LOGIN, "R05 R23", FREE),
+            _t(f"{prefix}K07", src, "unwrap_key(any)", ALWAYS, src, _NO_LOGIN, "R05 R23", FREE),
+        ]
+    return rows + [
+        _t(f"{prefix}K06", src, "wrap_key", NOT_AUTH, src, _NO_LOGIN, "R10 R23", FREE),
+        _t(f"{prefix}K07", src, "wrap_key", AUTH & NO_DKEK, src, _NO_DKEK_WRAP, "R23", FREE),
+        _t(f"{prefix}K08", src, "wrap_key", AUTH & DKEK_PENDING, src, _REFUSED, "R23", FREE),
+        _t(f"{prefix}K09", src, "wrap_key", AUTH & DKEK_COMPLETE & NO_KEYS, src, _REFUSED, "R23", FREE),
+        _t(f"{prefix}K10", src, "wrap_key", AUTH & DKEK_COMPLETE & KEYS, src, _wrap, "R23", FREE),
+        _t(f"{prefix}K11", src, "unwrap_key(any)", NOT_AUTH, src, _NO_LOGIN, "R10 R23", FREE),
+        _t(f"{prefix}K12", src, "unwrap_key(any)", AUTH & NO_DKEK, src, _NO_DKEK_WRAP, "R23", FREE),
+        _t(f"{prefix}K13", src, "unwrap_key(any)", AUTH & DKEK_PENDING, src, _REFUSED, "R23", FREE),
+        _t(f"{prefix}K14", src, "unwrap_key(any)", AUTH & DKEK_COMPLETE & BLOB_OPENS, src, _unwrap, "R23", FREE),
+        _t(f"{prefix}K15", src, "unwrap_key(any)", AUTH & DKEK_COMPLETE & BLOB_REFUSED, src, _BLOB_REFUSED, "R23", FREE),
+        # The device waits for every share before it generates a key (digest §2).
+        _t(f"{prefix}K16", src, "generate_key", AUTH & DKEK_PENDING, src, _REFUSED, "R23", FREE),
+    ]
+
+
+TRANSITIONS = (
+    *TRANSITIONS,
+    *_key_backup_uninitialized("S", SHIPPED),
+    *_key_backup_uninitialized("F", FIRMWARE_RESET),
+    *_key_backup("I", _I, usable=True),
+    *_key_backup("U", _U, usable=False),
+    *_key_backup("O", _O, usable=True),
+    *_key_backup("B", _B, usable=False),
+)
 
 BY_ID: dict[str, Transition] = {t.id: t for t in TRANSITIONS}
 _CANDIDATES: dict[tuple[str, str], tuple[Transition, ...]] = {

@@ -47,3 +47,13 @@ def accepts(allowed: frozenset[str], output: str) -> bool:
     if upper in allowed:
         return True
     return REFUSED in allowed and is_status_word(upper) and upper != OK
+
+# DKEK key backup (R23).
+INS_NOT_SUPPORTED = "6D00"
+WRONG_DATA = "6A80"
+
+
+def dkek_status(shares: int, outstanding: int) -> str:
+    """The DKEK status query's answer when a DKEK is configured: 9000 with [shares][outstanding]
+    (the key check value after them is the token's own, so not part of the abstract output)."""
+    return f"dkek {shares}/{outstanding}"

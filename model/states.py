@@ -63,6 +63,13 @@ class ExtState:
     authenticated: bool = False  # user PIN verified in the current card session
     identity: int = 0  # device identity generation: +1 per firmware update
     so_blocked_updates: int = 0  # updates admitted only because the SO-PIN was blocked (R13)
+    # DKEK key backup (R23; model.dkek): shares announced by tag 92 (None = no DKEK), shares
+    # imported since, the DKEK they make (the shares imported an odd number of times), and the
+    # DKEK the blob the mapper holds was wrapped under (None = no blob).
+    dkek_shares: int | None = None
+    dkek_imported: int = 0
+    dkek: str = ""
+    blob: str | None = None
 
     def __post_init__(self) -> None:
         if self.so_tries is None:
@@ -79,6 +86,10 @@ class ExtState:
                 raise ValueError(f"options must be 16 bits, got {self.options:#x}")
         if self.keys < 0 or self.identity < 0 or not 0 <= self.so_blocked_updates <= self.identity:
             raise ValueError(f"keys, identity and SO-blocked updates must be counts (updates <= identity): {self!r}")
+        if self.dkek_shares is None and (self.dkek_imported or self.dkek) or not 0 <= self.dkek_imported <= (self.dkek_shares or 0):
+            raise ValueError(f"DKEK shares imported must be 0..announced, and no DKEK imports none: {self!r}")
+        if self.so_tries is None and self.dkek_shares is not None:
+            raise ValueError(f"an uninitialized token has no DKEK: {self!r}")
 
     @classmethod
     def shipped(cls) -> ExtState:
@@ -140,7 +151,7 @@ class ExtState:
 
     def __str__(self) -> str:
         if self.so_tries is None:
-            return f"{self.abstract}(identity={self.identity}, so_blocked_updates={self.so_blocked_updates})"
+            return f"{self.abstract}(identity={self.identity}, so_blocked_updates={self.so_blocked_updates}{self._dkek_str()})"
         flags = "".join(
             (
                 " transport" if self.transport else "",
@@ -150,8 +161,13 @@ class ExtState:
         return (
             f"{self.abstract}(so={self.so_tries}, user={self.user_tries}/{self.user_max}, "
             f"options={self.options:#06x}, keys={self.keys}{flags}, identity={self.identity}, "
-            f"so_blocked_updates={self.so_blocked_updates})"
+            f"so_blocked_updates={self.so_blocked_updates}{self._dkek_str()})"
         )
+
+    def _dkek_str(self) -> str:
+        """The DKEK part of the string form; empty without DKEK and blob (traces keep their form)."""
+        dkek = "" if self.dkek_shares is None else f", dkek={self.dkek_imported}/{self.dkek_shares}[{self.dkek}]"
+        return dkek + ("" if self.blob is None else f", blob={self.blob or '-'}")
 
 
 _FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ExtState))

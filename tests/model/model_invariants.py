@@ -31,7 +31,8 @@ from hsm_lifecycle.model.commands import (
     WRONG_LENGTH,
 )
 from hsm_lifecycle.model.lifecycle import transitions_from
-from hsm_lifecycle.model.outputs import LOGIN_OK, OK, PORTAL_OUTPUTS, UPDATE_OK, is_status_word
+from hsm_lifecycle.model.commands import DKEK_STATUS, IMPORT_DKEK_SHARE, UNWRAP_KEY, WRAP_KEY
+from hsm_lifecycle.model.outputs import LOGIN_OK, OK, PORTAL_OUTPUTS, UPDATE_OK, dkek_status, is_status_word
 from hsm_lifecycle.model.profiles import REFUSED
 from hsm_lifecycle.model.states import BOTH_BLOCKED, UNINITIALIZED
 
@@ -66,7 +67,8 @@ class Checker:
             self.fail(o, f"row says {row.source}->{row.dest}")
 
         # Outputs are well-formed; "refused" never admits 9000.
-        if not o.outputs or any(not (is_status_word(x) or x == REFUSED or x in PORTAL_OUTPUTS) for x in o.outputs):
+        dkek_answers = {dkek_status(s.dkek_shares, s.dkek_shares - s.dkek_imported)} if s.dkek_shares is not None else set()
+        if not o.outputs or any(not (is_status_word(x) or x == REFUSED or x in PORTAL_OUTPUTS or x in dkek_answers) for x in o.outputs):
             self.fail(o, f"malformed outputs {sorted(o.outputs)}")
         if REFUSED in o.outputs and o.accepts(OK):
             self.fail(o, "a refusal accepts 9000")
@@ -179,6 +181,27 @@ class Checker:
             self.fail(o, "more than 5 SO-blocked updates (R13)")
         if name == PORTAL_LOGIN and o.accepts(LOGIN_OK) != (s.is_initialized and s.user_tries > 0 and not s.transport):
             self.fail(o, "portal login disagrees with R15")
+
+        # Key backup (R23): the DKEK is what INITIALIZE announced plus the shares imported since.
+        complete = s.dkek_shares is not None and s.dkek_imported == s.dkek_shares
+        if name == INITIALIZE and succeeded and (t.dkek_shares != c.dkek_shares or t.dkek_imported or t.dkek):
+            self.fail(o, "INITIALIZE kept the old DKEK or did not announce the new one (R23)")
+        if name == DKEK_STATUS and t != s:
+            self.fail(o, "the DKEK status query changed something")
+        if name == DKEK_STATUS and s.dkek_shares is not None and o.outputs != {dkek_status(s.dkek_shares, s.dkek_shares - s.dkek_imported)}:
+            self.fail(o, "the DKEK status does not report the shares announced and outstanding (R23)")
+        if name == IMPORT_DKEK_SHARE and succeeded != (s.dkek_shares is not None and not complete):
+            self.fail(o, "a share was taken with none outstanding, or refused with some (R23)")
+        if name == WRAP_KEY and succeeded and not (complete and s.keys and s.authenticated):
+            self.fail(o, "a key left without a complete DKEK, a key or a verified user PIN (R23, R10)")
+        if name == UNWRAP_KEY and succeeded and not (complete and c.blob == "held" and s.blob is not None and s.authenticated):
+            self.fail(o, "a blob was unwrapped without a complete DKEK, untampered, or without the user PIN (R23)")
+        if name == UNWRAP_KEY and succeeded and s.blob != (s.dkek if s.dkek_shares else "random"):
+            self.fail(o, "a blob was unwrapped under another DKEK than it was wrapped under (R23)")
+        if name == GENERATE_KEY and succeeded and s.dkek_shares is not None and not complete:
+            self.fail(o, "a key was generated with DKEK shares outstanding")
+        if name in (WRAP_KEY, UNWRAP_KEY, IMPORT_DKEK_SHARE) and not succeeded and t != s:
+            self.fail(o, "a refused DKEK command changed something")
 
 
 # The other answer to every state-affecting open behaviour (and to the SW ones).

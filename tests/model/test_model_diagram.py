@@ -91,7 +91,7 @@ def test_rules_md_lists_each_rules_transitions() -> None:
     for rid, rule in RULES.items():
         section = text.split(f"### {rid}\n", 1)[1].split("### ", 1)[0]
         assert rule.statement in section
-        ids = re.findall(r"^- `([SFIUOB]\d\d)`", section, flags=re.M)
+        ids = re.findall(r"^- `([SFIUOB]K?\d\d)`", section, flags=re.M)
         assert ids == [t.id for t in TRANSITIONS if rid in t.rules]
 
 

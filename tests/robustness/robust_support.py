@@ -34,7 +34,7 @@ class DataChooser:
 SELECT = bytes([0x00, 0xA4, 0x04, 0x00, len(AID)]) + AID + b"\x00"
 QUERY_SO = bytes.fromhex("00200088")
 QUERY_USER = bytes.fromhex("00200081")
-ENUMERATE = bytes.fromhex("8058000000000000")
+ENUMERATE = bytes.fromhex("80580000000000")  # case 2, extended: Le 0000 (65536)
 READ_2F02 = bytes.fromhex("00B12F02000004540200000000")
 
 
