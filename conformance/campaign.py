@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hsm_lifecycle.model.commands import Command
 from hsm_lifecycle.model.plan import (
@@ -36,9 +36,6 @@ from hsm_lifecycle.model.plan import (
 )
 from hsm_lifecycle.model.states import ExtState
 from hsm_lifecycle.protocol import Ins
-
-if TYPE_CHECKING:
-    from hsm_lifecycle.conformance.device import Device
 
 DATA = Path(__file__).resolve().parent / "data"
 COSTS_EXAMPLES = 10  # stateful examples the costs file was measured with (a real token's default)
@@ -549,57 +546,3 @@ def observe_now(device: Any) -> None:
     target.profile = observations.profile(base=target.profile) if target.profile else observations.profile()
     device.profile = target.profile
     device.state = state
-
-
-# Open behaviours a step's answer leaves visible to a free query right after it (VERIFY 81
-# without data: 9000 means a user session is open).
-AFTER_THE_FACT: frozenset[str] = frozenset({"auth-after-init", "auth-after-change"})
-
-
-def step_observing(device: Device, cmd: Command) -> str | None:
-    """On a persistent token, a step whose next state hangs on whether it leaves the user
-    authenticated is sent, and the question answered by the device itself (a free status
-    query), instead of being skipped: an uninitialized token cannot be probed beforehand without
-    initializing it. Returns None when the step needs no such help."""
-    from hsm_lifecycle.model.oracle import expect
-    from hsm_lifecycle.model.profiles import UnresolvedBehaviour
-
-    if not device.target.persistent:
-        return None
-    try:
-        expect(device.state, cmd, device.profile)
-        return None
-    except UnresolvedBehaviour as exc:
-        if exc.behaviour not in AFTER_THE_FACT:
-            return None
-        behaviour = exc.behaviour
-    cmd = device.mapper.as_sent(cmd)
-    guesses = {value: expect(device.state, cmd, device.profile.resolve({behaviour: value})) for value in (True, False)}
-    outcome = guesses[False]
-    device.check_credentials(cmd)
-    device.admit(outcome)
-    device.recorder.context(f"setup:{cmd}" if device.setup else str(cmd), device.state.abstract, outcome.rules)
-    output = device.mapper.run(cmd, uninitialized=not device.state.is_initialized)
-    accepted = [v for v, o in guesses.items() if o.accepts(output)]
-    if not accepted:
-        # Blamed by what diverged, as Device.step blames it (the rule tags are not check ids).
-        from hsm_lifecycle.model.divergence import blame
-        from hsm_lifecycle.protocol import describe_sw
-
-        device.ledger.note(outcome, output)
-        found = blame(outcome, output, device.history)
-        device.fail(f"{outcome.describe()}, but the device answered {describe_sw(output)}; {found.describe()}", blame=found)
-    value = accepted[0]
-    if guesses[True].next != guesses[False].next and len(accepted) > 1:
-        device.recorder.context(f"observe {behaviour} (free)", outcome.next.abstract, ())
-        value = device.mapper.run(Command.query_user(), uninitialized=False) == "9000"
-    chosen = guesses[value]
-    device.profile = device.profile.resolve({behaviour: value})
-    device.target.profile = device.profile
-    device.observe(behaviour, str(value).lower())
-    device.ledger.note(chosen, output)
-    for rule in chosen.rules:
-        if rule not in device.ledger.rules:
-            device.ledger.rules.append(rule)
-    device.state = chosen.next
-    return output

@@ -10,6 +10,7 @@ from hsm_lifecycle.model.commands import Command as C
 
 @pytest.mark.rule("R15")
 @pytest.mark.cost("operator")
+@pytest.mark.walk(decides=("R15.working-logs-in", "R15.user-blocked-refused", "R15.transport-refused"))
 def test_r15_blocked_token_cannot_log_in(hsm):
     hsm.require_portal()
     if not hsm.state.is_initialized:
@@ -30,7 +31,7 @@ def test_r15_blocked_token_cannot_log_in(hsm):
 
 @pytest.mark.rule("R15")
 @pytest.mark.cost("operator")
-@pytest.mark.walk(leaves="so-blocked")
+@pytest.mark.walk(leaves="so-blocked", decides=("R15.so-blocked-logs-in",))
 def test_r15_so_blocked_token_still_logs_in(hsm):
     hsm.require_portal()
     hsm.provision()
