@@ -73,6 +73,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SOCKET",
         help="the portal steps are done by a scripted operator at the simulated portal of `hsm-lifecycle emulate --portal SOCKET`",
     )
+    parser.add_argument(
+        "--max-updates",
+        metavar="N",
+        type=int,
+        help="with --allow-operator: make at most N firmware updates (run --plan first: it says how many each check needs)",
+    )
+    parser.add_argument(
+        "--updates-used",
+        metavar="N",
+        type=int,
+        help="firmware updates the token already had because its SO-PIN was blocked (0..5), where no scripted portal tells",
+    )
     parser.add_argument("--so-pin", metavar="X", help="the real token's SO-PIN: 16 hex digits (e.g. 3537363231383830)")
     parser.add_argument("--pin", metavar="Y", help="the real token's user PIN (6..16 characters)")
     parser.add_argument("--so-floor", metavar="N", type=int, help="never let SO-PIN tries drop below N in tries checks (default 5)")
@@ -146,6 +158,10 @@ def plan(args: argparse.Namespace, suite: Path) -> Campaign:
         pytest_args.append("--hsm-trace-secrets")
     if args.portal:
         pytest_args.append(f"--hsm-portal={args.portal}")
+    if args.max_updates is not None:
+        pytest_args.append(f"--hsm-max-updates={args.max_updates}")
+    if args.updates_used is not None:
+        pytest_args.append(f"--hsm-updates-used={args.updates_used}")
     if not args.plain:
         # The progress display replaces pytest's output; the project's addopts (-ra) need the
         # terminal reporter, so they go too.
