@@ -363,9 +363,12 @@ def render(plan: Plan, words: str = "pytest", latency: LatencyTable | None = Non
     placed = [c for c in plan.checks if c.test is not None]
     if plan.checks:
         out.append(f"Checks placed: {len(placed)} of {len(plan.checks)}")
-        for miss in plan.unplaced:
-            allow = " — would run with " + " ".join(names[m] for m in miss.allowed_by) if miss.allowed_by else ""
-            out.append(f"  - {miss.check}: {miss.why}{allow}")
+        groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        for miss in plan.unplaced:  # one line per reason: the checks a test that does not run decides
+            groups.setdefault((miss.why, miss.allowed_by), []).append(miss.check)
+        for (why, allowed_by), ids in groups.items():
+            allow = " — would run with " + " ".join(names[m] for m in allowed_by) if allowed_by else ""
+            out.append(f"  - {', '.join(ids)}: {why}{allow}")
     updates = plan.firmware_updates
     est = "estimates (no public per-command figure)" if latency is None or latency.all_estimates else "partly sourced"
     out.append(
@@ -491,11 +494,12 @@ def write_plan(directory: Path, plan: Plan) -> Path:
 # Following the plan during the run (persistent targets)
 
 
-def plans_the_walk(options: Any) -> bool:
+def plans_the_walk(options: Any, fleet_worker: bool = False) -> bool:
     """Whether the session's target is one token for the whole run that cannot be swapped for a
-    fresh one: a real token, the emulator posing as one, or a vpcd emulator kept persistent."""
+    fresh one: a real token, the emulator posing as one, or a vpcd emulator kept persistent. In a
+    fleet each worker plans its own token from that token's start state (the controller has none)."""
     spec = options.target
-    if options.fleet:
+    if options.fleet and not fleet_worker:
         return False
     return spec.kind == "pcsc" or spec.as_real or (spec.kind == "emulator:vpcd" and bool(getattr(options, "persistent", False)))
 

@@ -229,6 +229,7 @@ class Suite:
     made_evidence: bool = False  # the evidence folder is this run's (removed if nothing ran)
     custody: dict[str, Any] | None = None  # what the custody did at the end (conformance.custody)
     walker: Any = None  # the campaign plan on one persistent token (conformance.campaign.Walker)
+    plan_text: str | None = None  # --hsm-plan in a fleet worker: its token's plan, for the controller
     _opened: Any = None  # the target, opened (free reads only) to plan before it is prepared
 
     def __post_init__(self) -> None:
@@ -327,7 +328,7 @@ class Suite:
         from hsm_lifecycle.conformance.targets import make_target
         from hsm_lifecycle.conformance.transport.base import TransportError
 
-        if not campaign.plans_the_walk(self.options) or not items:
+        if not campaign.plans_the_walk(self.options, fleet_worker=self.slot is not None) or not items:
             return
         path, _ = self.trace_path("session-setup")
         recorder = TraceRecorder(path, secrets=self.trace_secrets())
@@ -369,6 +370,13 @@ class Suite:
                 target.close()
         if self.evidence is not None:
             write_plan(self.evidence, planned.plan)
+        if self.slot is not None:
+            # A fleet token: its worker cannot leave early; the controller prints each token's
+            # plan when the worker is done, and none of its tests runs.
+            self.plan_text = f"{self.slot.worker}: {planned.text}"
+            for item in items:
+                item.add_marker(pytest.mark.skip(reason="campaign plan printed; nothing was run"))
+            return
         with terminal.handed_over():
             print(planned.text, flush=True)
         pytest.exit("campaign plan printed; nothing was run", returncode=0)
@@ -698,6 +706,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if suite is not None and suite.slot is not None:
         # A fleet worker always leaves notes on its token, for the controller and the bundle.
         notes = {**suite.session_info(), "exitstatus": int(exitstatus)}
+        if suite.plan_text is not None:
+            notes["plan"] = suite.plan_text
         workeroutput = getattr(session.config, "workeroutput", None)
         if workeroutput is not None:
             workeroutput[TOKEN_KEY] = notes
