@@ -74,6 +74,8 @@ def measure(work: Path, owned: bool, args: tuple[str, ...], examples: int | None
         "so_blocked_updates": end.so_blocked_updates,
         "judged": sum(1 for v in verdicts.values() if v != "not-run"),
         "failed": sorted(r for r, v in verdicts.items() if v == "fail"),
+        "passed": sum(1 for v in verdicts.values() if v == "pass"),
+        "partial": sorted(r for r, v in verdicts.items() if v == "partial"),
         "verdict": summary["verdict"],
         "changed_by_device": plan["changed_by_device"],
         "so_blocks_in_plan": plan["totals"]["so_blocks"],
@@ -96,7 +98,8 @@ def main() -> None:
         if args.plans:
             print(f"== {name}\n{f['plan']}\n", flush=True)
             continue
-        print(f"{name}: {f['judged']} rules judged ({f['verdict']}, failed {f['failed'] or 'none'}), {f['apdus']} APDUs, "
+        print(f"{name}: {f['judged']} rules judged, {f['passed']} pass, partial {f['partial'] or 'none'} "
+              f"({f['verdict']}, failed {f['failed'] or 'none'}), {f['apdus']} APDUs, "
               f"tries spent user {f['user_tries_spent']} / SO {f['so_tries_spent']}, SO tries {f['so_tries']}, "
               f"{f['firmware_updates']} updates ({f['so_blocked_updates']} SO-blocked in the token's life), "
               f"SO blocks planned {f['so_blocks_in_plan']}, checks placed {f['checks_placed']}, {f['wall_s']} s, "
