@@ -451,6 +451,9 @@ def plan_for_session(target: Any, options: Any, consent: Any, items: Iterable[An
         history = UpdateHistory(0, "a fresh emulated token")
     given = getattr(consent, "serial", None)
     confirmed = bool(given and serial and given.strip().upper() == serial.strip().upper())
+    if getattr(consent, "listed", None) and serial is not None:  # a fleet token: its serial among --hsm-serial
+        consent.confirm_serial(serial)
+        given, confirmed = None, bool(consent.serial_confirmed)
     plan_consent_ = plan_consent(options, confirmed, guarded=bool(consent.guarded), power_rig=has_power_rig(target, options))
     from hsm_lifecycle.model.plan import plan_campaign, plan_fresh_each
 

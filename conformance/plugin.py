@@ -348,7 +348,12 @@ class Suite:
         for miss in planned.plan.not_run:
             item = by_id.get(miss.check)
             if item is not None and item.get_closest_marker("skip") is None:
-                item.add_marker(pytest.mark.skip(reason=campaign.skip_reason(miss, self.options.option_names)))
+                reason = campaign.skip_reason(miss, self.options.option_names)
+                spec = planned.specs.get(miss.check)
+                if self.slot is not None and campaign.NEED_SERIAL in miss.allowed_by and spec is not None:
+                    # A fleet token's consent says which serials were listed and which this token has.
+                    reason = f"campaign plan: {self.consent.skip_reason(CostClass.parse(spec.cost)) or reason}"
+                item.add_marker(pytest.mark.skip(reason=reason))
         first = planned.plan.steps[0] if planned.plan.steps else None
         pending = first is not None and first.starts_in in ("shipped", "firmware-reset")
         self.walker = campaign.Walker(planned, planned.specs, observation_pending=pending)

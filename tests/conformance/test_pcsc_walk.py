@@ -101,7 +101,7 @@ def test_max_updates_leaves_r13_out_and_says_how_many_it_needs(run_suite, tmp_pa
     assert plan["firmware_updates"] <= 2 and end.so_blocked_updates == 0
     (r13,) = [n for n in plan["not_run"] if "test_r13" in n["check"]]
     assert "needs 6 firmware updates (5 admitted only for a blocked SO-PIN)" in r13["why"]
-    assert judged(run)["R13"] == "partial" or "R13" not in judged(run)
+    assert "R13" not in judged(run)  # its only test does not run: R13 is not judged at all
 
 
 def test_a_serial_without_pins_fails_nothing_and_spends_no_try(run_suite, tmp_path):
