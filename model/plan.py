@@ -15,6 +15,13 @@ it is planned here, from the model, before anything is sent:
 Each step names its way in: the command sequence the model says is cheapest (lowest cost
 class, then shortest) from where the previous step left the token to a state the check can
 start from. What cannot run says why and which consent or credential would allow it.
+
+The unit placed is the check of model.checks: each test run says which checks it decides, the
+plan lists every check with the first test run that decides it (and what that run needs), or
+why none does. Of the test runs that make firmware updates, the set that decides the most checks
+within the user's bound, then with the fewest updates, is kept (R13's run makes only the
+SO-blocked updates the token has left and decides R12/R14/R15's update checks on them). A bench
+capability (a power rig) is data like consent: a run that needs one is placed only with it.
 The planner is pure model: the conformance side reads the token and the collected tests into
 `CheckSpec`s and `PlanConsent`, and prices commands (`Pricing`).
 """
@@ -209,13 +216,18 @@ class NotRun:
 
 @dataclass(frozen=True)
 class CheckPlace:
-    """Where one check of the catalog is decided in the walk, or why nowhere."""
+    """Where one check of the catalog is decided in the walk, or why nowhere; and what it needs,
+    as the test run that decides it needs it: where it starts, its cost class, the consent,
+    credentials and capabilities it takes."""
 
     check: str  # model.checks id
     test: str | None  # node id of the first planned test that decides it
     segment: int | None
     why: str = ""  # when it has no place
     allowed_by: tuple[str, ...] = ()
+    starts: tuple[str, ...] = ()  # abstract states it can start from
+    cost: str = ""  # cost class
+    needs: tuple[str, ...] = ()  # NEED_* consent, credentials and capabilities
 
 
 @dataclass(frozen=True)
@@ -593,6 +605,16 @@ def place_checks(checks: Iterable[CheckSpec], segments: Iterable[Segment], not_r
     def decided_by(spec: CheckSpec, check_id: str, rule: str) -> bool:
         return check_id in spec.decides if spec.decides is not None else rule in spec.rules
 
+    def needs_of(spec: CheckSpec) -> dict[str, Any]:
+        consent = {FREE: (), TRIES: (), WIPES: (NEED_SERIAL,), IRREVERSIBLE: (NEED_SERIAL, NEED_IRREVERSIBLE),
+                   OPERATOR: (NEED_OPERATOR,)}[spec.cost]  # fmt: skip
+        if spec.blocks_so and spec.cost == OPERATOR:
+            consent = (NEED_OPERATOR, NEED_SERIAL, NEED_IRREVERSIBLE)
+        if spec.updates:
+            consent = (*consent, NEED_MORE_UPDATES)
+        pins = sorted(spec.presents) if spec.presents is not None else []
+        return {"starts": tuple(sorted(spec.starts)), "cost": spec.cost, "needs": (*consent, *pins, *sorted(spec.needs))}
+
     places: list[CheckPlace] = []
     misses = {m.check: m for m in not_run}
     ordered = [(seg.index, step) for seg in segments for step in seg.steps]
@@ -603,14 +625,16 @@ def place_checks(checks: Iterable[CheckSpec], segments: Iterable[Segment], not_r
         for index, step in ordered:
             spec = by_id.get(step.check)
             if spec is not None and decided_by(spec, check.id, check.rule):
-                place = CheckPlace(check.id, spec.id, index)
+                place = CheckPlace(check.id, spec.id, index, **needs_of(spec))
                 break
         if place is None:
-            would = [misses[c.id] for c in checks if decided_by(c, check.id, check.rule) and c.id in misses]
+            deciding = [c for c in checks if decided_by(c, check.id, check.rule) and c.id in misses]
+            would = [misses[c.id] for c in deciding]
             if would:
                 first = would[0]
                 allowed = tuple(dict.fromkeys(a for m in would for a in m.allowed_by))
-                place = CheckPlace(check.id, None, None, f"{first.check.rsplit('/', 1)[-1]} does not run: {first.why}", allowed)
+                place = CheckPlace(check.id, None, None, f"{first.check.rsplit('/', 1)[-1]} does not run: {first.why}", allowed,
+                                   **needs_of(deciding[0]))  # fmt: skip
             else:
                 place = CheckPlace(check.id, None, None, "no collected test decides it", ())
         places.append(place)
@@ -651,7 +675,7 @@ def _why_not(check: CheckSpec, walk: _Walk, planned: Plan) -> NotRun:
     elif not could_have:
         why += f"; the token was {walk.start_abstract} when the campaign began"
     if walk.consent.operator and walk.consent.guarded:
-        why += "; every rule it checks is judged by a planned check, so no further firmware update is spent on it"
+        why += "; every check it decides has a place in the walk already, so no further firmware update is spent on it"
         allowed = ()
     else:
         why += "; only a firmware update at the portal renews it"

@@ -226,6 +226,11 @@ def test_every_check_is_placed_or_says_why():
     scope = {r for c in WITH_DECIDES for r in c.rules}
     assert {c.check for c in p.checks} == {c.id for c in CATALOG if c.rule in scope}
     assert all(c.test is not None or c.why for c in p.checks)
+    # Each check carries what its test run needs: start states, cost class, consent.
+    five = next(c for c in p.checks if c.check == "R13.five-admitted")
+    assert five.cost == "operator" and {NEED_OPERATOR, NEED_MORE_UPDATES} <= set(five.needs) and "initialized" in five.starts
+    r20 = next(c for c in p.checks if c.check == "R20.pin-commands-refused")
+    assert set(r20.starts) == {"shipped", "firmware-reset"} and r20.cost == "free"
 
 
 def test_a_power_rig_is_a_capability_like_consent():
