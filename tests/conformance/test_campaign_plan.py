@@ -195,3 +195,12 @@ def test_device_step_is_the_one_path_and_imports_no_campaign():
     tree = ast.parse(Path(device.__file__).read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert "hsm_lifecycle.conformance.campaign" not in imported
+
+
+def test_run_refuses_an_impossible_update_bound_or_history_in_one_sentence(tmp_path: Path):
+    for flag, value, says in (("--updates-used", "6", "--updates-used must be 0..5"), ("--max-updates", "-1", "--max-updates must be 0 or more")):
+        done = subprocess.run(
+            [sys.executable, "-c", "import sys; from hsm_lifecycle.conformance.cli import main; sys.exit(main())",
+             "run", "--plan", flag, value], capture_output=True, text=True, cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
