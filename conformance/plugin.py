@@ -706,8 +706,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             exitstatus = session.exitstatus = pytest.ExitCode.INTERRUPTED
     if suite is not None and (suite.evidence is not None or suite.slot is not None):
         suite.read_so_tries_at_end()
-    if suite is not None and suite.walker is not None and suite.is_controller:
-        suite.walker.finish(suite.evidence)  # plan.json: the plan and what the device changed
+    if suite is not None and suite.walker is not None and (suite.is_controller or suite.slot is not None):
+        # plan.json: the plan and what the device changed (a fleet token's in its own folder)
+        suite.walker.finish(suite.evidence)
     if suite is not None and suite.slot is not None:
         # A fleet worker always leaves notes on its token, for the controller and the bundle.
         notes = {**suite.session_info(), "exitstatus": int(exitstatus)}

@@ -124,3 +124,15 @@ def test_each_token_of_a_fleet_gets_its_own_plan(tmp_path: Path) -> None:
     serials = {p.split("serial ")[1].split(":")[0] for p in plans}
     assert len(serials) == 2, plans  # two tokens, two start states read
     assert "passed" not in run.output.splitlines()[-1] and "12 skipped" in run.output.splitlines()[-1]
+
+
+@pytest.mark.pcscd
+def test_a_persistent_fleet_walks_each_token_on_its_own_plan(tmp_path: Path) -> None:
+    need_vpcd_readers(2)
+    run = run_suite_process(tmp_path / "evidence", "-n", "2", "--hsm-target", "emulator:vpcd", "--hsm-persistent", "-k", SUBSET)
+    assert run.rc == 0, run.output[-3000:]
+    for token in run.combined()["tokens"]:
+        plan = run.summary(token)["plan"]  # each token's bundle carries its own plan
+        steps = [s["check"].split("::")[-1] for seg in plan["segments"] for s in seg["steps"]]
+        assert steps[0] == "test_r21_any_code_becomes_the_so_pin" and len(steps) == SUBSET_TESTS, steps
+        assert plan["changed_by_device"] is False
