@@ -103,6 +103,10 @@ PLANNED = {
     "shipped, --serial --allow-irreversible, both PINs": ("shipped", ("serial", "--hsm-allow-irreversible", *OWNER_PINS)),
     "initialized, --serial --allow-irreversible, both PINs": ("owned", ("serial", "--hsm-allow-irreversible", *OWNER_PINS)),
     "initialized, + --allow-operator": ("owned", ("serial", "--hsm-allow-irreversible", "--hsm-allow-operator", *OWNER_PINS)),
+    "initialized, 4 updates used, + --allow-operator": ("owned", ("serial", "--hsm-allow-irreversible", "--hsm-allow-operator",
+                                                                  "--hsm-updates-used", "4", *OWNER_PINS)),
+    "initialized, + --allow-operator --max-updates 2": ("owned", ("serial", "--hsm-allow-irreversible", "--hsm-allow-operator",
+                                                                  "--hsm-max-updates", "2", *OWNER_PINS)),
     "initialized, --serial, no PINs": ("owned", ("serial",)),
     "initialized, no --serial, both PINs": ("owned", OWNER_PINS),
 }
@@ -115,7 +119,8 @@ def planned_campaigns(work: Path) -> dict:
     out = {}
     for n, (name, (start, args)) in enumerate(PLANNED.items()):
         state = work / f"plan-{n}.json"
-        token = VirtualToken.manufacture(state_path=state)
+        used = int(args[args.index("--hsm-updates-used") + 1]) if "--hsm-updates-used" in args else 0
+        token = VirtualToken.manufacture(state_path=state, updates_used=used)
         if start == "owned":
             AsRealTarget.set_up_as_owner(token)
         argv = ["--hsm-serial", token.serial, *args[1:]] if args and args[0] == "serial" else list(args)
@@ -133,6 +138,7 @@ def planned_campaigns(work: Path) -> dict:
             "segments": len(plan["segments"]),
             **{k: plan["totals"][k] for k in ("apdus", "user_tries", "so_tries", "wipes", "so_blocks")},
             "firmware_updates": plan["firmware_updates"],
+            "checks_placed": f"{sum(1 for c in plan['checks'] if c['test'])} of {len(plan['checks'])}",
             "estimated_s": round(plan["totals"]["seconds"], 1),
             "order": [s["check"].split("::")[-1] for s in steps],
         }
@@ -151,7 +157,7 @@ def main() -> None:
     if "--plans" in sys.argv:
         with tempfile.TemporaryDirectory(prefix="bench-plans-") as tmp:
             for name, f in planned_campaigns(Path(tmp)).items():
-                print(f"{name}: {f['checks']} checks, {f['rules']} rules, {f['not_run']} not run, {f['segments']} segments, "
+                print(f"{name}: {f['checks']} tests, {f['checks_placed']} checks placed, {f['rules']} rules, {f['not_run']} not run, {f['segments']} segments, "
                       f"{f['apdus']} APDUs, tries user {f['user_tries']} / SO {f['so_tries']}, {f['wipes']} wipes, "
                       f"{f['so_blocks']} SO blocks, {f['firmware_updates']} updates, ~{f['estimated_s']} s on a Nitrokey HSM 2 "
                       f"(planned in {f['planning_s']} s)")

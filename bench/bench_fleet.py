@@ -7,6 +7,7 @@ of `repeat` runs, tokens per minute (N / wall time), the speed-up over one token
 the APDUs and tries its bundle reports. A run without xdist (one token, no -n) is the baseline
 that shows what xdist itself costs. Skips, with the reason, when pcscd does not offer enough
 vpcd readers. `python -m bench.bench_fleet [--quick]` prints the figures; `run()` returns them.
+`--plans` prints each token's campaign plan for a fleet of persistent emulators instead.
 """
 
 from __future__ import annotations
@@ -138,8 +139,33 @@ def run(repeat: int = 3, selection: str | None = None, counts: tuple[int, ...] =
     }
 
 
+def fleet_plans(tokens: int = 2, selection: str | None = None) -> tuple[list[str], float]:
+    """`--hsm-plan` over a fleet of persistent vpcd emulators: each token's own plan (from its own
+    start state, read free), as the controller prints them, and the wall time."""
+    argv = [sys.executable, "-m", "pytest", str(SUITE), *ISOLATED, "-n", str(tokens), "--hsm-target", "emulator:vpcd",
+            "--hsm-persistent", "--hsm-plan"]  # fmt: skip
+    if selection:
+        argv += ["-k", selection]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    began = time.perf_counter()
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - began
+    plans = [block.split("\n=", 1)[0].strip() for block in done.stdout.split(" campaign plan ")[1:]]
+    return [p.split("\n", 1)[1] if p.startswith("=") else p for p in plans], wall
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if "--plans" in argv:  # each token of a 2-token persistent fleet planned from its own start state
+        reason = vpcd_missing(2)
+        if reason is not None:
+            print(f"fleet plans not made: {reason}")
+            return
+        plans, wall = fleet_plans(2, QUICK_SELECTION if "--quick" in argv else None)
+        for text in plans:
+            print(text + "\n")
+        print(f"{len(plans)} plans in {wall:.1f} s")
+        return
     quick = "--quick" in argv
     figures = run(repeat=1 if quick else 3, selection=QUICK_SELECTION if quick else None)
     if "skipped" in figures:

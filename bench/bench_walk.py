@@ -19,21 +19,25 @@ from pathlib import Path
 
 SUITE = Path(__file__).resolve().parents[1] / "conformance" / "suite"
 PINS = ("--hsm-pin", "648219", "--hsm-so-pin", "3537363231383830")
+OPERATOR = ("serial", "--hsm-allow-irreversible", "--hsm-allow-operator", *PINS)
+# name -> (initialized by its owner, SO-blocked updates it already had, pytest arguments)
 CAMPAIGNS = {
-    "shipped, full consent (no operator)": (False, ("serial", "--hsm-allow-irreversible", *PINS)),
-    "initialized, full consent (no operator)": (True, ("serial", "--hsm-allow-irreversible", *PINS)),
-    "initialized, full consent + scripted operator": (True, ("serial", "--hsm-allow-irreversible", "--hsm-allow-operator", *PINS)),
-    "initialized, --serial, no PINs": (True, ("serial",)),
+    "shipped, full consent (no operator)": (False, 0, ("serial", "--hsm-allow-irreversible", *PINS)),
+    "initialized, full consent (no operator)": (True, 0, ("serial", "--hsm-allow-irreversible", *PINS)),
+    "initialized, 4 updates used, full consent + scripted operator": (True, 4, OPERATOR),
+    "initialized, 0 updates used, full consent + scripted operator, --hsm-max-updates 2": (True, 0, (*OPERATOR, "--hsm-max-updates", "2")),
+    "initialized, 0 updates used, full consent + scripted operator": (True, 0, OPERATOR),
+    "initialized, --serial, no PINs": (True, 0, ("serial",)),
 }
 
 
-def measure(work: Path, owned: bool, args: tuple[str, ...], examples: int | None) -> dict:
+def measure(work: Path, owned: bool, args: tuple[str, ...], examples: int | None, used: int = 0, plan_only: bool = False) -> dict:
     from hsm_lifecycle.conformance.targets import AsRealTarget
     from hsm_lifecycle.emulator import VirtualToken
     from hsm_lifecycle.emulator.vpcd import lease_port, serve_emulator, vpcd_readers
 
     state, sock, evidence = work / "token.json", work / "portal.sock", work / "evidence"
-    token = VirtualToken.manufacture(state_path=state)
+    token = VirtualToken.manufacture(state_path=state, updates_used=used)
     if owned:
         AsRealTarget.set_up_as_owner(token)
     token.power_off()
@@ -41,6 +45,8 @@ def measure(work: Path, owned: bool, args: tuple[str, ...], examples: int | None
     argv = ["--hsm-serial", token.serial, *args[1:]] if args[0] == "serial" else list(args)
     if examples is not None:
         argv.append(f"--hsm-examples={examples}")
+    if plan_only:
+        argv.append("--hsm-plan")
     with lease_port(wait=60.0) as port, serve_emulator(port, state, portal=sock):
         time.sleep(0.5)
         began = time.perf_counter()
@@ -48,8 +54,11 @@ def measure(work: Path, owned: bool, args: tuple[str, ...], examples: int | None
                                f"--hsm-target=pcsc:{vpcd_readers()[port]}", *argv, "--hsm-portal", str(sock),
                                "--hsm-evidence", str(evidence)], capture_output=True, text=True)  # fmt: skip
         wall = time.perf_counter() - began
+    if plan_only:
+        text = done.stdout[done.stdout.find("Campaign plan"):]
+        return {"plan": text.split("\nno tests ran")[0].rstrip()}
     summary = json.loads((evidence / "summary.json").read_text())
-    plan = json.loads((evidence / "plan.json").read_text())
+    plan = summary["plan"]  # the run's plan.json, as summary.json carries it
     after = VirtualToken.open(state)
     after.power_on()
     end = after.status()
@@ -65,22 +74,36 @@ def measure(work: Path, owned: bool, args: tuple[str, ...], examples: int | None
         "so_blocked_updates": end.so_blocked_updates,
         "judged": sum(1 for v in verdicts.values() if v != "not-run"),
         "failed": sorted(r for r, v in verdicts.items() if v == "fail"),
+        "passed": sum(1 for v in verdicts.values() if v == "pass"),
+        "partial": sorted(r for r, v in verdicts.items() if v == "partial"),
         "verdict": summary["verdict"],
         "changed_by_device": plan["changed_by_device"],
+        "so_blocks_in_plan": plan["totals"]["so_blocks"],
+        "checks_placed": f"{sum(1 for c in plan['checks'] if c['test'])} of {len(plan['checks'])}",
+        "not_run": [n["check"].split("::")[-1] + ": " + n["why"] for n in plan["not_run"]],
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=None, help="hypothesis examples of the stateful test (suite default: 10)")
+    parser.add_argument("--plans", action="store_true", help="print each campaign's plan (--hsm-plan: free reads only) instead of running it")
+    parser.add_argument("-k", dest="only", default="", help="only the campaigns whose name contains this text")
     args = parser.parse_args()
-    for name, (owned, consent) in CAMPAIGNS.items():
+    for name, (owned, used, consent) in CAMPAIGNS.items():
+        if args.only not in name:
+            continue
         with tempfile.TemporaryDirectory(prefix="bench-walk-") as tmp:
-            f = measure(Path(tmp), owned, consent, args.examples)
-        print(f"{name}: {f['judged']} rules judged ({f['verdict']}, failed {f['failed'] or 'none'}), {f['apdus']} APDUs, "
+            f = measure(Path(tmp), owned, consent, args.examples, used, plan_only=args.plans)
+        if args.plans:
+            print(f"== {name}\n{f['plan']}\n", flush=True)
+            continue
+        print(f"{name}: {f['judged']} rules judged, {f['passed']} pass, partial {f['partial'] or 'none'} "
+              f"({f['verdict']}, failed {f['failed'] or 'none'}), {f['apdus']} APDUs, "
               f"tries spent user {f['user_tries_spent']} / SO {f['so_tries_spent']}, SO tries {f['so_tries']}, "
-              f"{f['firmware_updates']} updates ({f['so_blocked_updates']} SO-blocked), {f['wall_s']} s, "
-              f"device changed the plan: {f['changed_by_device']}, exit {f['exit_status']}")
+              f"{f['firmware_updates']} updates ({f['so_blocked_updates']} SO-blocked in the token's life), "
+              f"SO blocks planned {f['so_blocks_in_plan']}, checks placed {f['checks_placed']}, {f['wall_s']} s, "
+              f"device changed the plan: {f['changed_by_device']}, exit {f['exit_status']}; not run: {f['not_run']}", flush=True)
 
 
 if __name__ == "__main__":

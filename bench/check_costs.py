@@ -1,4 +1,5 @@
-"""What each conformance test costs on a fresh emulated token: APDUs by INS, tries spent.
+"""What each conformance test costs on a fresh emulated token: APDUs by INS, tries spent, and
+the checks it decided.
 
 The campaign planner (conformance.campaign) prices each planned check with these figures and the
 per-command latency table (docs/latency.md) to estimate a run on a Nitrokey HSM 2. The stateful
@@ -40,6 +41,9 @@ def measure(work: Path) -> dict:
             "user_tries": record["user_tries_spent"],
             "so_tries": record["so_tries_spent"],
             "ins": ins_histogram(lines),
+            # The checks it decided on a fresh token: where a test has no walk(decides=...) the
+            # planner places these checks with it.
+            "checks": sorted(record.get("checks", {})),
         }
     return {"exit_status": rc, "tests": dict(sorted(tests.items()))}
 

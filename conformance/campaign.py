@@ -18,17 +18,21 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from hsm_lifecycle.conformance.evidence.bundle import PLAN_NAME
 from hsm_lifecycle.model.commands import Command
 from hsm_lifecycle.model.plan import (
     NEED_IRREVERSIBLE,
+    NEED_MORE_UPDATES,
     NEED_OPERATOR,
     NEED_PIN,
+    NEED_POWER_RIG,
     NEED_SERIAL,
     NEED_SO_PIN,
     RENEWAL,
     START_STATES,
+    UPDATE_BUDGET,
     CheckSpec,
     Plan,
     PlanConsent,
@@ -37,9 +41,6 @@ from hsm_lifecycle.model.plan import (
 from hsm_lifecycle.model.states import ExtState
 from hsm_lifecycle.protocol import Ins
 
-if TYPE_CHECKING:
-    from hsm_lifecycle.conformance.device import Device
-
 DATA = Path(__file__).resolve().parent / "data"
 COSTS_EXAMPLES = 10  # stateful examples the costs file was measured with (a real token's default)
 APDU_BUDGET = 1500  # a campaign on a token: the stateful test's examples are fitted to it
@@ -47,14 +48,18 @@ LATENCY_FILE = DATA / "latency-nitrokey-hsm2.json"
 COSTS_FILE = DATA / "check-costs.json"
 
 WALK_MARKER = "walk"
+POWER_RIG_MARKER = "needs_power_rig"
 NEED_EXAMPLES = "examples"
+COUNTS_LEFT = "left"
 WALK_MARKER_HELP = (
-    "walk(start=..., leaves=..., updates=N, counted=N, presents=...): on a persistent token, where the test can start "
-    f"({', '.join(START_STATES)}), the lifecycle state it leaves the token in, the firmware updates it makes "
-    "(and how many of them only a blocked SO-PIN admits), "
-    "and the token's PINs it presents ('pin', 'so-pin'; default: what its cost class needs); "
+    "walk(start=..., leaves=..., updates=N, counted=N|'left', presents=..., decides=(check ids)): on a persistent token, "
+    f"where the test can start ({', '.join(START_STATES)}), the lifecycle state it leaves the token in, the firmware "
+    "updates it makes (and how many of them only a blocked SO-PIN admits; 'left': as many as the token has left of its 5, "
+    "on top of `updates`), the token's PINs it presents ('pin', 'so-pin'; default: what its cost class needs) and the "
+    "checks (model.checks) it decides (default: those it decided on the emulator, data/check-costs.json); "
     "examples=True: its APDUs scale with the stateful examples"
 )
+POWER_RIG_MARKER_HELP = "needs_power_rig: on a persistent token the test cuts the token's power: it runs only with a power rig"
 
 # How the options that would allow a check are named, per command the user ran.
 OPTION_WORDS: dict[str, dict[str, str]] = {
@@ -65,6 +70,8 @@ OPTION_WORDS: dict[str, dict[str, str]] = {
         NEED_PIN: "--hsm-pin PIN",
         NEED_SO_PIN: "--hsm-so-pin HEX16",
         NEED_EXAMPLES: "--hsm-examples N",
+        NEED_MORE_UPDATES: "--hsm-max-updates N",
+        NEED_POWER_RIG: "--hsm-power-rig",
     },
     "run": {
         NEED_SERIAL: "--serial S",
@@ -73,6 +80,8 @@ OPTION_WORDS: dict[str, dict[str, str]] = {
         NEED_PIN: "--pin Y",
         NEED_SO_PIN: "--so-pin X",
         NEED_EXAMPLES: "pytest's --hsm-examples N",
+        NEED_MORE_UPDATES: "--max-updates N",
+        NEED_POWER_RIG: "--power-rig",
     },
 }
 
@@ -142,6 +151,7 @@ class CheckCost:
     user_tries: int
     so_tries: int
     ins: Mapping[str, int]  # "A4" -> count; "20q" counts status queries (VERIFY without data)
+    checks: tuple[str, ...] | None = None  # the checks it decided (None: not measured)
 
     def seconds(self, latency: LatencyTable) -> float:
         total = 0.0
@@ -158,7 +168,11 @@ def load_costs(path: Path = COSTS_FILE) -> dict[str, CheckCost]:
     if not path.exists():
         return {}
     raw = json.loads(path.read_text(encoding="utf-8"))
-    return {name: CheckCost(int(c["apdus"]), int(c["user_tries"]), int(c["so_tries"]), dict(c["ins"])) for name, c in raw["tests"].items()}
+    return {
+        name: CheckCost(int(c["apdus"]), int(c["user_tries"]), int(c["so_tries"]), dict(c["ins"]),
+                        tuple(c["checks"]) if "checks" in c else None)
+        for name, c in raw["tests"].items()
+    }  # fmt: skip
 
 
 def ins_histogram(trace_lines: Iterable[Mapping[str, Any]]) -> dict[str, int]:
@@ -183,11 +197,21 @@ def test_name(nodeid: str) -> str:
 
 
 def check_spec(nodeid: str, rules: tuple[str, ...], cost: str, walk: Mapping[str, Any], costs: Mapping[str, CheckCost],
-               latency: LatencyTable) -> CheckSpec:  # fmt: skip
+               latency: LatencyTable, needs: frozenset[str] = frozenset()) -> CheckSpec:  # fmt: skip
+    from hsm_lifecycle.model.checks import unknown_check
+
     start = str(walk.get("start", ""))
     if start and start not in START_STATES:
         raise ValueError(f"{nodeid}: walk(start={start!r}) is none of {', '.join(START_STATES)}")
     measured = costs.get(test_name(nodeid))
+    counted = walk.get("counted", 0)
+    if counted != COUNTS_LEFT and not isinstance(counted, int):
+        raise ValueError(f"{nodeid}: walk(counted={counted!r}) is neither a number nor {COUNTS_LEFT!r}")
+    decides = walk.get("decides", measured.checks if measured else None)
+    if decides is not None:
+        wrong = [why for c in decides if (why := unknown_check(c))]
+        if wrong:
+            raise ValueError(f"{nodeid}: walk(decides=...): {'; '.join(wrong)}")
     presents = walk.get("presents")
     presents = (presents,) if isinstance(presents, str) else presents
     unknown = set(presents or ()) - {NEED_PIN, NEED_SO_PIN}
@@ -200,13 +224,18 @@ def check_spec(nodeid: str, rules: tuple[str, ...], cost: str, walk: Mapping[str
         start=start,
         leaves=walk.get("leaves"),
         updates=int(walk.get("updates", 0)),
-        counted=int(walk.get("counted", 0)),
+        counted=0 if counted == COUNTS_LEFT else int(counted),
+        counts_left=counted == COUNTS_LEFT,
         apdus=measured.apdus if measured else 0,
         # The person at the portal takes far longer than the APDUs around each update.
-        seconds=round((measured.seconds(latency) if measured else 0.0) + int(walk.get("updates", 0)) * latency.update_s, 3),
+        # (A test that makes the updates a token has left was measured on a fresh token: all 5.)
+        seconds=round((measured.seconds(latency) if measured else 0.0)
+                      + (int(walk.get("updates", 0)) + (UPDATE_BUDGET if counted == COUNTS_LEFT else 0)) * latency.update_s, 3),
         user_tries=measured.user_tries if measured else 0,
         so_tries=measured.so_tries if measured else 0,
         presents=None if presents is None else frozenset(presents),
+        decides=None if decides is None else frozenset(decides),
+        needs=needs,
     )
 
 
@@ -230,7 +259,7 @@ def read_start(transport: Any) -> tuple[ExtState, str | None]:
     return state, reading.identity.serial if reading.identity else None
 
 
-def plan_consent(options: Any, serial_confirmed: bool, guarded: bool) -> PlanConsent:
+def plan_consent(options: Any, serial_confirmed: bool, guarded: bool, power_rig: bool = False) -> PlanConsent:
     return PlanConsent(
         serial=serial_confirmed,
         irreversible=bool(options.allow_irreversible),
@@ -238,7 +267,48 @@ def plan_consent(options: Any, serial_confirmed: bool, guarded: bool) -> PlanCon
         user_pin=options.pin is not None,
         so_pin=options.so_pin is not None,
         guarded=guarded,
+        max_updates=getattr(options, "max_updates", None),
+        capabilities=frozenset({NEED_POWER_RIG}) if power_rig else frozenset(),
     )
+
+
+def has_power_rig(target: Any, options: Any) -> bool:
+    """Whether the bench can cut the token's power mid-command: the emulator in this process can,
+    a token in a reader only with a power rig (the rig's option)."""
+    return target.emulated_token() is not None or bool(getattr(options, "power_rig", None))
+
+
+@dataclass(frozen=True)
+class UpdateHistory:
+    used: int  # SO-blocked firmware updates the token already had (R13: 5 per token)
+    source: str  # where the figure comes from
+
+
+def update_history(options: Any) -> UpdateHistory:
+    """How many of its 5 SO-blocked updates the token has used: the simulated portal says it (a
+    free query, nothing changes); for a real token the owner may say it (no public source says
+    the real portal shows the count); otherwise none is assumed, which is what a token out of
+    the box has."""
+    if options.portal_socket:
+        from hsm_lifecycle.emulator.portal_service import ask_portal, parse_updates_used
+
+        try:
+            used = parse_updates_used(ask_portal(Path(options.portal_socket), "updates"))
+        except OSError as exc:
+            return UpdateHistory(0, f"assumed: the portal on {options.portal_socket} did not answer ({exc})")
+        if used is not None:
+            return UpdateHistory(used, "as the portal shows it")
+    if getattr(options, "updates_used", None) is not None:
+        return UpdateHistory(int(options.updates_used), "as given by the owner")
+    return UpdateHistory(0, "assumed: nothing says otherwise; --updates-used N gives the token's count")
+
+
+def with_update_history(state: ExtState, used: int) -> ExtState:
+    """The read start state with the token's SO-blocked update count (each update gave it a new
+    identity, so it has had at least as many)."""
+    from dataclasses import replace
+
+    return replace(state, so_blocked_updates=used, identity=max(state.identity, used))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,10 +360,19 @@ def render(plan: Plan, words: str = "pytest", latency: LatencyTable | None = Non
         for miss in plan.not_run:
             allow = " — would run with " + " ".join(names[m] for m in miss.allowed_by) if miss.allowed_by else ""
             out.append(f"  - {short(miss.check)} ({' '.join(miss.rules) or '-'}): {miss.why}{allow}")
+    placed = [c for c in plan.checks if c.test is not None]
+    if plan.checks:
+        out.append(f"Checks placed: {len(placed)} of {len(plan.checks)}")
+        groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        for miss in plan.unplaced:  # one line per reason: the checks a test that does not run decides
+            groups.setdefault((miss.why, miss.allowed_by), []).append(miss.check)
+        for (why, allowed_by), ids in groups.items():
+            allow = " — would run with " + " ".join(names[m] for m in allowed_by) if allowed_by else ""
+            out.append(f"  - {', '.join(ids)}: {why}{allow}")
     updates = plan.firmware_updates
     est = "estimates (no public per-command figure)" if latency is None or latency.all_estimates else "partly sourced"
     out.append(
-        f"Totals: {len(plan.order)} checks, {int(plan.total('apdus'))} APDUs, "
+        f"Totals: {len(plan.order)} tests, {int(plan.total('apdus'))} APDUs, "
         f"user tries {int(plan.total('user_tries'))}, SO tries {int(plan.total('so_tries'))}, "
         f"{int(plan.total('wipes'))} wipes, {int(plan.total('so_blocks'))} SO-PIN blocks, {updates} firmware updates; "
         f"rules planned {len(plan.rules_planned)}"
@@ -306,7 +385,7 @@ def render(plan: Plan, words: str = "pytest", latency: LatencyTable | None = Non
 # ---------------------------------------------------------------------------------------------
 # In the pytest session (conformance.plugin calls these)
 
-PLAN_FILE = "plan.json"
+PLAN_FILE = PLAN_NAME  # in the bundle; summary.json carries it too
 
 
 @dataclass(frozen=True)
@@ -316,6 +395,7 @@ class SessionPlan:
     serial: str | None
     specs: Mapping[str, CheckSpec]  # by node id
     examples: int | None = None  # stateful examples fitted to the APDU budget (None: as given)
+    updates_used: int = 0  # SO-blocked firmware updates the token had before the campaign
 
 
 def fit_examples(plan: Plan, specs: list[CheckSpec], scaled: set[str], examples: int) -> int:
@@ -352,7 +432,8 @@ def plan_for_session(target: Any, options: Any, consent: Any, items: Iterable[An
     for item in items:
         cost = marked_cost(item)
         walk = walk_marker(item)
-        specs.append(check_spec(item.nodeid, marked_rules(item), (cost.value if cost else "free"), walk, costs, latency))
+        needs = frozenset({NEED_POWER_RIG}) if item.get_closest_marker(POWER_RIG_MARKER) is not None else frozenset()
+        specs.append(check_spec(item.nodeid, marked_rules(item), (cost.value if cost else "free"), walk, costs, latency, needs))
         if walk.get("examples"):
             scaled.add(item.nodeid)
     if target.persistent:
@@ -363,11 +444,17 @@ def plan_for_session(target: Any, options: Any, consent: Any, items: Iterable[An
             recorder.context("read the start state for the plan (free)", "")
             transport = TracingTransport(transport, recorder)
         start, serial = read_start(transport)
+        history = update_history(options)
+        start = with_update_history(start, history.used)
     else:
         start, serial = ExtState.shipped(), None  # a fresh emulated token for every test
+        history = UpdateHistory(0, "a fresh emulated token")
     given = getattr(consent, "serial", None)
     confirmed = bool(given and serial and given.strip().upper() == serial.strip().upper())
-    plan_consent_ = plan_consent(options, confirmed, guarded=bool(consent.guarded))
+    if getattr(consent, "listed", None) and serial is not None:  # a fleet token: its serial among --hsm-serial
+        consent.confirm_serial(serial)
+        given, confirmed = None, bool(consent.serial_confirmed)
+    plan_consent_ = plan_consent(options, confirmed, guarded=bool(consent.guarded), power_rig=has_power_rig(target, options))
     from hsm_lifecycle.model.plan import plan_campaign, plan_fresh_each
 
     profile = target.profile or SMARTCARD_HSM
@@ -382,13 +469,15 @@ def plan_for_session(target: Any, options: Any, consent: Any, items: Iterable[An
         plan = plan_fresh_each(specs, profile, latency.pricing())
     label = str(options.target) + (f", serial {serial}" if serial else "")
     text = render(plan, words, latency, label, fresh_each=not target.persistent)
+    if target.persistent and options.allow_operator:
+        text += f"\nSO-blocked firmware updates already used: {history.used} of {UPDATE_BUDGET} ({history.source})."
     if given and serial and not confirmed:
         flag = OPTION_WORDS[words][NEED_SERIAL].split()[0]
         text += f"\nNOTE: {flag} {given} does not match this token's serial {serial}: the run would stop before its first APDU."
     if examples is not None and not options.examples_given and examples < options.examples:
         text += (f"\nThe stateful test runs {examples} examples (not {options.examples}) to keep the campaign within "
                  f"{APDU_BUDGET} APDUs; {OPTION_WORDS[words][NEED_EXAMPLES]} sets them.")
-    return SessionPlan(plan, text, serial, {s.id: s for s in specs}, examples)
+    return SessionPlan(plan, text, serial, {s.id: s for s in specs}, examples, history.used)
 
 
 def order_items(items: list[Any], plan: Plan) -> None:
@@ -408,11 +497,12 @@ def write_plan(directory: Path, plan: Plan) -> Path:
 # Following the plan during the run (persistent targets)
 
 
-def plans_the_walk(options: Any) -> bool:
+def plans_the_walk(options: Any, fleet_worker: bool = False) -> bool:
     """Whether the session's target is one token for the whole run that cannot be swapped for a
-    fresh one: a real token, the emulator posing as one, or a vpcd emulator kept persistent."""
+    fresh one: a real token, the emulator posing as one, or a vpcd emulator kept persistent. In a
+    fleet each worker plans its own token from that token's start state (the controller has none)."""
     spec = options.target
-    if options.fleet:
+    if options.fleet and not fleet_worker:
         return False
     return spec.kind == "pcsc" or spec.as_real or (spec.kind == "emulator:vpcd" and bool(getattr(options, "persistent", False)))
 
@@ -433,9 +523,14 @@ class Walker:
     specs: Mapping[str, CheckSpec]
     observation_pending: bool = False
     changes: list[dict[str, str]] = field(default_factory=list)
+    history_known: bool = False  # the twin carries the token's SO-blocked update count
 
     def before_test(self, nodeid: str, device: Any) -> None:
         spec = self.specs.get(nodeid)
+        if not self.history_known:  # free reads cannot tell it: the plan's start state does
+            self.history_known = True
+            device.state = with_update_history(device.state, self.planned.updates_used)
+            device.target.twin = device.state
         self.reread(device, nodeid)
         if spec is None:
             return
@@ -459,7 +554,8 @@ class Walker:
     def finish(self, directory: Path | None) -> dict[str, Any]:
         doc = self.planned.plan.to_dict()
         doc["changed_by_device"] = bool(self.changes)
-        doc["changes"] = list(self.changes)
+        doc["changes"] = list(self.changes)  # the diff: what the device answered that the plan did not expect
+        doc["updates_used_before"] = self.planned.updates_used
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
             (directory / PLAN_FILE).write_text(json.dumps(doc, indent=1), encoding="utf-8")
@@ -549,57 +645,3 @@ def observe_now(device: Any) -> None:
     target.profile = observations.profile(base=target.profile) if target.profile else observations.profile()
     device.profile = target.profile
     device.state = state
-
-
-# Open behaviours a step's answer leaves visible to a free query right after it (VERIFY 81
-# without data: 9000 means a user session is open).
-AFTER_THE_FACT: frozenset[str] = frozenset({"auth-after-init", "auth-after-change"})
-
-
-def step_observing(device: Device, cmd: Command) -> str | None:
-    """On a persistent token, a step whose next state hangs on whether it leaves the user
-    authenticated is sent, and the question answered by the device itself (a free status
-    query), instead of being skipped: an uninitialized token cannot be probed beforehand without
-    initializing it. Returns None when the step needs no such help."""
-    from hsm_lifecycle.model.oracle import expect
-    from hsm_lifecycle.model.profiles import UnresolvedBehaviour
-
-    if not device.target.persistent:
-        return None
-    try:
-        expect(device.state, cmd, device.profile)
-        return None
-    except UnresolvedBehaviour as exc:
-        if exc.behaviour not in AFTER_THE_FACT:
-            return None
-        behaviour = exc.behaviour
-    cmd = device.mapper.as_sent(cmd)
-    guesses = {value: expect(device.state, cmd, device.profile.resolve({behaviour: value})) for value in (True, False)}
-    outcome = guesses[False]
-    device.check_credentials(cmd)
-    device.admit(outcome)
-    device.recorder.context(f"setup:{cmd}" if device.setup else str(cmd), device.state.abstract, outcome.rules)
-    output = device.mapper.run(cmd, uninitialized=not device.state.is_initialized)
-    accepted = [v for v, o in guesses.items() if o.accepts(output)]
-    if not accepted:
-        # Blamed by what diverged, as Device.step blames it (the rule tags are not check ids).
-        from hsm_lifecycle.model.divergence import blame
-        from hsm_lifecycle.protocol import describe_sw
-
-        device.ledger.note(outcome, output)
-        found = blame(outcome, output, device.history)
-        device.fail(f"{outcome.describe()}, but the device answered {describe_sw(output)}; {found.describe()}", blame=found)
-    value = accepted[0]
-    if guesses[True].next != guesses[False].next and len(accepted) > 1:
-        device.recorder.context(f"observe {behaviour} (free)", outcome.next.abstract, ())
-        value = device.mapper.run(Command.query_user(), uninitialized=False) == "9000"
-    chosen = guesses[value]
-    device.profile = device.profile.resolve({behaviour: value})
-    device.target.profile = device.profile
-    device.observe(behaviour, str(value).lower())
-    device.ledger.note(chosen, output)
-    for rule in chosen.rules:
-        if rule not in device.ledger.rules:
-            device.ledger.rules.append(rule)
-    device.state = chosen.next
-    return output

@@ -105,11 +105,15 @@ def skip_reason(guarded: bool, cost: CostClass, pin: bytes | None, so_pin: bytes
 class Custody:
     """The custody of one guarded token for one run (or one `hsm-lifecycle restore`)."""
 
-    def __init__(self, *, pin: bytes | None, so_pin: bytes | None, so_floor: int, may_wipe: Callable[[], bool]) -> None:
+    def __init__(self, *, pin: bytes | None, so_pin: bytes | None, so_floor: int, may_wipe: Callable[[], bool],
+                 may_renew: Callable[[], bool] = lambda: False) -> None:  # fmt: skip
         self.pin = pin
         self.so_pin = so_pin
         self.so_floor = so_floor
         self.may_wipe = may_wipe
+        # The owner allowed a firmware update at the portal and blocking the SO-PIN: once the
+        # SO-PIN is blocked only an update brings anything back, and it brings back a user PIN too.
+        self.may_renew = may_renew
         self.transport: CustodyTransport | None = None
         self.journal: Journal | None = None
         self.entry: Entry | None = None
@@ -347,7 +351,8 @@ class Custody:
                 raise InterlockRefused(self._missing("user"))
             if cost == "user" and self._user_wrong(a):
                 self._refresh()
-            if cost == "user" and self._user_wrong(a) and (self.t.user_tries or 0) <= 1 and not self.rrc_open(describe_apdu(a)):
+            renewable = self.t.so_tries == 0 and self.may_renew()
+            if cost == "user" and self._user_wrong(a) and (self.t.user_tries or 0) <= 1 and not self.rrc_open(describe_apdu(a)) and not renewable:
                 raise InterlockRefused(
                     "a wrong user PIN now would block it, and nothing could bring it back (RESET RETRY COUNTER: "
                     "option 0x0001 off, SO-PIN not proven or SO tries below the floor; INITIALIZE: no --hsm-serial)"

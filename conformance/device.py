@@ -35,6 +35,10 @@ from hsm_lifecycle.protocol import describe_sw
 if TYPE_CHECKING:
     from hsm_lifecycle.conformance.targets import Target
 
+# Open behaviours a step's answer leaves visible to a free query right after it (VERIFY 81
+# without data: 9000 means a user session is open).
+AFTER_THE_FACT: frozenset[str] = frozenset({"auth-after-init", "auth-after-change"})
+
 
 @dataclass(repr=False)
 class Device:
@@ -71,13 +75,14 @@ class Device:
 
     def step(self, cmd: Command) -> str:
         """Run one abstract command; fail unless the oracle accepts the device's answer."""
-        from hsm_lifecycle.conformance.campaign import step_observing
-
-        observed = step_observing(self, cmd)  # a persistent token answers what the model leaves open
-        if observed is not None:
-            return observed
         cmd = self.mapper.as_sent(cmd)  # e.g. INITIALIZE's PIN length: the oracle judges what is sent
-        outcome = self.expect(cmd)
+        behaviour = self._answered_after(cmd)
+        if behaviour is None:
+            guesses = None
+            outcome = self.expect(cmd)
+        else:  # judged against both values of the open behaviour; the answer picks one
+            guesses = {value: expect(self.state, cmd, self.profile.resolve({behaviour: value})) for value in (True, False)}
+            outcome = guesses[False]
         self.check_credentials(cmd)
         self.admit(outcome)
         # Provisioning and restoring are traced like the test's own steps, marked "setup:".
@@ -90,6 +95,8 @@ class Device:
             # No well-formed answer: a failure of the check that expected one (an error of the
             # run when no check was open: nothing the catalog names was being decided).
             self.fail(f"{cmd}: {exc}")
+        if guesses is not None and behaviour is not None:
+            outcome = self._observe_after(behaviour, guesses, output)
         self.ledger.note(outcome, output)
         if self.on_step is not None:
             self.on_step(outcome, output)
@@ -106,6 +113,33 @@ class Device:
         self.history.append(outcome)
         self.state = outcome.next
         return output
+
+    def _answered_after(self, cmd: Command) -> str | None:
+        """The open behaviour this step's next state hangs on, if a free query right after the
+        step answers it and the token is persistent (an uninitialized token cannot be probed
+        beforehand without initializing it); None: the oracle judges the step as it is."""
+        if not self.target.persistent:
+            return None
+        try:
+            expect(self.state, cmd, self.profile)
+            return None
+        except UnresolvedBehaviour as exc:
+            return exc.behaviour if exc.behaviour in AFTER_THE_FACT else None
+
+    def _observe_after(self, behaviour: str, guesses: dict[bool, Outcome], output: str) -> Outcome:
+        """The guess the device's answer (and, where both fit, a free status query) confirms,
+        recorded as an observation; the `False` guess when neither fits (the step then fails)."""
+        accepted = [value for value, o in guesses.items() if o.accepts(output)]
+        if not accepted:
+            return guesses[False]
+        value = accepted[0]
+        if guesses[True].next != guesses[False].next and len(accepted) > 1:
+            self.recorder.context(f"observe {behaviour} (free)", guesses[False].next.abstract, ())
+            value = self.mapper.run(Command.query_user(), uninitialized=False) == "9000"
+        self.profile = self.profile.resolve({behaviour: value})
+        self.target.profile = self.profile
+        self.observe(behaviour, str(value).lower())
+        return guesses[value]
 
     def steps(self, *cmds: Command) -> list[str]:
         return [self.step(cmd) for cmd in cmds]

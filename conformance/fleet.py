@@ -230,7 +230,15 @@ class FleetWatch:
             out.append(f"fleet verdict: {self.verdict} ({passed} of {len(self.fleet.slots)} tokens passed); {self.combined}")
         return out
 
+    def plans(self) -> list[str]:
+        """Each token's campaign plan (--hsm-plan), in worker order."""
+        return [str(self.notes[s.worker]["plan"]) for s in self.fleet.slots if "plan" in self.notes.get(s.worker, {})]
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        for text in self.plans():
+            terminalreporter.section("campaign plan")
+            for line in text.splitlines():
+                terminalreporter.write_line(line)
         terminalreporter.section("hsm fleet: one token per xdist worker")
         for line in self.lines():
             terminalreporter.write_line(line)

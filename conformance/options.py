@@ -10,7 +10,7 @@ import argparse
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from hsm_lifecycle.protocol import SO_PIN_LENGTH, USER_PIN_MAX, USER_PIN_MIN
+from hsm_lifecycle.protocol import FIRMWARE_UPDATES_WHILE_SO_BLOCKED, SO_PIN_LENGTH, USER_PIN_MAX, USER_PIN_MIN
 
 if TYPE_CHECKING:
     from hsm_lifecycle.emulator import Profile as EmulatorProfile
@@ -81,6 +81,8 @@ class HsmOptions:
     examples_given: bool = False  # --hsm-examples was given (the campaign plan leaves it alone)
     plan: bool = False  # print the campaign plan (after free reads only) and stop
     option_names: str = "pytest"  # whose option names reasons and plans use: pytest's or `hsm-lifecycle run`'s
+    max_updates: int | None = None  # the campaign's firmware updates at most (None: as few as its checks need)
+    updates_used: int | None = None  # SO-blocked updates the token already had, as its owner knows (no portal to ask)
 
     @property
     def fleet(self) -> bool:
@@ -176,6 +178,21 @@ def add_options(parser: Any) -> None:
         metavar="SOCKET",
         help="operator steps done by a scripted operator at the simulated portal of `hsm-lifecycle emulate --portal SOCKET` "
         "(a token served through pcscd), instead of a person at a terminal",
+    )
+    group.addoption(
+        "--hsm-max-updates",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --hsm-allow-operator: the campaign makes at most N firmware updates (the plan says how many each check needs)",
+    )
+    group.addoption(
+        "--hsm-updates-used",
+        type=int,
+        default=None,
+        metavar="N",
+        help="firmware updates this token already had because its SO-PIN was blocked (of 5), where no scripted portal "
+        "tells the suite; without it the plan assumes none",
     )
     group.addoption(
         "--hsm-persistent",
@@ -323,6 +340,11 @@ def from_config(config: Any) -> HsmOptions:
         examples = DEFAULT_EXAMPLES if target.kind == TARGET_EMULATOR and not target.as_real else DEFAULT_EXAMPLES_SLOW
     if examples < 1 or opt.hsm_steps < 1:
         raise ValueError("--hsm-examples and --hsm-steps must be at least 1.")
+    max_updates, updates_used = getattr(opt, "hsm_max_updates", None), getattr(opt, "hsm_updates_used", None)
+    if max_updates is not None and max_updates < 0:
+        raise ValueError("--hsm-max-updates must be 0 or more.")
+    if updates_used is not None and not 0 <= updates_used <= FIRMWARE_UPDATES_WHILE_SO_BLOCKED:
+        raise ValueError(f"--hsm-updates-used must be 0..{FIRMWARE_UPDATES_WHILE_SO_BLOCKED}: a token gets 5 updates for a blocked SO-PIN.")
     options = HsmOptions(
         target=target,
         serial=None,  # below: one token's serial; a fleet matches each token against `serials`
@@ -343,6 +365,8 @@ def from_config(config: Any) -> HsmOptions:
         portal_socket=getattr(opt, "hsm_portal", None),
         persistent=bool(getattr(opt, "hsm_persistent", False)),
         examples_given=opt.hsm_examples is not None,
+        max_updates=max_updates,
+        updates_used=updates_used,
         option_names=str(getattr(opt, "hsm_option_names", "pytest")),
         readers=readers,
         serials=serials,

@@ -66,9 +66,10 @@ def option_names(config: pytest.Config, text: str) -> str:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "rule(*ids): the lifecycle rules (R01..R21) a conformance test checks")
     config.addinivalue_line("markers", "cost(klass): cost class on a real token (free, tries, wipes, irreversible, operator)")
-    from hsm_lifecycle.conformance.campaign import WALK_MARKER_HELP
+    from hsm_lifecycle.conformance.campaign import POWER_RIG_MARKER_HELP, WALK_MARKER_HELP
 
     config.addinivalue_line("markers", WALK_MARKER_HELP)
+    config.addinivalue_line("markers", POWER_RIG_MARKER_HELP)
     try:
         options = from_config(config)
     except ValueError as exc:
@@ -228,6 +229,7 @@ class Suite:
     made_evidence: bool = False  # the evidence folder is this run's (removed if nothing ran)
     custody: dict[str, Any] | None = None  # what the custody did at the end (conformance.custody)
     walker: Any = None  # the campaign plan on one persistent token (conformance.campaign.Walker)
+    plan_text: str | None = None  # --hsm-plan in a fleet worker: its token's plan, for the controller
     _opened: Any = None  # the target, opened (free reads only) to plan before it is prepared
 
     def __post_init__(self) -> None:
@@ -330,7 +332,7 @@ class Suite:
         from hsm_lifecycle.conformance.targets import make_target
         from hsm_lifecycle.conformance.transport.base import TransportError
 
-        if not campaign.plans_the_walk(self.options) or not items:
+        if not campaign.plans_the_walk(self.options, fleet_worker=self.slot is not None) or not items:
             return
         path, _ = self.trace_path("session-setup")
         recorder = TraceRecorder(path, secrets=self.trace_secrets())
@@ -350,7 +352,12 @@ class Suite:
         for miss in planned.plan.not_run:
             item = by_id.get(miss.check)
             if item is not None and item.get_closest_marker("skip") is None:
-                item.add_marker(pytest.mark.skip(reason=campaign.skip_reason(miss, self.options.option_names)))
+                reason = campaign.skip_reason(miss, self.options.option_names)
+                spec = planned.specs.get(miss.check)
+                if self.slot is not None and campaign.NEED_SERIAL in miss.allowed_by and spec is not None:
+                    # A fleet token's consent says which serials were listed and which this token has.
+                    reason = f"campaign plan: {self.consent.skip_reason(CostClass.parse(spec.cost)) or reason}"
+                item.add_marker(pytest.mark.skip(reason=reason))
         first = planned.plan.steps[0] if planned.plan.steps else None
         pending = first is not None and first.starts_in in ("shipped", "firmware-reset")
         self.walker = campaign.Walker(planned, planned.specs, observation_pending=pending)
@@ -372,6 +379,13 @@ class Suite:
                 target.close()
         if self.evidence is not None:
             write_plan(self.evidence, planned.plan)
+        if self.slot is not None:
+            # A fleet token: its worker cannot leave early; the controller prints each token's
+            # plan when the worker is done, and none of its tests runs.
+            self.plan_text = f"{self.slot.worker}: {planned.text}"
+            for item in items:
+                item.add_marker(pytest.mark.skip(reason="campaign plan printed; nothing was run"))
+            return
         with terminal.handed_over():
             print(planned.text, flush=True)
         pytest.exit("campaign plan printed; nothing was run", returncode=0)
@@ -705,11 +719,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             exitstatus = session.exitstatus = 3  # not ended in custody: the bundle says incomplete
     if suite is not None and (suite.evidence is not None or suite.slot is not None):
         suite.read_so_tries_at_end()
-    if suite is not None and suite.walker is not None and suite.is_controller:
-        suite.walker.finish(suite.evidence)  # plan.json: the plan and what the device changed
+    if suite is not None and suite.walker is not None and (suite.is_controller or suite.slot is not None):
+        # plan.json: the plan and what the device changed (a fleet token's in its own folder)
+        suite.walker.finish(suite.evidence)
     if suite is not None and suite.slot is not None:
         # A fleet worker always leaves notes on its token, for the controller and the bundle.
         notes = {**suite.session_info(), "exitstatus": int(exitstatus)}
+        if suite.plan_text is not None:
+            notes["plan"] = suite.plan_text
         workeroutput = getattr(session.config, "workeroutput", None)
         if workeroutput is not None:
             workeroutput[TOKEN_KEY] = notes

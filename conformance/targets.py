@@ -69,6 +69,7 @@ class Target:
         self.custody = Custody(
             pin=self.options.pin, so_pin=self.options.so_pin, so_floor=self.consent.so_floor,
             may_wipe=lambda: self.consent.ceiling() >= CostClass.WIPES,
+            may_renew=lambda: self.consent.allow_operator and self.consent.ceiling() >= CostClass.IRREVERSIBLE,
         )
         return self.custody.wrap(transport)
 

@@ -8,6 +8,7 @@ pcscd, end to end, without a person.
 
 Protocol: one line per request, one line back.
     update            -> update-ok | update-refused-keys | update-refused-limit | update-refused-device
+    updates           -> updates-used N (the token's SO-blocked updates so far; changes nothing)
     login HEXPIN      -> login-ok | login-refused:<why>
     ping              -> pong
 Anything else answers "error: <one sentence>". The portal talks to the token directly, as the
@@ -42,6 +43,7 @@ LOG = logging.getLogger("hsm_lifecycle.portal")
 ACCOUNT = "operator@portal.invalid"  # the scripted operator's account in the simulation
 ACCOUNT_PIN = b"135790"  # user PIN of the operator's own working HSM
 MAX_LINE = 4096
+UPDATES_USED = "updates-used"
 
 
 class SharedCard:
@@ -84,10 +86,13 @@ class PortalService:
     def handle(self, line: str) -> str:
         words = line.split()
         if not words:
-            return "error: empty request; use update, login HEXPIN or ping"
+            return "error: empty request; use update, updates, login HEXPIN or ping"
         verb, args = words[0].lower(), words[1:]
         if verb == "ping":
             return "pong"
+        if verb == "updates" and not args:
+            with self.lock:
+                return f"{UPDATES_USED} {self.token.status().so_blocked_updates}"
         if verb == "update" and not args:
             with self.lock, self._card_session():
                 return self._account().update(self._device()).verdict.value
@@ -101,7 +106,7 @@ class PortalService:
             if result.verdict is LoginVerdict.OK:
                 return result.verdict.value
             return f"{result.verdict.value}:{result.refusal.value if result.refusal else ''}"
-        return f"error: unknown request {line.strip()[:40]!r}; use update, login HEXPIN or ping"
+        return f"error: unknown request {line.strip()[:40]!r}; use update, updates, login HEXPIN or ping"
 
     @contextlib.contextmanager
     def _card_session(self) -> Iterator[None]:
@@ -180,3 +185,11 @@ def ask_portal(path: Path, request: str, timeout_s: float = 60.0) -> str:
         sock.sendall(request.strip().encode() + b"\n")
         with sock.makefile("rb") as stream:
             return stream.readline().decode("utf-8", "replace").strip()
+
+
+def parse_updates_used(answer: str) -> int | None:
+    """The count in an `updates` answer; None for anything else (an older portal)."""
+    words = answer.split()
+    if len(words) == 2 and words[0] == UPDATES_USED and words[1].isdigit():
+        return int(words[1])
+    return None

@@ -76,10 +76,16 @@ class VirtualToken:
         state_path: Path | str | None = None,
         profile: Profile = Profile(),
         faults: frozenset[Fault] | frozenset[str] | list[str] = frozenset(),
+        updates_used: int = 0,
     ) -> VirtualToken:
-        """A token as shipped: device identity (CC00, 2F02), no SO-PIN, no user PIN, no keys."""
+        """A token as shipped: device identity (CC00, 2F02), no SO-PIN, no user PIN, no keys.
+        `updates_used`: one with a history instead, as after that many firmware updates admitted
+        only because its SO-PIN was blocked (R13: 5 per token), each of which gave it a new identity."""
+        if not 0 <= updates_used <= protocol.FIRMWARE_UPDATES_WHILE_SO_BLOCKED:
+            raise ValueError(f"a token has 0..{protocol.FIRMWARE_UPDATES_WHILE_SO_BLOCKED} SO-blocked updates, not {updates_used}")
         identity = manufacture_identity()
-        state = with_identity(CardState(profile=profile, device_chr=identity.chr), identity)
+        base = CardState(profile=profile, device_chr=identity.chr, identity_generation=updates_used, so_blocked_updates=updates_used)
+        state = with_identity(base, identity)
         return cls._create(state, state_path, parse_faults(faults))
 
     @classmethod

@@ -41,6 +41,7 @@ from hsm_lifecycle.emulator.state import StateFileError
 from hsm_lifecycle.emulator.token import VirtualToken
 from hsm_lifecycle.protocol import (
     ATR,
+    FIRMWARE_UPDATES_WHILE_SO_BLOCKED,
     VPCD_GET_ATR,
     VPCD_PORT,
     VPCD_POWER_OFF,
@@ -391,9 +392,9 @@ def _parse_faults(names: Sequence[str]) -> frozenset[Fault]:
 
 
 def open_or_manufacture(state_path: Path, profile: Profile | None = None,
-                        faults: frozenset[Fault] = frozenset()) -> tuple[VirtualToken, bool]:
-    """The token persisted in `state_path`, or a freshly manufactured one saved there.
-    Returns (token, created)."""
+                        faults: frozenset[Fault] = frozenset(), updates_used: int | None = None) -> tuple[VirtualToken, bool]:
+    """The token persisted in `state_path`, or a freshly manufactured one saved there (with
+    `updates_used` SO-blocked firmware updates behind it). Returns (token, created)."""
     if state_path.exists():
         try:
             token = VirtualToken.open(state_path, faults=faults)
@@ -403,15 +404,19 @@ def open_or_manufacture(state_path: Path, profile: Profile | None = None,
         if profile is not None and token.profile != profile:
             raise VpcdError(f"{state_path} holds a token with another profile: drop --profile or use a new "
                             "state file")
+        if updates_used is not None and token.status().so_blocked_updates != updates_used:
+            raise VpcdError(f"{state_path} holds a token with {token.status().so_blocked_updates} SO-blocked updates behind it, "
+                            f"not {updates_used}: drop --updates-used or use a new state file")
         return token, False
     if not state_path.parent.is_dir():
         raise VpcdError(f"directory {state_path.parent} does not exist: create it or choose another state file")
-    return VirtualToken.manufacture(state_path=state_path, profile=profile or Profile(), faults=faults), True
+    return VirtualToken.manufacture(state_path=state_path, profile=profile or Profile(), faults=faults,
+                                    updates_used=updates_used or 0), True
 
 
 def run(address: VpcdAddress, state_path: Path, *, profile: Profile | None = None,
         faults: frozenset[Fault] = frozenset(), out: IO[str] | None = None,
-        portal: Path | None = None, portal_faults: frozenset = frozenset()) -> int:
+        portal: Path | None = None, portal_faults: frozenset = frozenset(), updates_used: int | None = None) -> int:
     """Serve the token in `state_path` (created if absent) on vpcd until SIGTERM/SIGINT;
     with `portal`, the simulated firmware-update portal on that Unix socket too."""
     out = out or sys.stdout
@@ -421,7 +426,7 @@ def run(address: VpcdAddress, state_path: Path, *, profile: Profile | None = Non
         raise VpcdError(f"cannot resolve vpcd host '{address.host}' ({exc.strerror}): give an IP address or a "
                         "known host name") from None
     with _state_lock(state_path):
-        token, created = open_or_manufacture(state_path, profile, faults)
+        token, created = open_or_manufacture(state_path, profile, faults, updates_used)
         server = None
         card: Card = token
         if portal is not None:
@@ -464,7 +469,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="break one rule on purpose, for testing the suite (repeatable; not persisted)")
     parser.add_argument("--portal", type=Path, metavar="SOCKET",
                         help="also serve the simulated firmware-update portal on this Unix socket, for a "
-                        "scripted operator (requests: update, login HEXPIN, ping)")
+                        "scripted operator (requests: update, updates, login HEXPIN, ping)")
+    parser.add_argument("--updates-used", type=int, default=None, metavar="N",
+                        help="a new token has had N firmware updates admitted only because its SO-PIN was blocked "
+                        "(0..5, persisted in the state file; the portal's 'updates' request shows it)")
 
 
 def run_from_args(args: argparse.Namespace, *, log_prefix: str) -> int:
@@ -474,9 +482,12 @@ def run_from_args(args: argparse.Namespace, *, log_prefix: str) -> int:
 
     portal_names = {f.value for f in PortalFault}
     portal_faults = frozenset(PortalFault(n) for n in args.fault if n in portal_names)
+    used = getattr(args, "updates_used", None)
+    if used is not None and not 0 <= used <= FIRMWARE_UPDATES_WHILE_SO_BLOCKED:
+        raise VpcdError(f"--updates-used must be 0..{FIRMWARE_UPDATES_WHILE_SO_BLOCKED}: a token gets 5 updates for a blocked SO-PIN")
     return run(VpcdAddress.parse(args.vpcd), args.state, profile=profile_from_args(args),
                faults=_parse_faults([n for n in args.fault if n not in portal_names]),
-               portal=getattr(args, "portal", None), portal_faults=portal_faults)
+               portal=getattr(args, "portal", None), portal_faults=portal_faults, updates_used=used)
 
 
 def profile_from_args(args: argparse.Namespace) -> Profile | None:
@@ -664,7 +675,7 @@ def _stop_with_parent() -> Callable[[], None] | None:
 
 def start_emulator(port: int, state_path: Path, *, host: str = "127.0.0.1", profile: Profile | None = None,
                    faults: Sequence[str] = (), ready_timeout: float = 30.0,
-                   log_path: Path | None = None, portal: Path | None = None) -> EmulatorProcess:
+                   log_path: Path | None = None, portal: Path | None = None, updates_used: int | None = None) -> EmulatorProcess:
     """Start `python -m hsm_lifecycle.emulator.vpcd` on `host:port` for `state_path` and wait for its ready
     line. Its log (stderr) goes to `log_path` (default: next to the state file). Raises
     VpcdError, quoting the log, if it does not come up. The emulator gets SIGTERM when the
@@ -678,6 +689,8 @@ def start_emulator(port: int, state_path: Path, *, host: str = "127.0.0.1", prof
         command += ["--fault", fault]
     if portal is not None:
         command += ["--portal", str(portal)]
+    if updates_used is not None:
+        command += ["--updates-used", str(updates_used)]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True,
                                 preexec_fn=_stop_with_parent())
@@ -699,11 +712,11 @@ def start_emulator(port: int, state_path: Path, *, host: str = "127.0.0.1", prof
 @contextlib.contextmanager
 def serve_emulator(port: int, state_path: Path, *, host: str = "127.0.0.1", profile: Profile | None = None,
                    faults: Sequence[str] = (), ready_timeout: float = 30.0,
-                   portal: Path | None = None) -> Iterator[EmulatorProcess]:
+                   portal: Path | None = None, updates_used: int | None = None) -> Iterator[EmulatorProcess]:
     """Run an emulator on a vpcd port for the block; stop it (SIGTERM) afterwards.
     Pair it with `lease_port()`, and `vpcd_readers()[port]` for the reader name."""
     emulator = start_emulator(port, state_path, host=host, profile=profile, faults=faults,
-                              ready_timeout=ready_timeout, portal=portal)
+                              ready_timeout=ready_timeout, portal=portal, updates_used=updates_used)
     try:
         yield emulator
     finally:

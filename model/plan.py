@@ -15,13 +15,20 @@ it is planned here, from the model, before anything is sent:
 Each step names its way in: the command sequence the model says is cheapest (lowest cost
 class, then shortest) from where the previous step left the token to a state the check can
 start from. What cannot run says why and which consent or credential would allow it.
+
+The unit placed is the check of model.checks: each test run says which checks it decides, the
+plan lists every check with the first test run that decides it (and what that run needs), or
+why none does. Of the test runs that make firmware updates, the set that decides the most checks
+within the user's bound, then with the fewest updates, is kept (R13's run makes only the
+SO-blocked updates the token has left and decides R12/R14/R15's update checks on them). A bench
+capability (a power rig) is data like consent: a run that needs one is placed only with it.
 The planner is pure model: the conformance side reads the token and the collected tests into
 `CheckSpec`s and `PlanConsent`, and prices commands (`Pricing`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Callable, Iterable
 
@@ -71,6 +78,8 @@ NEED_IRREVERSIBLE = "allow-irreversible"
 NEED_OPERATOR = "allow-operator"
 NEED_PIN = "pin"
 NEED_SO_PIN = "so-pin"
+NEED_MORE_UPDATES = "max-updates"  # a bound on the campaign's firmware updates that allows more
+NEED_POWER_RIG = "power_rig"  # a capability of the bench: something that cuts the token's power
 
 # Commands a way in may use: what provisioning does, nothing that spends a try for good.
 WAY_ALPHABET: tuple[Command, ...] = (
@@ -101,6 +110,11 @@ class CheckSpec:
     so_tries: int = 0  # SO tries it spends
     # The token's PINs it presents (NEED_PIN, NEED_SO_PIN); None: what its cost class usually needs.
     presents: frozenset[str] | None = None
+    # The checks (model.checks ids) this test run decides; None: unknown (placed by its rules).
+    decides: frozenset[str] | None = None
+    needs: frozenset[str] = frozenset()  # capabilities of the bench it needs (NEED_POWER_RIG)
+    # It makes as many SO-blocked updates as the token has left of its 5 (on top of `updates`).
+    counts_left: bool = False
 
     @property
     def starts(self) -> frozenset[str]:
@@ -126,6 +140,11 @@ class PlanConsent:
     so_pin: bool = False
     guarded: bool = True  # False: the in-process emulator (every class, fresh token per test)
     update_budget: int = UPDATE_BUDGET
+    max_updates: int | None = None  # the user's bound on this campaign's firmware updates
+    capabilities: frozenset[str] = frozenset()  # of the bench (NEED_POWER_RIG)
+
+    def updates_allowed(self, done: int, more: int) -> bool:
+        return self.max_updates is None or done + more <= self.max_updates
 
     @property
     def ceiling(self) -> str:
@@ -175,6 +194,7 @@ class Step:
     firmware_updates: int
     leaves: str
     so_blocked_updates: int = 0  # of its updates, counted against R13's 5 per token
+    decides: tuple[str, ...] = ()  # the checks (model.checks ids) this step's test decides
 
 
 @dataclass(frozen=True)
@@ -195,12 +215,29 @@ class NotRun:
 
 
 @dataclass(frozen=True)
+class CheckPlace:
+    """Where one check of the catalog is decided in the walk, or why nowhere; and what it needs,
+    as the test run that decides it needs it: where it starts, its cost class, the consent,
+    credentials and capabilities it takes."""
+
+    check: str  # model.checks id
+    test: str | None  # node id of the first planned test that decides it
+    segment: int | None
+    why: str = ""  # when it has no place
+    allowed_by: tuple[str, ...] = ()
+    starts: tuple[str, ...] = ()  # abstract states it can start from
+    cost: str = ""  # cost class
+    needs: tuple[str, ...] = ()  # NEED_* consent, credentials and capabilities
+
+
+@dataclass(frozen=True)
 class Plan:
     start: str  # the extended state the token was read in
     segments: tuple[Segment, ...]
     not_run: tuple[NotRun, ...]
     assumed: tuple[str, ...] = ()  # open behaviours assumed for the estimate (not yet observed)
     changed_by_device: bool = False
+    checks: tuple[CheckPlace, ...] = ()  # every check of the rules in scope, placed or not
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -236,7 +273,12 @@ class Plan:
             "totals": {k: self.total(k) for k in ("apdus", "user_tries", "so_tries", "wipes", "so_blocks", "seconds")},
             "assumed": list(self.assumed),
             "changed_by_device": self.changed_by_device,
+            "checks": [asdict(c) for c in self.checks],
         }
+
+    @property
+    def unplaced(self) -> tuple[CheckPlace, ...]:
+        return tuple(c for c in self.checks if c.test is None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,6 +378,8 @@ class _Walk:
             return None
         if check.counted and self.counted + check.counted > self.consent.update_budget:
             return None
+        if check.updates and not self.consent.updates_allowed(self.updates, check.updates):
+            return None
         return way
 
     def rank(self, check: CheckSpec) -> tuple[int, int]:
@@ -382,6 +426,7 @@ class _Walk:
                 firmware_updates=check.updates,
                 so_blocked_updates=check.counted,
                 leaves=after.abstract,
+                decides=tuple(sorted(check.decides or ())),
             )
         )
         self.state = after
@@ -424,7 +469,7 @@ class _Walk:
         if outcome.next.is_initialized:
             return False
         counted = outcome.next.so_blocked_updates - self.state.so_blocked_updates
-        if self.counted + counted > self.consent.update_budget:
+        if self.counted + counted > self.consent.update_budget or not self.consent.updates_allowed(self.updates, 1):
             return False
         a, s = self.pricing.command(Command.firmware_update())
         self.current.append(
@@ -448,22 +493,31 @@ def plan_campaign(
 ) -> Plan:
     """Order `checks` as one walk from `start` (see the module docstring)."""
     profile, assumed = planning_profile(profile)
-    checks = list(checks)
+    left = max(0, consent.update_budget - start.so_blocked_updates)
+    checks = [with_history(c, left) for c in checks]
     walk = _Walk(checks, consent, profile, pricing, start, own_pins=not start.is_initialized, segment_start=start.abstract,
                  start_abstract=start.abstract, counted=start.so_blocked_updates)
     not_run: list[NotRun] = []
-    pending: list[CheckSpec] = []
+    allowed: list[CheckSpec] = []
     for check in checks:
         missing = consent.missing_for(check.cost)
         if check.blocks_so:  # an operator check that blocks the SO-PIN needs both consents
             missing = tuple(dict.fromkeys(missing + consent.missing_for(IRREVERSIBLE)))
+        lacking = tuple(sorted(check.needs - consent.capabilities)) if consent.guarded else ()
         if missing:
             not_run.append(NotRun(check.id, check.rules, f"cost class '{check.cost}' needs consent", missing))
-        elif check.counted > consent.update_budget - start.so_blocked_updates:
+        elif lacking:
+            not_run.append(NotRun(check.id, check.rules, f"needs {' and '.join(lacking)} (not on this bench)", lacking))
+        elif check.counted > left:
             not_run.append(NotRun(check.id, check.rules, f"needs {check.counted} firmware updates admitted for a blocked SO-PIN, "
-                                  f"more than the {consent.update_budget - start.so_blocked_updates} this token has left", ()))  # fmt: skip
+                                  f"more than the {left} this token has left", ()))  # fmt: skip
+        elif check.updates and not consent.updates_allowed(0, check.updates):
+            not_run.append(NotRun(check.id, check.rules, f"needs {_updates(check)}; the campaign may make {consent.max_updates}",
+                                  (NEED_MORE_UPDATES,)))  # fmt: skip
         else:
-            pending.append(check)
+            allowed.append(check)
+    pending, dropped = _fewest_updates(allowed, consent)
+    not_run.extend(dropped)
     while pending:
         ready = [(walk.rank(c), i, c, w) for i, c in enumerate(pending) if (w := walk.way_for(c)) is not None]
         if ready:
@@ -471,17 +525,120 @@ def plan_campaign(
             walk.run(check, way)
             pending.remove(check)
             continue
-        covered = frozenset(r for seg in walk.segments for s in seg.steps for r in s.rules) | {
-            r for s in walk.current for r in s.rules
-        }
-        if any(set(c.rules) - covered for c in pending) and walk.renew():
+        steps = [*(s for seg in walk.segments for s in seg.steps), *walk.current]
+        rules = {r for s in steps for r in s.rules}
+        decided = {d for s in steps for d in s.decides}
+        if any((c.decides - decided) if c.decides is not None else (set(c.rules) - rules) for c in pending) and walk.renew():
             continue
         break
     walk.close_segment()
     planned = Plan(start=str(start), segments=tuple(walk.segments), not_run=(), assumed=assumed)
     for check in pending:
         not_run.append(_why_not(check, walk, planned))
-    return Plan(str(start), tuple(walk.segments), tuple(not_run), assumed)
+    return Plan(str(start), tuple(walk.segments), tuple(not_run), assumed, checks=place_checks(checks, planned.segments, not_run))
+
+
+def with_history(check: CheckSpec, left: int) -> CheckSpec:
+    """A check that makes the SO-blocked updates the token has left, priced for this token (its
+    figures are those of a fresh token, which has all of them left)."""
+    if not check.counts_left:
+        return check
+    share = (check.updates + left) / (check.updates + UPDATE_BUDGET)
+    return replace(check, counted=left, updates=check.updates + left, counts_left=False, apdus=round(check.apdus * share),
+                   seconds=round(check.seconds * share, 3), so_tries=round(check.so_tries * share))  # fmt: skip
+
+
+def _updates(check: CheckSpec) -> str:
+    counted = f" ({check.counted} admitted only for a blocked SO-PIN)" if check.counted else ""
+    return f"{check.updates} firmware update{'s' if check.updates != 1 else ''}{counted}"
+
+
+def _fewest_updates(checks: list[CheckSpec], consent: PlanConsent) -> tuple[list[CheckSpec], list[NotRun]]:
+    """Of the checks that make firmware updates and say what they decide, the set that decides
+    the most within the user's bound, then with the fewest updates; the others are dropped with
+    the reason. A check that blocks the SO-PIN only to decide what those decide is dropped too:
+    the SO-PIN is blocked once, at the end."""
+    costly = [c for c in checks if c.updates and c.decides]
+    if not costly:
+        return checks, []
+    best: tuple[tuple[int, int, int], tuple[CheckSpec, ...]] | None = None
+    for mask in range(1 << len(costly)):
+        chosen = tuple(c for i, c in enumerate(costly) if mask >> i & 1)
+        updates = sum(c.updates for c in chosen)
+        if not consent.updates_allowed(0, updates):
+            continue
+        decided = set().union(*(c.decides or () for c in chosen))
+        key = (-len(decided), updates, len(chosen))
+        if best is None or key < best[0]:
+            best = (key, chosen)
+    chosen = best[1] if best else ()
+    decided: set[str] = set().union(*(c.decides or () for c in chosen))
+    kept, dropped = [], []
+    for c in checks:
+        if c in costly and c not in chosen:
+            assert c.decides is not None
+            by = ", ".join(sorted(x.id.rsplit("::", 1)[-1] for x in chosen if x.decides and x.decides & c.decides)) or "none"
+            if c.decides <= decided:
+                why = f"every check it decides is decided by {by}, within fewer firmware updates"
+                dropped.append(NotRun(c.id, c.rules, why, ()))
+            else:
+                bound = f"; the campaign may make {consent.max_updates}" if consent.max_updates is not None else ""
+                dropped.append(NotRun(c.id, c.rules, f"needs {_updates(c)}{bound}", (NEED_MORE_UPDATES,)))
+        elif c not in costly and c.decides and c.blocks_so and not c.updates and c.decides <= decided:
+            by = ", ".join(sorted(x.id.rsplit("::", 1)[-1] for x in chosen if x.decides and x.decides & c.decides))
+            dropped.append(NotRun(c.id, c.rules, f"every check it decides is decided by {by}; the SO-PIN is blocked once, at the end", ()))
+        else:
+            kept.append(c)
+    return kept, dropped
+
+
+def place_checks(checks: Iterable[CheckSpec], segments: Iterable[Segment], not_run: Iterable[NotRun]) -> tuple[CheckPlace, ...]:
+    """Every check of the catalog for the rules the collected tests cover: the first planned test
+    that decides it (a test that names no checks decides those of its rules), or why none does:
+    the reason its tests do not run, or that no collected test decides it."""
+    from hsm_lifecycle.model.checks import CHECKS
+
+    checks = list(checks)
+    scope = {r for c in checks for r in c.rules}
+    by_id = {c.id: c for c in checks}
+
+    def decided_by(spec: CheckSpec, check_id: str, rule: str) -> bool:
+        return check_id in spec.decides if spec.decides is not None else rule in spec.rules
+
+    def needs_of(spec: CheckSpec) -> dict[str, Any]:
+        consent = {FREE: (), TRIES: (), WIPES: (NEED_SERIAL,), IRREVERSIBLE: (NEED_SERIAL, NEED_IRREVERSIBLE),
+                   OPERATOR: (NEED_OPERATOR,)}[spec.cost]  # fmt: skip
+        if spec.blocks_so and spec.cost == OPERATOR:
+            consent = (NEED_OPERATOR, NEED_SERIAL, NEED_IRREVERSIBLE)
+        if spec.updates:
+            consent = (*consent, NEED_MORE_UPDATES)
+        pins = sorted(spec.presents) if spec.presents is not None else []
+        return {"starts": tuple(sorted(spec.starts)), "cost": spec.cost, "needs": (*consent, *pins, *sorted(spec.needs))}
+
+    places: list[CheckPlace] = []
+    misses = {m.check: m for m in not_run}
+    ordered = [(seg.index, step) for seg in segments for step in seg.steps]
+    for check in CHECKS:
+        if check.rule not in scope:
+            continue
+        place = None
+        for index, step in ordered:
+            spec = by_id.get(step.check)
+            if spec is not None and decided_by(spec, check.id, check.rule):
+                place = CheckPlace(check.id, spec.id, index, **needs_of(spec))
+                break
+        if place is None:
+            deciding = [c for c in checks if decided_by(c, check.id, check.rule) and c.id in misses]
+            would = [misses[c.id] for c in deciding]
+            if would:
+                first = would[0]
+                allowed = tuple(dict.fromkeys(a for m in would for a in m.allowed_by))
+                place = CheckPlace(check.id, None, None, f"{first.check.rsplit('/', 1)[-1]} does not run: {first.why}", allowed,
+                                   **needs_of(deciding[0]))  # fmt: skip
+            else:
+                place = CheckPlace(check.id, None, None, "no collected test decides it", ())
+        places.append(place)
+    return tuple(places)
 
 
 def _why_not(check: CheckSpec, walk: _Walk, planned: Plan) -> NotRun:
@@ -514,11 +671,11 @@ def _why_not(check: CheckSpec, walk: _Walk, planned: Plan) -> NotRun:
     else:
         why = f"needs a token in {where}"
     if blocker:
-        why += f"; the token is {state.abstract} after {blocker.rsplit('/', 1)[-1]}"
+        why += f"; the token leaves it at {blocker.rsplit('/', 1)[-1]} and is {state.abstract} at the end"
     elif not could_have:
         why += f"; the token was {walk.start_abstract} when the campaign began"
     if walk.consent.operator and walk.consent.guarded:
-        why += "; every rule it checks is judged by a planned check, so no further firmware update is spent on it"
+        why += "; every check it decides has a place in the walk already, so no further firmware update is spent on it"
         allowed = ()
     else:
         why += "; only a firmware update at the portal renews it"
@@ -532,6 +689,7 @@ def plan_fresh_each(checks: Iterable[CheckSpec], profile: Profile, pricing: Pric
     unlimited = PlanConsent(guarded=False)  # a new token each time: each has its own budget
     walk = _Walk([], unlimited, profile, pricing, ExtState.shipped(), own_pins=True, segment_start=SHIPPED)
     not_run = []
+    checks = [with_history(c, UPDATE_BUDGET) for c in checks]  # a fresh token has all 5 left
     for check in checks:
         walk.state, walk.updates, walk.counted = ExtState.shipped(), 0, 0
         way = walk.way_for(check)
@@ -542,4 +700,5 @@ def plan_fresh_each(checks: Iterable[CheckSpec], profile: Profile, pricing: Pric
     walk.close_segment()
     # One segment: a new token per check, not an update in between.
     steps = tuple(s for seg in walk.segments for s in seg.steps)
-    return Plan(str(ExtState.shipped()), (Segment(1, SHIPPED, steps),) if steps else (), tuple(not_run), assumed)
+    segments = (Segment(1, SHIPPED, steps),) if steps else ()
+    return Plan(str(ExtState.shipped()), segments, tuple(not_run), assumed, checks=place_checks(checks, segments, not_run))

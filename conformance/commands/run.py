@@ -40,6 +40,7 @@ from hsm_lifecycle.conformance.evidence.manifest import MANIFEST_NAME, write_man
 from hsm_lifecycle.conformance.evidence.records import load_evidence_records
 from hsm_lifecycle.conformance.evidence.summary import headline_of
 from hsm_lifecycle.conformance.options import TargetSpec, parse_so_pin, parse_target, parse_user_pin
+from hsm_lifecycle.protocol import FIRMWARE_UPDATES_WHILE_SO_BLOCKED
 
 HELP = (
     "the main job: run the conformance campaign and write the evidence bundle "
@@ -75,6 +76,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--portal",
         metavar="SOCKET",
         help="the portal steps are done by a scripted operator at the simulated portal of `hsm-lifecycle emulate --portal SOCKET`",
+    )
+    parser.add_argument(
+        "--max-updates",
+        metavar="N",
+        type=int,
+        help="with --allow-operator: make at most N firmware updates (run --plan first: it says how many each check needs)",
+    )
+    parser.add_argument(
+        "--updates-used",
+        metavar="N",
+        type=int,
+        help="firmware updates the token already had because its SO-PIN was blocked (0..5), where no scripted portal tells",
     )
     parser.add_argument("--so-pin", metavar="X", help="the real token's SO-PIN: 16 hex digits (e.g. 3537363231383830)")
     parser.add_argument("--pin", metavar="Y", help="the real token's user PIN (6..16 characters)")
@@ -116,6 +129,10 @@ def plan(args: argparse.Namespace, suite: Path) -> Campaign:
     for flag, value in (("--reader", args.reader), ("--serial", args.serial), ("--target", args.target)):
         if value is not None and not value.strip():
             raise UsageError(f"{flag} is empty: give a value (for a reader, part of its name as `opensc-tool -l` lists it), or leave {flag} out.")
+    if args.max_updates is not None and args.max_updates < 0:
+        raise UsageError("--max-updates must be 0 or more.")
+    if args.updates_used is not None and not 0 <= args.updates_used <= FIRMWARE_UPDATES_WHILE_SO_BLOCKED:
+        raise UsageError(f"--updates-used must be 0..{FIRMWARE_UPDATES_WHILE_SO_BLOCKED}: a token gets 5 updates for a blocked SO-PIN.")
     target_text = args.target or ("pcsc" if args.reader is not None else "emulator")
     try:
         target = parse_target(target_text, args.reader, False)
@@ -148,8 +165,6 @@ def plan(args: argparse.Namespace, suite: Path) -> Campaign:
     ]  # fmt: skip
     if args.trace_secrets:
         pytest_args.append("--hsm-trace-secrets")
-    if args.portal:
-        pytest_args.append(f"--hsm-portal={args.portal}")
     if not args.plain:
         # The progress display replaces pytest's output; the project's addopts (-ra) need the
         # terminal reporter, so they go too.
@@ -176,6 +191,12 @@ def _consent_args(args: argparse.Namespace, suite: Path, target: TargetSpec) -> 
     for flag, given in (("--hsm-allow-irreversible", args.allow_irreversible), ("--hsm-allow-operator", args.allow_operator)):
         if given:
             argv.append(flag)
+    if args.portal:  # the plan reads the token's update history there too
+        argv.append(f"--hsm-portal={args.portal}")
+    if args.max_updates is not None:
+        argv.append(f"--hsm-max-updates={args.max_updates}")
+    if args.updates_used is not None:
+        argv.append(f"--hsm-updates-used={args.updates_used}")
     if args.select:
         argv += ["-k", args.select]
     return argv

@@ -30,6 +30,7 @@ SUMMARY_NAME = "summary.json"
 REPORT_NAME = "report.html"
 DIAGRAM_NAME = "lifecycle.svg"
 RECORDS_NAME = "records.jsonl"
+PLAN_NAME = "plan.json"  # written by the campaign (conformance.campaign.PLAN_FILE)
 TRACES_DIR = "traces"
 
 
@@ -45,8 +46,10 @@ def write_bundle(
     so_tries_left_end: int | None = None,
     view: ModelView | None = None,
     custody: Mapping[str, object] | None = None,
+    plan: Mapping[str, object] | None = None,
 ) -> Summary:
     """Write every file of the bundle into `out_dir` (created if needed) and return the summary.
+    The campaign plan (`plan`, else the plan.json the run left in `out_dir`) goes into summary.json.
 
     `complete=False` marks a run that did not reach every test (interrupted, stopped early):
     summary.json then says `"complete": false` and its verdict is never "pass".
@@ -55,6 +58,11 @@ def write_bundle(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / TRACES_DIR).mkdir(exist_ok=True)
     view = view if view is not None else ModelView.load()
+    if plan is None and (out_dir / PLAN_NAME).exists():
+        try:
+            plan = json.loads((out_dir / PLAN_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            plan = None  # unreadable: the summary keeps the empty plan rather than a guess
     summary = build_summary(
         view,
         records,
@@ -65,6 +73,7 @@ def write_bundle(
         complete=complete,
         so_tries_left_end=so_tries_left_end,
         custody=custody,
+        plan=plan,  # type: ignore[arg-type]
     )
     _write_records(out_dir, records)
     svg, problem = _draw_diagram(out_dir / DIAGRAM_NAME, view, set(summary.coverage.covered_transitions))

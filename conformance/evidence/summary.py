@@ -133,6 +133,7 @@ class Summary:
     open_behaviours: dict[str, str]
     complete: bool
     errors: tuple[str, ...] = ()  # tests that broke on the suite's side: "nodeid: why"
+    plan: Mapping[str, Any] | None = None  # the campaign plan on a persistent token, with what the device changed
 
     @property
     def verdict(self) -> str:
@@ -158,7 +159,7 @@ class Summary:
             "rules": [r.to_summary() for r in self.rules],
             "coverage": self.coverage.to_summary(),
             "cost": self.cost.to_summary(),
-            "plan": {"segments": [], "firmware_updates": 0, "changed_by_device": False},
+            "plan": dict(self.plan) if self.plan else {"segments": [], "firmware_updates": 0, "changed_by_device": False},
             "open_behaviours": dict(self.open_behaviours),
             "verdict": self.verdict,
             "complete": self.complete,
@@ -176,6 +177,7 @@ def build_summary(
     complete: bool = True,
     so_tries_left_end: int | None = None,
     custody: Mapping[str, Any] | None = None,
+    plan: Mapping[str, Any] | None = None,
 ) -> Summary:
     return Summary(
         target=normalize_target(target),
@@ -187,6 +189,7 @@ def build_summary(
         open_behaviours={str(k): str(v) for k, v in sorted(open_behaviours.items())},
         complete=complete,
         errors=tuple(f"{r.nodeid}: {r.why.strip().splitlines()[0] if r.why.strip() else 'error'}" for r in tool_errors(records)),
+        plan=plan,
     )
 
 

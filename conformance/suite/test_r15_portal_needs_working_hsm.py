@@ -10,6 +10,7 @@ from hsm_lifecycle.model.commands import Command as C
 
 @pytest.mark.rule("R15")
 @pytest.mark.cost("operator")
+@pytest.mark.walk(decides=("R15.working-logs-in", "R15.user-blocked-refused", "R15.transport-refused"))
 def test_r15_blocked_token_cannot_log_in(hsm):
     hsm.require_portal()
     if not hsm.state.is_initialized:
@@ -30,11 +31,12 @@ def test_r15_blocked_token_cannot_log_in(hsm):
 
 @pytest.mark.rule("R15")
 @pytest.mark.cost("operator")
-@pytest.mark.walk(leaves="so-blocked")
+@pytest.mark.walk(start="user-working", leaves="so-blocked", decides=("R15.so-blocked-logs-in",))
 def test_r15_so_blocked_token_still_logs_in(hsm):
     hsm.require_portal()
-    hsm.provision()
-    while hsm.state.so_tries:
-        hsm.step(C.change_so_pin("wrong"))  # irreversible: needs --hsm-allow-irreversible on a token
+    if hsm.state.so_tries:  # a token whose SO-PIN works: block it (a campaign's last step does that anyway)
+        hsm.provision()
+        while hsm.state.so_tries:
+            hsm.step(C.change_so_pin("wrong"))  # irreversible: needs --hsm-allow-irreversible on a token
     with hsm.checking("R15.so-blocked-logs-in"):
         hsm.steps(C.portal_login(), C.query_user())

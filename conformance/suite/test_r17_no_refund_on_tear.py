@@ -24,6 +24,7 @@ def cut_when_compared(event):
 
 @pytest.mark.rule("R17")
 @pytest.mark.cost("tries")
+@pytest.mark.needs_power_rig
 def test_r17_power_cut_after_comparison_keeps_the_try_spent(hsm):
     if hsm.target.emulated_token() is None:
         pytest.skip("a power cut in the middle of a PIN check needs the emulator's tear hook or a power-cut rig")

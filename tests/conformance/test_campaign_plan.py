@@ -88,7 +88,8 @@ def test_costs_file_covers_the_suite_and_counts_queries_apart():
 
 from dataclasses import dataclass, field  # noqa: E402
 
-from hsm_lifecycle.conformance.campaign import Walker, read_counters  # noqa: E402
+from hsm_lifecycle.conformance.campaign import SessionPlan, Walker, read_counters  # noqa: E402
+from hsm_lifecycle.model.plan import Plan  # noqa: E402
 from hsm_lifecycle.conformance.transport.base import Response  # noqa: E402
 from hsm_lifecycle.model.states import ExtState  # noqa: E402
 
@@ -154,3 +155,52 @@ def test_a_token_found_uninitialized_after_an_update_is_a_new_identity():
 def test_persistent_is_only_for_the_vpcd_emulator(run_suite):
     run = run_suite("--hsm-persistent", "--hsm-plan")
     assert run.rc == 4 and "--hsm-persistent only applies to --hsm-target emulator:vpcd" in run.output
+
+
+def test_the_bundle_carries_the_plan_and_what_the_device_changed(tmp_path: Path):
+    from hsm_lifecycle.conformance.evidence.bundle import write_bundle
+
+    doc = Walker(SessionPlan(Plan("x", (), ()), "", None, {}, updates_used=3), {}).finish(tmp_path)
+    doc["changes"] = [{"before": "t::test", "believed": "a", "read": "b"}]
+    doc["changed_by_device"] = True
+    (tmp_path / "plan.json").write_text(json.dumps(doc), encoding="utf-8")
+    summary = write_bundle(tmp_path, [], target={"kind": "pcsc"}, started="2026-01-01T00:00:00+00:00", duration_s=0.0,
+                           open_behaviours={})  # fmt: skip
+    written = json.loads((tmp_path / "summary.json").read_text())["plan"]
+    assert written == summary.to_json_dict()["plan"] and written["changed_by_device"] is True
+    assert written["changes"][0]["before"] == "t::test" and written["updates_used_before"] == 3
+
+
+def test_a_test_names_only_catalog_checks_and_makes_the_updates_left():
+    import pytest
+
+    from hsm_lifecycle.conformance.campaign import check_spec
+
+    latency = LatencyTable.load()
+    spec = check_spec("t::test_x", ("R13",), "operator", {"updates": 1, "counted": "left", "decides": ("R13.five-admitted",)}, {}, latency)
+    assert spec.counts_left and spec.decides == frozenset({"R13.five-admitted"}) and spec.updates == 1
+    with pytest.raises(ValueError, match="not a check of R13"):
+        check_spec("t::test_x", ("R13",), "operator", {"decides": ("R13.seventh",)}, {}, latency)
+    with pytest.raises(ValueError, match="neither a number nor 'left'"):
+        check_spec("t::test_x", ("R13",), "operator", {"counted": "many"}, {}, latency)
+
+
+def test_device_step_is_the_one_path_and_imports_no_campaign():
+    import ast
+
+    import hsm_lifecycle.conformance.campaign as campaign
+    import hsm_lifecycle.conformance.device as device
+
+    assert not hasattr(campaign, "step_observing")
+    tree = ast.parse(Path(device.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "hsm_lifecycle.conformance.campaign" not in imported
+
+
+def test_run_refuses_an_impossible_update_bound_or_history_in_one_sentence(tmp_path: Path):
+    for flag, value, says in (("--updates-used", "6", "--updates-used must be 0..5"), ("--max-updates", "-1", "--max-updates must be 0 or more")):
+        done = subprocess.run(
+            [sys.executable, "-c", "import sys; from hsm_lifecycle.conformance.cli import main; sys.exit(main())",
+             "run", "--plan", flag, value], capture_output=True, text=True, cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -111,7 +111,7 @@ def test_so_floor_is_respected(run_suite, tmp_path):
 def test_operator_tests_need_flag_and_terminal(run_suite, owned_token):
     path, _ = owned_token
     run = run_suite(*as_real(path, "--hsm-allow-operator"), select="test_r12")
-    record = run.record("test_r12_update_refused_with_keys_admitted_without")
+    record = run.record("test_r12_update_refused_with_keys")
     assert record.outcome == "skipped" and "terminal" in record.why
 
 

@@ -109,3 +109,30 @@ def test_one_real_token_is_never_shared_by_two_workers(tmp_path: Path) -> None:
     run = run_suite_process(tmp_path / "evidence", "-n", "2", "--hsm-target", "pcsc:Nitrokey")
     assert run.rc == 4 and "one device, which 2 xdist workers cannot share" in run.output, run.output[-2000:]
     assert not any((tmp_path / "evidence").glob("gw*"))
+
+
+@pytest.mark.pcscd
+def test_each_token_of_a_fleet_gets_its_own_plan(tmp_path: Path) -> None:
+    """Two persistent vpcd emulators: --hsm-plan reads each (free) and prints one plan per token,
+    each from that token's own start state; nothing runs."""
+    need_vpcd_readers(2)
+    run = run_suite_process(tmp_path / "evidence", "-n", "2", "--hsm-target", "emulator:vpcd", "--hsm-persistent",
+                            "--hsm-plan", "-k", SUBSET)  # fmt: skip
+    assert run.rc == 0, run.output[-3000:]
+    plans = [line for line in run.output.splitlines() if ": Campaign plan for emulator:vpcd, serial " in line]
+    assert sorted(p.split(":")[0] for p in plans) == ["gw0", "gw1"], run.output[-3000:]
+    serials = {p.split("serial ")[1].split(":")[0] for p in plans}
+    assert len(serials) == 2, plans  # two tokens, two start states read
+    assert "passed" not in run.output.splitlines()[-1] and "12 skipped" in run.output.splitlines()[-1]
+
+
+@pytest.mark.pcscd
+def test_a_persistent_fleet_walks_each_token_on_its_own_plan(tmp_path: Path) -> None:
+    need_vpcd_readers(2)
+    run = run_suite_process(tmp_path / "evidence", "-n", "2", "--hsm-target", "emulator:vpcd", "--hsm-persistent", "-k", SUBSET)
+    assert run.rc == 0, run.output[-3000:]
+    for token in run.combined()["tokens"]:
+        plan = run.summary(token)["plan"]  # each token's bundle carries its own plan
+        steps = [s["check"].split("::")[-1] for seg in plan["segments"] for s in seg["steps"]]
+        assert steps[0] == "test_r21_any_code_becomes_the_so_pin" and len(steps) == SUBSET_TESTS, steps
+        assert plan["changed_by_device"] is False

@@ -8,7 +8,9 @@ import pytest
 
 from hsm_lifecycle.model.plan import (
     NEED_IRREVERSIBLE,
+    NEED_MORE_UPDATES,
     NEED_OPERATOR,
+    NEED_POWER_RIG,
     NEED_PIN,
     NEED_SERIAL,
     NEED_SO_PIN,
@@ -166,3 +168,75 @@ def test_fresh_token_per_check_on_the_in_process_emulator():
 def test_unknown_leaves_state_is_an_error(leaves):
     with pytest.raises(ValueError, match="unknown state"):
         plan(ExtState.initialized(), FULL, [CheckSpec("x", (), "wipes", leaves=leaves)])
+
+
+# The operator tests as the suite marks them: what each decides, R13's made with the updates left.
+R13_DECIDES = frozenset({
+    "R13.five-admitted", "R13.sixth-refused", "R13.empty-not-counted", "R12.admitted-when-so-blocked",
+    "R12.admitted-without-keys", "R15.so-blocked-logs-in", "R15.uninitialized-refused",
+    "R15.account-updates-blocked-device", "R14.as-shipped", "R14.no-keys", "R14.new-identity", "R14.same-root",
+})  # fmt: skip
+OPERATOR_TESTS = [
+    CheckSpec("r12_refused", ("R12",), "operator", decides=frozenset({"R12.refused-with-keys"})),
+    CheckSpec("r12_admitted", ("R12", "R15"), "operator", updates=1, leaves="firmware-reset",
+              decides=frozenset({"R12.admitted-without-keys", "R15.account-updates-blocked-device"})),
+    CheckSpec("r13", ("R12", "R13", "R14", "R15"), "operator", updates=1, counts_left=True, leaves="firmware-reset",
+              decides=R13_DECIDES, apdus=200),
+    CheckSpec("r14", ("R14",), "operator", updates=1, leaves="firmware-reset",
+              decides=frozenset({"R14.as-shipped", "R14.no-keys", "R14.new-identity", "R14.same-root"})),
+    CheckSpec("r15_blocked", ("R15",), "operator",
+              decides=frozenset({"R15.working-logs-in", "R15.user-blocked-refused", "R15.transport-refused"})),
+    CheckSpec("r15_so_blocked", ("R15",), "operator", leaves="so-blocked", decides=frozenset({"R15.so-blocked-logs-in"})),
+]  # fmt: skip
+WITH_DECIDES = [c for c in CHECKS if c.id not in {"r12", "r13", "r14", "r15_blocked", "r15_so_blocked"}] + OPERATOR_TESTS
+OPERATOR = PlanConsent(serial=True, irreversible=True, operator=True, user_pin=True, so_pin=True)
+ALL_RULES = {f"R{n:02d}" for n in range(1, 22)}
+
+
+def test_a_token_with_four_updates_used_gets_every_rule_in_two_updates():
+    p = plan(OWNED.but(identity=4, so_blocked_updates=4), OPERATOR, WITH_DECIDES)
+    assert p.rules_planned >= ALL_RULES
+    assert p.firmware_updates == 2 and sum(s.so_blocked_updates for s in p.steps) == 1
+    not_run = {n.check: n for n in p.not_run}
+    for shared in ("r12_admitted", "r14", "r15_so_blocked"):  # their checks ride on R13's updates
+        assert "decided by r13" in not_run[shared].why, not_run[shared]
+    assert index(p, "r20") > index(p, "r13")  # the update R13 ends with gives R20 its uninitialized token
+    assert_so_blocked_once_at_the_end(p)
+    r15 = {c.check: c for c in p.checks if c.check.startswith("R15.")}
+    assert r15["R15.uninitialized-refused"].test == "r13" and r15["R15.so-blocked-logs-in"].test == "r13"
+
+
+def test_from_no_history_the_plan_says_what_r13_needs_and_max_updates_bounds_it():
+    p = plan(OWNED, OPERATOR, WITH_DECIDES)
+    r13 = next(s for s in p.steps if s.check == "r13")
+    assert r13.firmware_updates == 6 and r13.so_blocked_updates == 5
+    assert p.firmware_updates == 6  # R12's and R14's own updates are not needed on top
+    bounded = plan(OWNED, PlanConsent(**{**OPERATOR.__dict__, "max_updates": 2}), WITH_DECIDES)
+    assert bounded.firmware_updates <= 2
+    miss = {n.check: n for n in bounded.not_run}["r13"]
+    assert "needs 6 firmware updates (5 admitted only for a blocked SO-PIN)" in miss.why and miss.allowed_by == (NEED_MORE_UPDATES,)
+    assert {c.check for c in bounded.unplaced} >= {"R13.five-admitted", "R13.sixth-refused"}
+    assert all(NEED_MORE_UPDATES in c.allowed_by for c in bounded.unplaced if c.check.startswith("R13."))
+
+
+def test_every_check_is_placed_or_says_why():
+    from hsm_lifecycle.model.checks import CHECKS as CATALOG
+
+    p = plan(OWNED.but(identity=4, so_blocked_updates=4), OPERATOR, WITH_DECIDES)
+    scope = {r for c in WITH_DECIDES for r in c.rules}
+    assert {c.check for c in p.checks} == {c.id for c in CATALOG if c.rule in scope}
+    assert all(c.test is not None or c.why for c in p.checks)
+    # Each check carries what its test run needs: start states, cost class, consent.
+    five = next(c for c in p.checks if c.check == "R13.five-admitted")
+    assert five.cost == "operator" and {NEED_OPERATOR, NEED_MORE_UPDATES} <= set(five.needs) and "initialized" in five.starts
+    r20 = next(c for c in p.checks if c.check == "R20.pin-commands-refused")
+    assert set(r20.starts) == {"shipped", "firmware-reset"} and r20.cost == "free"
+
+
+def test_a_power_rig_is_a_capability_like_consent():
+    rig = CheckSpec("r17", ("R17",), "tries", needs=frozenset({NEED_POWER_RIG}))
+    without = plan(OWNED, FULL, [rig])
+    assert not without.steps and without.not_run[0].allowed_by == (NEED_POWER_RIG,)
+    assert all(c.allowed_by == (NEED_POWER_RIG,) for c in without.checks)
+    with_rig = plan(OWNED, PlanConsent(**{**FULL.__dict__, "capabilities": frozenset({NEED_POWER_RIG})}), [rig])
+    assert with_rig.order == ("r17",)

@@ -153,8 +153,11 @@ def test_scripted_operator_passes_r12_to_r15_on_the_token(run_suite, operator_at
     operator = seat()
     run = run_suite(*as_real(path, serial, "--hsm-allow-operator", "--hsm-allow-irreversible", "-s"), select=PORTAL_TESTS)
     assert run.rc == 0, run.output
+    # The plan leaves out a test whose every check an R13 run decides on its own updates.
+    left_out = [r for r in run.records if r.outcome == "skipped"]
+    assert all("decided by test_r13" in r.why for r in left_out), [(r.nodeid, r.why) for r in left_out]
     for rule in PORTAL_RULES:
-        assert run.outcomes(rule) == {"passed"}, (rule, [(r.nodeid, r.outcome, r.why) for r in run.records])
+        assert "passed" in run.outcomes(rule) and "failed" not in run.outcomes(rule), (rule, [(r.nodeid, r.outcome, r.why) for r in run.records])
     updates = [d for d in operator.done if d.startswith("update")]
     assert updates.count(UpdateVerdict.REFUSED_LIMIT.value) == 1 and UpdateVerdict.REFUSED_KEYS.value in updates
     assert {LoginVerdict.OK.value, LoginVerdict.REFUSED.value} <= set(operator.done)
@@ -184,7 +187,7 @@ def test_end_of_input_at_the_prompt_skips(run_suite, monkeypatch, tmp_path):
     path = tmp_path / "token.json"
     serial = owners_token(path)
     monkeypatch.setattr(sys, "stdin", OperatorTty(None))
-    run = run_suite(*as_real(path, serial, "--hsm-allow-operator", "-s"), select="test_r12")
+    run = run_suite(*as_real(path, serial, "--hsm-allow-operator", "-s"), select="test_r12_update_refused")
     assert run.rc == 0, run.output
     assert [r.outcome for r in run.records] == ["skipped"]
     assert "end of input" in run.records[0].why
