@@ -2,7 +2,8 @@
 
 The mapper is the only place that knows bytes. It tracks what it set on the device from the
 device's own answers (never from the model's predictions: the oracle judges, the mapper only
-drives): the current user PIN and SO-PIN of the two alternates, and the keys it generated.
+drives): the current user PIN and SO-PIN of the two alternates, the keys it generated, the
+data object it writes (a CDxx file) and the device key CC00 it compares (R08).
 Helper reads (EF.C_DevAut, ENUMERATE OBJECTS, the FCP) are free and exist for the invariants.
 """
 
@@ -366,19 +367,18 @@ class Mapper:
 
     def _do_device_sign(self, cmd: Command, uninit: bool) -> str:
         """SIGN with CC00 over a fresh challenge; a 9000 whose signature does not verify under the
-        device key of EF.C_DevAut, as read before the first such SIGN since the last firmware
-        update, is `device-key-differs` (R08: INITIALIZE keeps CC00)."""
+        device key of EF.C_DevAut, as read at the first device_sign since the last firmware
+        update (whatever that one answered), is `device-key-differs` (R08: INITIALIZE keeps CC00)."""
         known = self.device_key
         if known is None:
             try:
-                known = device_public_key(self.read_identity())
+                known = self.device_key = device_public_key(self.read_identity())
             except (IdentityUnreadable, ValueError) as exc:
                 raise IdentityUnreadable(f"device_sign needs the device certificate: {exc}") from exc
         challenge = secrets.token_bytes(32)
         rsp = self.send(apdu(CLA_PROPRIETARY, Ins.SIGN, FID_DEVICE_KEY & 0xFF, ALGO_ECDSA_SHA256, challenge, le=0, extended=True))
         if rsp.sw != SW.OK:
             return rsp.sw_hex
-        self.device_key = known
         try:
             known.verify(rsp.data, challenge, ec.ECDSA(hashes.SHA256()))  # type: ignore[attr-defined]
         except (InvalidSignature, ValueError):
