@@ -19,5 +19,5 @@ def test_r08_identity_unchanged_by_initialize(hsm):
         # at the first one, before the INITIALIZEs.
         hsm.steps(C.verify_user("right"), C.device_sign())
         hsm.steps(C.initialize("right"), C.initialize("right", retries=2))
+        hsm.check(hsm.identity() == first, "EF.C_DevAut changed across INITIALIZE", "R08.c-devaut-unchanged")
         hsm.steps(C.verify_user("right"), C.device_sign())
-    hsm.check(hsm.identity() == first, "EF.C_DevAut changed across INITIALIZE", "R08.c-devaut-unchanged")
