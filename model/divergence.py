@@ -191,7 +191,7 @@ def _blame(outcome: Outcome, answer: str, history: Sequence[Outcome | None]) -> 
             return Blame(SESSION, "model: no verified user PIN, device: key use allowed", _key_use_allowed(outcome, last))
         if answer == NOT_LOGGED_IN and outcome.outputs == {OK}:
             return Blame(SESSION, "model: user PIN verified, device: not logged in", _session(outcome, last))
-        if answer == NO_SUCH_KEY and OK in outcome.outputs and before.keys:
+        if answer == NO_SUCH_KEY and OK in outcome.outputs and before.keys and cmd.name not in (C.READ_PROTECTED, C.WRITE_DATA):
             return Blame(KEYS, f"model {before.keys} keys, device has none to use", _keys_lost(last))
     checks = tuple(c.id for c in checks_at(outcome.transition))
     return Blame(STATUS_WORD, f"model {' | '.join(expected)}, device {answer}", checks)

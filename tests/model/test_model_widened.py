@@ -147,3 +147,9 @@ def test_a_try_spent_on_a_wrong_length_pin_blames_that_commands_r16_check(step: 
     history, s = walk(READY, step)
     found = blame(expect(s, C(query), E), spent, history)
     assert found.checks == (check,)
+
+
+def test_a_lost_data_object_is_not_blamed_on_the_keys() -> None:
+    s = WITH_DATA.but(keys=2)
+    found = blame(expect(s, C("read_protected"), E), "6A82", [])
+    assert found.variable == "status word" and found.checks == ("R09.protected-read-refused",)
