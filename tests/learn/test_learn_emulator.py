@@ -77,6 +77,13 @@ SMOKING_GUN = {
     "rrc-works-when-so-blocked": "reset_retry_counter(so=right,new_pin=false)",
     "so-block-blocks-user-pin": "verify_user(right)",
     "wrong-so-erases-keys": "change_so_pin(wrong)",
+    "decipher-without-login": "decipher",
+    "long-pin-spends-try": "verify_user(over_long)",
+    "reinit-keeps-data-objects": "read_protected",
+    "protected-read-without-login": "read_protected",
+    "update-without-login": "write_data",
+    "short-so-pin-spends-try": "change_so_pin(wrong_length)",
+    "identity-changes-on-init": "device_sign",
 }
 
 
