@@ -188,7 +188,7 @@ class Mapper:
     keys: list[int] = field(default_factory=list)  # key ids present, oldest first, as believed
     portal: PortalLink | None = None  # set by the target (conformance.operator), else None
     dkek_shares: int | None = None  # INITIALIZE sends tag 92 with this many DKEK shares (R23)
-    data_fid: int | None = None  # the CDxx file write_data writes and read_protected reads
+    objects: list[int] = field(default_factory=list)  # [the CDxx file write_data writes], shared like keys
     device_key: object | None = None  # CC00's public key, from 2F02, kept until a firmware update
     _gakp: bytes = field(default_factory=_gakp_body, repr=False)
 
@@ -385,13 +385,18 @@ class Mapper:
             return DEVICE_KEY_DIFFERS
         return rsp.sw_hex
 
+    @property
+    def data_fid(self) -> int | None:
+        return self.objects[0] if self.objects else None
+
     def object_fid(self) -> int:
-        """The CDxx file of the suite: the first one ENUMERATE does not list, chosen once."""
-        if self.data_fid is None:
+        """The CDxx file of the suite: the first one ENUMERATE does not list, chosen once per
+        token (the list is the target's, so the tests of one persistent token share it)."""
+        if not self.objects:
             listed = set(self.enumerate_objects() or ())
             prefix = FID_PREFIX_PROTECTED_DATA << 8
-            self.data_fid = next(prefix | i for i in range(1, 256) if prefix | i not in listed)
-        return self.data_fid
+            self.objects.append(next(prefix | i for i in range(1, 256) if prefix | i not in listed))
+        return self.objects[0]
 
     def _portal(self, cmd: Command) -> PortalLink:
         if self.portal is None:

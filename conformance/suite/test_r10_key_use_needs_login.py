@@ -3,7 +3,6 @@ in the current card session; a warm reset, a power-off or a re-SELECT of the app
 
 import pytest
 
-from hsm_lifecycle.conformance import offalphabet as raw
 from hsm_lifecycle.model.commands import Command as C
 
 
@@ -25,12 +24,11 @@ def test_r10_no_key_use_without_login(hsm):
 @pytest.mark.cost("wipes")
 def test_r10_no_update_without_login(hsm):
     hsm.provision()
-    check = "R10.update-needs-login"
-    with hsm.checking(check):
-        # Refused without login; and not written anyway: after VERIFY 81 the object is not there.
+    with hsm.checking("R10.update-needs-login"):
+        # Refused without login; and not written anyway: after VERIFY 81 the read answers what the
+        # model holds (6A82 unless an earlier test on this token wrote the object).
         hsm.steps(C.write_data(), C.verify_user("right"), C.read_protected())
         hsm.steps(C.warm_reset(), C.write_data(), C.verify_user("right"), C.read_protected())
-    hsm.check(hsm.mapper.object_fid() not in raw.listed(hsm), f"{hsm.mapper.object_fid():04X} was created without login", check)
 
 
 @pytest.mark.rule("R10")
