@@ -59,8 +59,11 @@ def check_credentials(device: Device, cmd: Command) -> None:
     if not device.target.consent.guarded or not device.state.is_initialized:
         return
     opts = device.target.options
-    right_user = (cmd.name in ("verify_user", "change_user_pin") and cmd.pin == "right") or cmd.name == "portal_login"
-    right_so = cmd.name in ("initialize", "reset_retry_counter", "change_so_pin") and cmd.so == "right"
+    # A PIN of the wrong length in CHANGE 81 comes after the right old PIN, and the SO commands'
+    # ones are built from the right SO-PIN: without it they would be wrong PINs, which spend tries.
+    right_user = (cmd.name == "verify_user" and cmd.pin == "right") or (cmd.name == "change_user_pin" and cmd.pin not in ("wrong", None))
+    right_user = right_user or cmd.name == "portal_login"
+    right_so = cmd.name in ("initialize", "reset_retry_counter", "change_so_pin") and cmd.so not in ("wrong", None)
     if right_user and opts.pin is None:
         raise InterlockRefused(f"{cmd} presents the token's user PIN: pass it with --hsm-pin")
     if right_so and opts.so_pin is None:

@@ -249,7 +249,7 @@ def open_device(target: Target, recorder: TraceRecorder, profile: Profile, decla
     guard = GuardedTransport(tracing, target.consent, right_so_pin=lambda: target.pins.so_pin)
     guard.own_key_fids = target.own_key_fids
     guard.test_cost = declared
-    mapper = Mapper(guard, pins=target.pins, keys=target.keys)
+    mapper = Mapper(guard, pins=target.pins, keys=target.keys, objects=target.objects)
     tracing.connect()
     mapper.select()  # the model's states are those of the selected applet
     state = target.twin if target.twin is not None else ExtState.shipped()

@@ -2,32 +2,42 @@
 
 The mapper is the only place that knows bytes. It tracks what it set on the device from the
 device's own answers (never from the model's predictions: the oracle judges, the mapper only
-drives): the current user PIN and SO-PIN of the two alternates, and the keys it generated.
+drives): the current user PIN and SO-PIN of the two alternates, the keys it generated, the
+data object it writes (a CDxx file) and the device key CC00 it compares (R08).
 Helper reads (EF.C_DevAut, ENUMERATE OBJECTS, the FCP) are free and exist for the invariants.
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 from dataclasses import dataclass, field, replace
 from typing import Protocol
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from hsm_lifecycle.conformance.transport.base import Response, Transport
 from hsm_lifecycle import tlv
 from hsm_lifecycle.protocol import (
     AID,
+    ALGO_ECDH,
     ALGO_ECDSA_SHA256,
     CLA_ISO,
     CLA_PROPRIETARY,
     DEFAULT_SO_PIN,
     DEFAULT_USER_PIN,
     FID_C_DEVAUT,
+    FID_DEVICE_KEY,
     FID_PREFIX_PRIVATE_KEY,
+    FID_PREFIX_PROTECTED_DATA,
     PIN_SO,
     PIN_USER,
     RRC_COUNTER_ONLY,
     RRC_NEW_PIN,
     SW,
+    TAG_DISCRETIONARY_DATA,
     TAG_FCP_PROPRIETARY,
     TAG_INIT_DKEK_SHARES,
     TAG_INIT_OPTIONS,
@@ -37,9 +47,9 @@ from hsm_lifecycle.protocol import (
     TAG_OFFSET,
     Ins,
 )
-from hsm_lifecycle.model.commands import INITIALIZE, RIGHT, TAMPERED, WRONG, WRONG_LENGTH, Command
+from hsm_lifecycle.model.commands import INITIALIZE, OVER_LONG, RIGHT, TAMPERED, WRONG, WRONG_LENGTH, Command
 from hsm_lifecycle.model.outputs import dkek_status as dkek_status_output
-from hsm_lifecycle.model.outputs import UPDATE_OK
+from hsm_lifecycle.model.outputs import DATA_DIFFERS, DEVICE_KEY_DIFFERS, UPDATE_OK
 
 # design.md, "PINs the mapper uses".
 ALT_USER_PIN = b"12345678"
@@ -48,6 +58,9 @@ WRONG_USER_PIN = b"000000"
 WRONG_LENGTH_USER_PIN = b"12345"
 WRONG_SO_PIN = bytes(8)
 SIGN_HASH = bytes(range(32))  # any 32 bytes: the device signs a hash, it does not check it
+OVER_LONG_USER_PIN = b"12345678901234567"  # 17 bytes: one more than a user PIN may have
+# The suite's PIN-protected data object (a CDxx file, R09) and what it writes into it.
+DATA_CONTENT = b"hsm-lifecycle: only the user PIN reads this"
 
 
 # DKEK key backup (R23). The suite's two DKEK shares, "right" (A) and "wrong" (B): test values,
@@ -208,6 +221,8 @@ class Mapper:
     keys: list[int] = field(default_factory=list)  # key ids present, oldest first, as believed
     portal: PortalLink | None = None  # set by the target (conformance.operator), else None
     blob: bytes | None = None  # the key blob the last successful WRAP KEY answered (R23)
+    objects: list[int] = field(default_factory=list)  # [the CDxx file write_data writes], shared like keys
+    device_key: object | None = None  # CC00's public key, from 2F02, kept until a firmware update
     _gakp: bytes = field(default_factory=_gakp_body, repr=False)
 
     # -- the abstract alphabet -----------------------------------------------------------------
@@ -241,11 +256,16 @@ class Mapper:
         return self.send(apdu(CLA_ISO, Ins.VERIFY, 0, PIN_SO)).sw_hex
 
     def _do_verify_user(self, cmd: Command, uninit: bool) -> str:
-        pin = {RIGHT: self.pins.user_pin, WRONG: self.pins.wrong_user_pin, WRONG_LENGTH: WRONG_LENGTH_USER_PIN}[cmd.pin]  # type: ignore[index]
+        pin = {
+            RIGHT: self.pins.user_pin, WRONG: self.pins.wrong_user_pin, WRONG_LENGTH: WRONG_LENGTH_USER_PIN, OVER_LONG: OVER_LONG_USER_PIN,
+        }[cmd.pin]  # type: ignore[index]
         return self.send(apdu(CLA_ISO, Ins.VERIFY, 0, PIN_USER, pin)).sw_hex
 
     def _do_initialize(self, cmd: Command, uninit: bool) -> str:
-        if uninit:
+        if cmd.so in _BAD_LENGTHS:
+            code_idx = 0 if uninit else self.pins.so_idx
+            code = _sized(self.pins.so[code_idx], cmd.so)  # type: ignore[arg-type]
+        elif uninit:
             # Any code is taken (R21): "right" sends the primary SO-PIN, "wrong" the alternate.
             code_idx = 0 if cmd.so == RIGHT else 1
             code = self.pins.so[code_idx]
@@ -272,6 +292,13 @@ class Mapper:
         return rsp.sw_hex
 
     def _do_reset_retry_counter(self, cmd: Command, uninit: bool) -> str:
+        if cmd.so in _BAD_LENGTHS:
+            # With a new PIN the new user PIN has the wrong length, else the SO-PIN (R16).
+            if cmd.new_pin:
+                new = _USER_PIN_OF[cmd.so]  # type: ignore[index]
+                return self.send(apdu(CLA_ISO, Ins.RESET_RETRY_COUNTER, RRC_NEW_PIN, PIN_USER, self.pins.so_pin + new)).sw_hex
+            so = _sized(self.pins.so_pin, cmd.so)  # type: ignore[arg-type]
+            return self.send(apdu(CLA_ISO, Ins.RESET_RETRY_COUNTER, RRC_COUNTER_ONLY, PIN_USER, so)).sw_hex
         so = self.pins.so_pin if cmd.so == RIGHT else self.pins.wrong_so
         if cmd.new_pin:
             rsp = self.send(apdu(CLA_ISO, Ins.RESET_RETRY_COUNTER, RRC_NEW_PIN, PIN_USER, so + self.pins.next_user_pin))
@@ -282,6 +309,9 @@ class Mapper:
         return rsp.sw_hex
 
     def _do_change_user_pin(self, cmd: Command, uninit: bool) -> str:
+        if cmd.pin in _BAD_LENGTHS:  # the right old PIN, a new one of the wrong length (R16)
+            new = _USER_PIN_OF[cmd.pin]  # type: ignore[index]
+            return self.send(apdu(CLA_ISO, Ins.CHANGE_REFERENCE_DATA, 0, PIN_USER, self.pins.user_pin + new)).sw_hex
         old = self.pins.user_pin if cmd.pin == RIGHT else self.pins.wrong_user_pin
         rsp = self.send(apdu(CLA_ISO, Ins.CHANGE_REFERENCE_DATA, 0, PIN_USER, old + self.pins.next_user_pin))
         if rsp.sw == SW.OK:
@@ -289,6 +319,9 @@ class Mapper:
         return rsp.sw_hex
 
     def _do_change_so_pin(self, cmd: Command, uninit: bool) -> str:
+        if cmd.so in _BAD_LENGTHS:  # an old SO-PIN of 7 or 9 bytes (R16)
+            old = _sized(self.pins.so_pin, cmd.so)  # type: ignore[arg-type]
+            return self.send(apdu(CLA_ISO, Ins.CHANGE_REFERENCE_DATA, 0, PIN_SO, old + self.pins.next_so_pin)).sw_hex
         old = self.pins.so_pin if cmd.so == RIGHT else self.pins.wrong_so
         rsp = self.send(apdu(CLA_ISO, Ins.CHANGE_REFERENCE_DATA, 0, PIN_SO, old + self.pins.next_so_pin))
         if rsp.sw == SW.OK:
@@ -327,6 +360,7 @@ class Mapper:
     def _do_firmware_update(self, cmd: Command, uninit: bool) -> str:
         output = self._portal(cmd).firmware_update(self)
         if output == UPDATE_OK:
+            self.device_key = None  # a new device identity (R14): CC00 is compared anew
             # As shipped now: the keys the mapper tracked are gone (the PINs go with the next
             # INITIALIZE, which on an uninitialized token takes any code).
             note = getattr(self.transport, "note_deleted", None)
@@ -383,6 +417,64 @@ class Mapper:
         """`80 74 <id> 93 00 <LL LL> <blob>` (case 3, extended), as sc-hsm-tool 0.23 sends it
         (seen over pcscd with OPENSC_DEBUG; it does not go through EF 2F10)."""
         return self.send(apdu(CLA_PROPRIETARY, Ins.UNWRAP_KEY, key_id, UNWRAP_P2, blob, extended=True))
+
+    # -- the widened alphabet ------------------------------------------------------------------
+
+    def _do_decipher(self, cmd: Command, uninit: bool) -> str:
+        """ECDH (80 62, algorithm 80) of the newest key with a point of its curve (P-256's G)."""
+        return self.send(apdu(CLA_PROPRIETARY, Ins.DECIPHER, self.newest_key, ALGO_ECDH, _PEER_POINT, le=0, extended=True)).sw_hex
+
+    def _do_write_data(self, cmd: Command, uninit: bool) -> str:
+        """UPDATE BINARY (odd INS) of the suite's CDxx file at offset 0: creates it (§4)."""
+        fid = self.object_fid()
+        body = tlv.encode(TAG_OFFSET, b"\x00\x00") + tlv.encode(TAG_DISCRETIONARY_DATA, DATA_CONTENT)
+        return self.send(apdu(CLA_ISO, Ins.UPDATE_BINARY_ODD, fid >> 8, fid & 0xFF, body)).sw_hex
+
+    def _do_read_protected(self, cmd: Command, uninit: bool) -> str:
+        """READ BINARY (odd INS) of that file, Le = what was written: 9000 only with that content."""
+        fid = self.object_fid()
+        offset = tlv.encode(TAG_OFFSET, b"\x00\x00")
+        rsp = self.send(apdu(CLA_ISO, Ins.READ_BINARY_ODD, fid >> 8, fid & 0xFF, offset, le=len(DATA_CONTENT)))
+        if rsp.sw in (SW.OK, SW.END_OF_FILE) and rsp.data != DATA_CONTENT:
+            return DATA_DIFFERS
+        return rsp.sw_hex
+
+    def _do_warm_reset(self, cmd: Command, uninit: bool) -> str:
+        self.transport.reset()
+        return self.select().sw_hex
+
+    def _do_device_sign(self, cmd: Command, uninit: bool) -> str:
+        """SIGN with CC00 over a fresh challenge; a 9000 whose signature does not verify under the
+        device key of EF.C_DevAut, as read at the first device_sign since the last firmware
+        update (whatever that one answered), is `device-key-differs` (R08: INITIALIZE keeps CC00)."""
+        known = self.device_key
+        if known is None:
+            try:
+                known = self.device_key = device_public_key(self.read_identity())
+            except (IdentityUnreadable, ValueError) as exc:
+                raise IdentityUnreadable(f"device_sign needs the device certificate: {exc}") from exc
+        challenge = secrets.token_bytes(32)
+        rsp = self.send(apdu(CLA_PROPRIETARY, Ins.SIGN, FID_DEVICE_KEY & 0xFF, ALGO_ECDSA_SHA256, challenge, le=0, extended=True))
+        if rsp.sw != SW.OK:
+            return rsp.sw_hex
+        try:
+            known.verify(rsp.data, challenge, ec.ECDSA(hashes.SHA256()))  # type: ignore[attr-defined]
+        except (InvalidSignature, ValueError):
+            return DEVICE_KEY_DIFFERS
+        return rsp.sw_hex
+
+    @property
+    def data_fid(self) -> int | None:
+        return self.objects[0] if self.objects else None
+
+    def object_fid(self) -> int:
+        """The CDxx file of the suite: the first one ENUMERATE does not list, chosen once per
+        token (the list is the target's, so the tests of one persistent token share it)."""
+        if not self.objects:
+            listed = set(self.enumerate_objects() or ())
+            prefix = FID_PREFIX_PROTECTED_DATA << 8
+            self.objects.append(next(prefix | i for i in range(1, 256) if prefix | i not in listed))
+        return self.objects[0]
 
     def _portal(self, cmd: Command) -> PortalLink:
         if self.portal is None:
@@ -450,3 +542,39 @@ class Mapper:
 
 class IdentityUnreadable(Exception):
     pass
+
+
+def device_public_key(ef_2f02: bytes) -> ec.EllipticCurvePublicKey:
+    """The device key (CC00) the device certificate in EF.C_DevAut names, its curve taken from
+    the DICA or the root the DICA names. Signatures are not verified here: whether the chain
+    holds is R18's to judge; comparing CC00 (R08) only needs the key."""
+    from hsm_lifecycle.cvc import CVCertificate, CvcError, load_roots, parse_cv_objects
+
+    try:
+        device, dica = parse_cv_objects(ef_2f02)[:2]
+        root = load_roots().get(dica.car if isinstance(dica, CVCertificate) else "")
+        inherited = root.public_key.domain if root is not None else None
+        key = device.public_key.to_cryptography(dica.public_key.resolve_domain(inherited))  # type: ignore[union-attr]
+    except (CvcError, AttributeError, ValueError) as exc:
+        raise ValueError(f"EF.C_DevAut names no usable device key: {exc}") from exc
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ValueError("EF.C_DevAut names no EC device key")
+    return key
+
+
+_BAD_LENGTHS = (WRONG_LENGTH, OVER_LONG)
+_USER_PIN_OF = {WRONG_LENGTH: WRONG_LENGTH_USER_PIN, OVER_LONG: OVER_LONG_USER_PIN}
+
+
+def _sized(so_pin: bytes, variant: str) -> bytes:
+    """An SO-PIN one byte short (7) or one byte long (9)."""
+    return so_pin[:-1] if variant == WRONG_LENGTH else so_pin + b"\x00"
+
+
+def _peer_point() -> bytes:
+    from hsm_lifecycle.cvc import CURVES
+
+    return CURVES["secp256r1"].generator
+
+
+_PEER_POINT = _peer_point()

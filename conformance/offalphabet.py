@@ -13,18 +13,13 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from hsm_lifecycle import tlv
 from hsm_lifecycle.conformance.mapper import apdu
 from hsm_lifecycle.conformance.transport.base import Response
 from hsm_lifecycle.protocol import (
-    ALGO_ECDSA_SHA256,
     CLA_ISO,
     CLA_PROPRIETARY,
-    FID_DEVICE_KEY,
     SW,
     TAG_DISCRETIONARY_DATA,
     TAG_OFFSET,
@@ -92,23 +87,6 @@ def check_erased(hsm: "Device", fids: Iterable[int], check: str) -> None:
         hsm.fail(f"ENUMERATE still lists {', '.join(f'{f:04X}' for f in still)}", (check,))
     for fid in fids:
         expect_sw(hsm, check, f"READ BINARY {fid:04X} (erased)", read_binary(fid), lambda sw: sw == SW.FILE_NOT_FOUND, "6A82 (no such file)")
-    hsm.decided(check)
-
-
-# -- the device key CC00 ------------------------------------------------------------------------
-
-
-def device_key_signs(hsm: "Device", public_key: ec.EllipticCurvePublicKey, check: str) -> None:
-    """SIGN with key 00 over a fresh challenge (the token hashes, as for the portal's login)
-    must verify under `public_key`: the key CC00 is the one the device certificate names."""
-    challenge = secrets.token_bytes(32)
-    key_id = FID_DEVICE_KEY & 0xFF
-    capdu = apdu(CLA_PROPRIETARY, Ins.SIGN, key_id, ALGO_ECDSA_SHA256, challenge, le=0, extended=True)
-    rsp = expect_sw(hsm, check, "SIGN with the device key CC00", capdu, lambda sw: sw == OK, "9000 (logged in)")
-    try:
-        public_key.verify(rsp.data, challenge, ec.ECDSA(hashes.SHA256()))
-    except (InvalidSignature, ValueError):
-        hsm.fail("the signature of key CC00 does not verify under the device certificate's public key", (check,))
     hsm.decided(check)
 
 

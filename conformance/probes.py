@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from hsm_lifecycle.conformance import offalphabet as raw
 from hsm_lifecycle.conformance.interlocks import InterlockRefused
@@ -75,25 +74,6 @@ def issuer_root(hsm: Device, ef_2f02: bytes, checks: tuple[str, ...]) -> str:
         hsm.fail(f"EF.C_DevAut (2F02) holds {len(objects)} CV object(s), not a device certificate followed by "
                  "its DICA certificate naming an issuer", checks)
     return car  # type: ignore[return-value]
-
-
-def device_public_key(hsm: Device, ef_2f02: bytes, checks: tuple[str, ...]) -> ec.EllipticCurvePublicKey:
-    """The public key the device certificate in EF.C_DevAut names, its curve taken from the
-    DICA or the root the DICA names. Signatures are not verified here: whether the chain holds
-    is R18's to judge; a check that only needs the key should not fail on R18's account."""
-    from hsm_lifecycle.cvc import CvcError, load_roots, parse_cv_objects
-
-    car = issuer_root(hsm, ef_2f02, checks)
-    device, dica = parse_cv_objects(ef_2f02)[:2]
-    root = load_roots().get(car)
-    try:
-        inherited = root.public_key.domain if root is not None else None
-        key = device.public_key.to_cryptography(dica.public_key.resolve_domain(inherited))  # type: ignore[union-attr]
-    except (CvcError, AttributeError) as exc:
-        hsm.fail(f"the device certificate in EF.C_DevAut names no usable public key: {exc}", checks)
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        hsm.fail("the device certificate in EF.C_DevAut names no EC key", checks)
-    return key
 
 
 # -- probes outside the alphabet that follow the model ------------------------------------------

@@ -31,7 +31,7 @@ def read_so_tries(target: Target, recorder: TraceRecorder) -> int | None:
     from hsm_lifecycle.protocol import CLA_ISO, PIN_SO, SW, Ins, tries_from_sw
 
     tracing = TracingTransport(target.raw_transport(), recorder)
-    mapper = Mapper(GuardedTransport(tracing, target.consent), pins=target.pins, keys=target.keys)
+    mapper = Mapper(GuardedTransport(tracing, target.consent), pins=target.pins, keys=target.keys, objects=target.objects)
     recorder.context("read SO tries at the end", target.twin.abstract if target.twin else "")
     try:
         mapper.select()  # a test may have left the card manager selected (after an update)
@@ -57,7 +57,7 @@ def prepare(target: Target, recorder: TraceRecorder, *, wiping_test_selected: bo
     guard = GuardedTransport(tracing, consent, right_so_pin=lambda: target.pins.so_pin)
     guard.own_key_fids = target.own_key_fids
     guard.test_cost = CostClass.WIPES  # probes never block the SO-PIN; the floor holds on a real token
-    mapper = Mapper(guard, pins=target.pins, keys=target.keys)
+    mapper = Mapper(guard, pins=target.pins, keys=target.keys, objects=target.objects)
     probe = Probe(mapper, recorder)
     recorder.context("connect", "")
     tracing.connect()

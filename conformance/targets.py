@@ -51,6 +51,7 @@ class Target:
         self.consent = consent
         self.pins = PinBook.create(options.pin, options.so_pin)
         self.keys: list[int] = []  # key ids the suite believes present, oldest first
+        self.objects: list[int] = []  # the data object (CDxx) the suite writes (Mapper.objects)
         self.own_key_fids: set[int] = set()
         self.twin: ExtState | None = None  # model state of a persistent device
         self.profile: Profile | None = None  # resolved by conformance.observe
@@ -183,6 +184,7 @@ class InProcessTarget(Target):
         self._transport = self.manufacture()
         self.pins = PinBook.create(self.options.pin, self.options.so_pin)
         self.keys = []
+        self.objects = []
         self.own_key_fids = set()
         self.twin = ExtState.shipped()
         return self._transport
@@ -326,6 +328,7 @@ class VpcdTarget(Target):
             _wait_until_empty(self._reader)
         self.pins = PinBook.create(self.options.pin, self.options.so_pin)
         self.keys = []
+        self.objects = []
         self.own_key_fids = set()
         self.twin = ExtState.shipped()
         self._start()

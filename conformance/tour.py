@@ -259,6 +259,7 @@ RIGHT_SO = "so"
 
 
 def _presents(cmd: Command, which: str) -> bool:
+    # as conformance.admission.check_credentials: wrong-length variants carry the right PIN too
     if which == RIGHT_USER:
-        return (cmd.name in ("verify_user", "change_user_pin") and cmd.pin == "right") or cmd.name == PORTAL_LOGIN
-    return cmd.name in (INITIALIZE, "reset_retry_counter", "change_so_pin") and cmd.so == "right"
+        return (cmd.name == "verify_user" and cmd.pin == "right") or (cmd.name == "change_user_pin" and cmd.pin != "wrong") or cmd.name == PORTAL_LOGIN
+    return cmd.name in (INITIALIZE, "reset_retry_counter", "change_so_pin") and cmd.so != "wrong"

@@ -24,6 +24,12 @@ from hsm_lifecycle.protocol import (
 RIGHT = "right"
 WRONG = "wrong"
 WRONG_LENGTH = "wrong_length"
+# A PIN longer than any the device takes (user PIN 17 bytes, SO-PIN 9). With wrong_length, which
+# PIN of the command has the wrong length: verify_user the PIN presented; change_user_pin the new
+# PIN (the old one is right); change_so_pin and initialize the SO-PIN; reset_retry_counter the
+# new user PIN when new_pin, else the SO-PIN (R16).
+OVER_LONG = "over_long"
+BAD_LENGTHS = (WRONG_LENGTH, OVER_LONG)
 
 SELECT = "select"
 POWER_CYCLE = "power_cycle"
@@ -39,10 +45,17 @@ SIGN = "sign"
 DELETE_KEY = "delete_key"
 FIRMWARE_UPDATE = "firmware_update"
 PORTAL_LOGIN = "portal_login"
+# The widened alphabet: data objects, DECIPHER, warm reset and the device key CC00.
+DECIPHER = "decipher"  # ECDH (80 62, algorithm 80) with the newest key
+WRITE_DATA = "write_data"  # UPDATE BINARY of the suite's PIN-protected data object (CDxx)
+READ_PROTECTED = "read_protected"  # READ BINARY of that object: only the user PIN opens it
+WARM_RESET = "warm_reset"  # a warm reset of the card, then SELECT
+DEVICE_SIGN = "device_sign"  # SIGN with the device key CC00, checked against the device certificate
 
 COMMAND_NAMES: tuple[str, ...] = (
     SELECT, POWER_CYCLE, QUERY_USER, QUERY_SO, VERIFY_USER, INITIALIZE, RESET_RETRY_COUNTER,
     CHANGE_USER_PIN, CHANGE_SO_PIN, GENERATE_KEY, SIGN, DELETE_KEY, FIRMWARE_UPDATE, PORTAL_LOGIN,
+    DECIPHER, WRITE_DATA, READ_PROTECTED, WARM_RESET, DEVICE_SIGN,
 )  # fmt: skip
 
 # -- DKEK key backup (R23): the commands sc-hsm-tool sends around --wrap-key / --unwrap-key ----
@@ -92,9 +105,9 @@ class Command:
         want_so = self.name in _SO_PIN_COMMANDS
         if want_pin != (self.pin is not None) or want_so != (self.so is not None):
             raise ValueError(f"{self.name} takes {'a user PIN variant' if want_pin else 'an SO-PIN variant' if want_so else 'no PIN'}")
-        if self.pin is not None and self.pin not in ((RIGHT, WRONG, WRONG_LENGTH) if self.name == VERIFY_USER else (RIGHT, WRONG)):
+        if self.pin is not None and self.pin not in (RIGHT, WRONG, *BAD_LENGTHS):
             raise ValueError(f"{self.name}: bad user PIN variant {self.pin!r}")
-        if self.so is not None and self.so not in (RIGHT, WRONG):
+        if self.so is not None and self.so not in (RIGHT, WRONG, *BAD_LENGTHS):
             raise ValueError(f"{self.name}: bad SO-PIN variant {self.so!r}")
         is_init = self.name == INITIALIZE
         if is_init != (self.options is not None) or is_init != (self.retries is not None):
@@ -169,6 +182,39 @@ class Command:
         return cls(PORTAL_LOGIN)
 
     @classmethod
+    def decipher(cls) -> Command:
+        return cls(DECIPHER)
+
+    @classmethod
+    def write_data(cls) -> Command:
+        return cls(WRITE_DATA)
+
+    @classmethod
+    def read_protected(cls) -> Command:
+        return cls(READ_PROTECTED)
+
+    @classmethod
+    def warm_reset(cls) -> Command:
+        return cls(WARM_RESET)
+
+    @classmethod
+    def device_sign(cls) -> Command:
+        return cls(DEVICE_SIGN)
+
+    @classmethod
+    def widened(cls) -> tuple[Command, ...]:
+        """The inputs beyond the original alphabet: data objects, DECIPHER, warm reset, CC00,
+        and a PIN of the wrong length (too short, too long) in every PIN command (R16)."""
+        return (
+            cls.verify_user(OVER_LONG),
+            *(cls.change_user_pin(v) for v in BAD_LENGTHS),
+            *(cls.change_so_pin(v) for v in BAD_LENGTHS),
+            *(cls.reset_retry_counter(v, n) for v, n in product(BAD_LENGTHS, (False, True))),
+            *(cls.initialize(v) for v in BAD_LENGTHS),
+            cls.decipher(), cls.write_data(), cls.read_protected(), cls.warm_reset(), cls.device_sign(),
+        )  # fmt: skip
+
+    @classmethod
     def import_dkek_share(cls, share: str = RIGHT) -> Command:
         return cls(IMPORT_DKEK_SHARE, share=share)
 
@@ -208,6 +254,10 @@ class Command:
     @classmethod
     def _lifecycle_alphabet(cls, options: Iterable[int], retries: Iterable[int]) -> tuple[Command, ...]:
         inits = [cls.initialize(so, o, r) for so, o, r in product((RIGHT, WRONG), options, retries)]
+        return cls._original(inits) + cls.widened()
+
+    @classmethod
+    def _original(cls, inits: list[Command]) -> tuple[Command, ...]:
         return (
             cls.select(), cls.power_cycle(), cls.query_user(), cls.query_so(),
             *(cls.verify_user(v) for v in (RIGHT, WRONG, WRONG_LENGTH)),

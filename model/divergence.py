@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hsm_lifecycle.model import commands as C
+from hsm_lifecycle.model import outputs as out
 from hsm_lifecycle.model.checks import checks_at
 from hsm_lifecycle.model.commands import Command
 from hsm_lifecycle.model.oracle import Outcome
@@ -30,15 +31,34 @@ DKEK = "DKEK"
 STATUS_WORD = "status word"
 PORTAL = "portal's answer"
 UPDATE_REFUSED = "update-refused"  # the prefix of every refusal the portal words
+DATA = "data objects"
+IDENTITY = "device identity"
 
 QUERIES = frozenset({C.QUERY_USER, C.QUERY_SO})
 SO_COMMANDS = frozenset({C.QUERY_SO, C.INITIALIZE, C.RESET_RETRY_COUNTER, C.CHANGE_SO_PIN})
 USER_COMMANDS = frozenset({C.QUERY_USER, C.VERIFY_USER, C.CHANGE_USER_PIN})
-KEY_COMMANDS = frozenset({C.GENERATE_KEY, C.SIGN, C.DELETE_KEY})
+KEY_COMMANDS = frozenset({C.GENERATE_KEY, C.SIGN, C.DELETE_KEY, C.DECIPHER, C.WRITE_DATA, C.READ_PROTECTED, C.DEVICE_SIGN})
+# The check each command's "refused without a verified user PIN" belongs to.
+_NEEDS_LOGIN = {
+    C.SIGN: "R10.sign-needs-login",
+    C.GENERATE_KEY: "R10.generate-needs-login",
+    C.DELETE_KEY: "R10.delete-needs-login",
+    C.DECIPHER: "R10.decipher-needs-login",
+    C.WRITE_DATA: "R10.update-needs-login",
+    C.READ_PROTECTED: "R09.protected-read-refused",
+    C.DEVICE_SIGN: "R10.sign-needs-login",
+}
+# A session ended by these, then used anyway: the check of the way it ended.
+_SESSION_ENDS = {
+    C.SELECT: "R10.reselect-ends-session",
+    C.POWER_CYCLE: "R10.power-off-ends-session",
+    C.WARM_RESET: "R10.warm-reset-ends-session",
+}
 OK = "9000"
 NOT_LOGGED_IN = "6982"
 NOT_INITIALIZED = "6A88"
 NO_SUCH_KEY = "6A82"
+NO_SUCH_FILE = "6A82"
 
 
 # The culprit marker for a command outside the alphabet (its effect is not modelled).
@@ -170,12 +190,18 @@ def _blame(outcome: Outcome, answer: str, history: Sequence[Outcome | None]) -> 
             return Blame(USER_TRIES, f"model {after.user_tries}, device {got}", _user_tries(cmd, outcome, culprit))
         if cmd.name == C.QUERY_USER and (answer == OK) != model_auth and (answer == OK or got is not None):
             return Blame(SESSION, f"model {'open' if model_auth else 'closed'}, device {'open' if answer == OK else 'closed'}", _session(outcome, last))
+    if cmd.name == C.READ_PROTECTED and before.is_initialized and answer in (OK, out.DATA_DIFFERS.upper()) and NO_SUCH_FILE in outcome.outputs:
+        return Blame(DATA, "model: no data object, device: read one", _data_kept(history))
+    if cmd.name == C.READ_PROTECTED and answer == out.DATA_DIFFERS.upper():
+        return Blame(DATA, "model: the data written, device: other data", ("R09.protected-read-refused",))
+    if cmd.name == C.DEVICE_SIGN and answer == out.DEVICE_KEY_DIFFERS.upper():
+        return Blame(IDENTITY, "CC00 signed with a key the device certificate read before does not name", ("R08.device-key-unchanged",))
     if cmd.name in KEY_COMMANDS and before.is_initialized:
         if answer == OK and outcome.outputs >= {NOT_LOGGED_IN} and OK not in outcome.outputs:
             return Blame(SESSION, "model: no verified user PIN, device: key use allowed", _key_use_allowed(outcome, last))
         if answer == NOT_LOGGED_IN and outcome.outputs == {OK}:
             return Blame(SESSION, "model: user PIN verified, device: not logged in", _session(outcome, last))
-        if answer == NO_SUCH_KEY and OK in outcome.outputs and before.keys:
+        if answer == NO_SUCH_KEY and OK in outcome.outputs and before.keys and cmd.name not in (C.READ_PROTECTED, C.WRITE_DATA):
             return Blame(KEYS, f"model {before.keys} keys, device has none to use", _keys_lost(last))
     if cmd.name == C.FIRMWARE_UPDATE and UPDATE_OK in outcome.outputs and answer.lower().startswith(UPDATE_REFUSED):
         refused = answer.lower()
@@ -240,7 +266,8 @@ def query_moves_itself(outcome: Outcome, first: str, again: str) -> Blame | None
 
 def blame_key_count(expected: int, listed: int, history: Sequence[Outcome | None] = ()) -> Blame:
     """ENUMERATE OBJECTS lists `listed` private keys where the model counts `expected`."""
-    culprit = next((h for h in reversed(history) if h is None or h.command.name not in (*QUERIES, C.SELECT, C.POWER_CYCLE, C.SIGN)), None)
+    passive = (*QUERIES, C.SELECT, C.POWER_CYCLE, C.SIGN, C.WARM_RESET, C.DECIPHER, C.READ_PROTECTED, C.DEVICE_SIGN)
+    culprit = next((h for h in reversed(history) if h is None or h.command.name not in passive), None)
     if culprit is None and history and history[-1] is None:
         return Blame(KEYS, f"model {expected}, device lists {listed}, after a command outside the alphabet", ())
     cmd = culprit.command if culprit else None
@@ -276,6 +303,8 @@ def _so_tries(cmd: Command, outcome: Outcome, culprit: Outcome | None) -> tuple[
         return ("R21.so-tries-15", "R02.starts-at-15") if c.name == C.INITIALIZE else ("R20.changes-nothing",)
     if s.so_tries == 0:
         return ("R03.nothing-unblocks",)
+    if c.so in C.BAD_LENGTHS:
+        return (_BAD_LENGTH_CHECKS[c.name] if c.name != C.RESET_RETRY_COUNTER or c.new_pin else "R16.so-pin-wrong-length-free",)
     if c.name == C.CHANGE_SO_PIN:
         return ("R02.change-so-wrong-spends-one",) if c.so == C.WRONG else ("R02.right-spends-none",)
     if c.name == C.RESET_RETRY_COUNTER:
@@ -307,8 +336,11 @@ def _user_tries(cmd: Command, outcome: Outcome, culprit: Outcome | None) -> tupl
         return ("R03.user-pin-and-keys-work",)
     if s.user_tries == 0 and c.name in (C.VERIFY_USER, C.CHANGE_USER_PIN):
         return ("R05.right-pin-refused",)
+    if (c.pin or c.so) in C.BAD_LENGTHS:
+        short_verify = c.name == C.VERIFY_USER and c.pin == C.WRONG_LENGTH
+        return ("R16.verify-short-user-pin-free",) if short_verify else (_BAD_LENGTH_CHECKS[c.name],)
     if c.name == C.VERIFY_USER:
-        return {C.WRONG: ("R04.verify-wrong-spends-one",), C.WRONG_LENGTH: ("R16.verify-short-user-pin-free",)}.get(c.pin or "", ("R04.right-restores",))
+        return {C.WRONG: ("R04.verify-wrong-spends-one",)}.get(c.pin or "", ("R04.right-restores",))
     if c.name == C.CHANGE_USER_PIN:
         return ("R04.change-wrong-spends-one",) if c.pin == C.WRONG else ("R04.right-restores",)
     if c.name == C.RESET_RETRY_COUNTER:
@@ -357,10 +389,8 @@ def _session(outcome: Outcome, culprit: Outcome | None) -> tuple[str, ...]:
     c = culprit.command if culprit is not None else None
     if c is None or c.name in QUERIES:
         return ("R19.query-keeps-session",)
-    if c.name == C.SELECT:
-        return ("R10.reselect-ends-session",)
-    if c.name == C.POWER_CYCLE:
-        return ("R10.power-off-ends-session",)
+    if c.name in _SESSION_ENDS:
+        return (_SESSION_ENDS[c.name],)
     if c.name == C.RESET_RETRY_COUNTER and c.so == C.RIGHT:
         return ("R09.rrc-opens-nothing",)
     if c.name == C.CHANGE_SO_PIN and c.so == C.RIGHT:
@@ -370,20 +400,20 @@ def _session(outcome: Outcome, culprit: Outcome | None) -> tuple[str, ...]:
 
 def _key_use_allowed(outcome: Outcome, culprit: Outcome | None) -> tuple[str, ...]:
     s, name = outcome.before, outcome.command.name
+    c = culprit.command if culprit is not None else None
+    if c is not None and c.name in _SESSION_ENDS and culprit is not None and culprit.before.authenticated:
+        return (_SESSION_ENDS[c.name],)
+    if name == C.READ_PROTECTED:
+        return (_NEEDS_LOGIN[name],)  # the SO-PIN or no PIN at all: R09 names both
     if s.transport:
         return ("R11.key-use-refused",)
     if s.user_tries == 0:
         return ("R05.no-key-use",)
-    c = culprit.command if culprit is not None else None
     if c is not None and c.so == C.RIGHT and c.name == C.RESET_RETRY_COUNTER:
         return ("R09.rrc-opens-nothing",)
     if c is not None and c.so == C.RIGHT and c.name == C.CHANGE_SO_PIN:
         return ("R09.change-so-opens-nothing",)
-    if c is not None and c.name == C.SELECT and culprit is not None and culprit.before.authenticated:
-        return ("R10.reselect-ends-session",)
-    if c is not None and c.name == C.POWER_CYCLE and culprit is not None and culprit.before.authenticated:
-        return ("R10.power-off-ends-session",)
-    return {C.SIGN: ("R10.sign-needs-login",), C.GENERATE_KEY: ("R10.generate-needs-login",)}.get(name, ("R10.delete-needs-login",))
+    return (_NEEDS_LOGIN[name],)
 
 
 def _keys_lost(culprit: Outcome | None) -> tuple[str, ...]:
@@ -395,3 +425,30 @@ def _keys_lost(culprit: Outcome | None) -> tuple[str, ...]:
     return ("R01.wrong-so-keeps-keys",)
 
 
+
+
+# A PIN of the wrong length moved a counter: the R16 check of the command that carried it
+# (a too short PIN in VERIFY has its own check, R16.verify-short-user-pin-free).
+_BAD_LENGTH_CHECKS = {
+    C.VERIFY_USER: "R16.verify-long-user-pin-free",
+    C.CHANGE_USER_PIN: "R16.change-user-wrong-length-free",
+    C.CHANGE_SO_PIN: "R16.so-pin-wrong-length-free",
+    C.RESET_RETRY_COUNTER: "R16.rrc-user-wrong-length-free",
+    C.INITIALIZE: "R16.initialize-wrong-length-free",
+}
+
+
+def _data_kept(history: Sequence[Outcome | None]) -> tuple[str, ...]:
+    """A data object the model says is gone: a refused write that wrote anyway (R10), or the
+    INITIALIZE / firmware update that should have erased it (R07, R14)."""
+    for past in reversed(history):
+        if past is None or isinstance(past, Torn):
+            continue
+        c = past.command
+        if c.name == C.WRITE_DATA and not past.next.data:
+            return ("R10.update-needs-login",)
+        if c.name == C.INITIALIZE and past.before.data and not past.next.data:
+            return ("R07.data-objects-erased",)
+        if c.name == C.FIRMWARE_UPDATE and past.before.data and not past.next.data:
+            return ("R14.no-keys",)
+    return ("R10.update-needs-login",)

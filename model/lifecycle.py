@@ -357,7 +357,7 @@ def _uninitialized(prefix: str, src: str) -> list[Transition]:
         _t(f"{prefix}03", src, "query_user", ALWAYS, src, _NOT_INIT, "R20 R19", FREE),
         _t(f"{prefix}04", src, "query_so", ALWAYS, src, _NOT_INIT, "R20 R19", FREE),
         _t(f"{prefix}05", src, "verify_user(any)", ALWAYS, src, _NOT_INIT, "R20", FREE),
-        _t(f"{prefix}06", src, "initialize(any)", RETRIES_OK, INITIALIZED, _first_initialize, "R21 R02 R04", WIPES),
+        _t(f"{prefix}06", src, "initialize(right|wrong)", RETRIES_OK, INITIALIZED, _first_initialize, "R21 R02 R04", WIPES),
         _t(f"{prefix}07", src, "reset_retry_counter(any)", ALWAYS, src, _NOT_INIT, "R20", FREE),
         _t(f"{prefix}08", src, "change_user_pin(any)", ALWAYS, src, _NOT_INIT, "R20", FREE),
         _t(f"{prefix}09", src, "change_so_pin(any)", ALWAYS, src, _NOT_INIT, "R20", FREE),
@@ -591,6 +591,100 @@ TRANSITIONS = (
     *_key_backup("O", _O, usable=True),
     *_key_backup("B", _B, usable=False),
 )
+
+
+# -- the widened alphabet: data objects, DECIPHER, warm reset, the device key CC00, and PINs of
+# the wrong length in every PIN command. Numbered after each state's original rows.
+
+DATA = Guard("data object", lambda s, c, p: s.data)
+NO_DATA = Guard("no data object", lambda s, c, p: not s.data)
+_BAD_LENGTH = "wrong_length|over_long"
+
+
+def _write_data(s: ExtState, c: Command, p: Profile) -> Step:
+    return Step(s if s.data else s.but(data=True), frozenset({out.OK}))
+
+
+def _so_wrong_length(s: ExtState, c: Command, p: Profile) -> Step:
+    """An SO-PIN (or RESET RETRY COUNTER's new user PIN) of the wrong length: refused, no try
+    spent (R16). INITIALIZE may call it a malformed tag (6A80); RESET RETRY COUNTER with option
+    0x0001 off may answer its refusal first (R06)."""
+    tries = s.so_tries or 0
+    allowed = set(out.expand(p.wrong_length_pin_sw, tries))
+    if c.name == "initialize":
+        allowed.add("6A80")
+    if c.name == "reset_retry_counter":
+        if c.new_pin:  # the user PIN is the one of the wrong length: its counter may be shown
+            allowed |= out.expand(p.wrong_length_pin_sw, s.user_tries)
+        if not s.rrc_enabled:
+            allowed |= out.expand(p.rrc_disabled_sw, tries)
+    return Step(s, frozenset(allowed), WRONG_LENGTH_PIN_SW)
+
+
+def _numbered(prefix: str, start: int, rows: list[tuple[str, str, Guard, str, Effect, str, str]]) -> list[Transition]:
+    return [_t(f"{prefix}{start + i:02d}", src, cmd, guard, dest, effect, rules, cost) for i, (src, cmd, guard, dest, effect, rules, cost) in enumerate(rows)]
+
+
+def _widened_uninitialized(prefix: str, src: str) -> list[Transition]:
+    return _numbered(prefix, 16, [
+        (src, "decipher", ALWAYS, src, _NOT_INIT, "R20", FREE),
+        (src, "write_data", ALWAYS, src, _NOT_INIT, "R20", WIPES),
+        (src, "read_protected", ALWAYS, src, _NOT_INIT, "R20", FREE),
+        (src, "warm_reset", ALWAYS, src, _end_session, "R10", FREE),
+        (src, "device_sign", ALWAYS, src, _NOT_INIT, "R20", FREE),
+        (src, f"initialize({_BAD_LENGTH})", ALWAYS, src, _REFUSED, "R16 R21", FREE),
+    ])  # fmt: skip
+
+
+def _widened_key_use(src: str, working: str) -> list[tuple[str, str, Guard, str, Effect, str, str]]:
+    """DECIPHER, the data object and CC00 where the user PIN is usable: only a verified session may."""
+    return [
+        (src, "decipher", AUTH & KEYS, src, _const(out.OK), f"R10 {working}".strip(), FREE),
+        (src, "decipher", AUTH & NO_KEYS, src, _SIGN_NO_KEY, "R10", FREE),
+        (src, "decipher", NOT_AUTH, src, _NO_LOGIN, "R10", FREE),
+        (src, "write_data", AUTH, src, _write_data, "R10", WIPES),  # an object left on the token
+        (src, "write_data", NOT_AUTH, src, _NO_LOGIN, "R10", WIPES),
+        (src, "read_protected", AUTH & DATA, src, _const(out.OK), "R09", FREE),
+        (src, "read_protected", AUTH & NO_DATA, src, _const(out.FILE_NOT_FOUND), "R09 R07", FREE),
+        (src, "read_protected", NOT_AUTH, src, _NO_LOGIN, "R09", FREE),
+        (src, "warm_reset", ALWAYS, src, _end_session, "R10", FREE),
+        (src, "device_sign", AUTH, src, _const(out.OK), "R08", FREE),
+        (src, "device_sign", NOT_AUTH, src, _NO_LOGIN, "R10", FREE),
+        (src, "verify_user(over_long)", ALWAYS, src, _wrong_length, "R16", FREE),
+        (src, f"change_user_pin({_BAD_LENGTH})", ALWAYS, src, _wrong_length, "R16", FREE),
+    ]
+
+
+def _widened_blocked_user(src: str) -> list[tuple[str, str, Guard, str, Effect, str, str]]:
+    """The user PIN is blocked: no session, so nothing the user PIN guards."""
+    return [
+        (src, "decipher", ALWAYS, src, _NO_LOGIN, "R05 R10", FREE),
+        (src, "write_data", ALWAYS, src, _NO_LOGIN, "R05 R10", WIPES),
+        (src, "read_protected", ALWAYS, src, _NO_LOGIN, "R05 R09", FREE),
+        (src, "warm_reset", ALWAYS, src, _end_session, "R10", FREE),
+        (src, "device_sign", ALWAYS, src, _NO_LOGIN, "R05 R10", FREE),
+        (src, "verify_user(over_long)", ALWAYS, src, _wrong_length, "R16", FREE),
+    ]
+
+
+def _widened_so_pin(src: str) -> list[tuple[str, str, Guard, str, Effect, str, str]]:
+    """The SO-PIN works: one of the wrong length is refused without spending a try (R16)."""
+    return [
+        (src, f"change_so_pin({_BAD_LENGTH})", ALWAYS, src, _so_wrong_length, "R16", FREE),
+        (src, f"reset_retry_counter({_BAD_LENGTH})", ALWAYS, src, _so_wrong_length, "R16", FREE),
+        (src, f"initialize({_BAD_LENGTH})", ALWAYS, src, _so_wrong_length, "R16", FREE),
+    ]
+
+
+WIDENED: tuple[Transition, ...] = (
+    *_widened_uninitialized("S", SHIPPED),
+    *_widened_uninitialized("F", FIRMWARE_RESET),
+    *_numbered("I", 46, [*_widened_key_use(_I, ""), *_widened_so_pin(_I)]),
+    *_numbered("U", 30, [*_widened_blocked_user(_U), *_widened_so_pin(_U)]),
+    *_numbered("O", 34, _widened_key_use(_O, "R03")),
+    *_numbered("B", 20, _widened_blocked_user(_B)),
+)  # fmt: skip
+TRANSITIONS = (*TRANSITIONS, *WIDENED)
 
 BY_ID: dict[str, Transition] = {t.id: t for t in TRANSITIONS}
 _CANDIDATES: dict[tuple[str, str], tuple[Transition, ...]] = {

@@ -18,6 +18,9 @@ LOGIN_REFUSED = "login-refused"
 UPDATE_OK = "update-ok"
 UPDATE_REFUSED_KEYS = "update-refused-keys"
 UPDATE_REFUSED_LIMIT = "update-refused-limit"
+# What the mapper answers when a 9000 carried the wrong content (never predicted by the model).
+DATA_DIFFERS = "data-differs"  # the data object read back is not what was written
+DEVICE_KEY_DIFFERS = "device-key-differs"  # CC00 signed, but not with the key of the device certificate
 PORTAL_OUTPUTS = frozenset({LOGIN_OK, LOGIN_REFUSED, UPDATE_OK, UPDATE_REFUSED_KEYS, UPDATE_REFUSED_LIMIT})
 # A refusal no rule predicts: the portal will not let the logged-in account update that device
 # (R15 says it may). Never an output of the model; divergence blames it on R15.

@@ -70,10 +70,11 @@ class ExtState:
     dkek_imported: int = 0
     dkek: str = ""
     blob: str | None = None
+    data: bool = False  # the suite's PIN-protected data object is on the token (R07, R09, R10)
 
     def __post_init__(self) -> None:
         if self.so_tries is None:
-            if (self.user_tries, self.user_max, self.options, self.keys) != (0, 0, 0, 0) or self.transport or self.authenticated:
+            if (self.user_tries, self.user_max, self.options, self.keys) != (0, 0, 0, 0) or self.transport or self.authenticated or self.data:
                 raise ValueError(f"an uninitialized token has no PINs, options, keys or session: {self!r}")
         else:
             if not 0 <= self.so_tries <= SO_PIN_TRIES:
@@ -108,6 +109,7 @@ class ExtState:
         authenticated: bool = False,
         identity: int = 0,
         so_blocked_updates: int = 0,
+        data: bool = False,
     ) -> ExtState:
         """An initialized token; user tries default to the max, transport to option 0x0002."""
         return cls(
@@ -120,6 +122,7 @@ class ExtState:
             authenticated=authenticated,
             identity=identity,
             so_blocked_updates=so_blocked_updates,
+            data=data,
         )
 
     @property
@@ -156,6 +159,7 @@ class ExtState:
             (
                 " transport" if self.transport else "",
                 " authenticated" if self.authenticated else "",
+                " data" if self.data else "",
             )
         )
         return (

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from hsm_lifecycle.protocol import OPTION_RESET_RETRY_COUNTER, OPTION_TRANSPORT_PIN
 from hsm_lifecycle.model.commands import (
     CHANGE_SO_PIN,
+    OVER_LONG,
+    WRONG_LENGTH,
     FIRMWARE_UPDATE,
     GENERATE_KEY,
     INITIALIZE,
@@ -93,6 +95,10 @@ _CORE = (
     Command.generate_key(),
     Command.sign(),
     Command.delete_key(),
+    # The widened alphabet's free inputs: no new state to learn, new ways to end or use a session.
+    Command.warm_reset(),
+    Command.decipher(),
+    Command.verify_user(OVER_LONG),
 )
 
 # No wrong SO-PIN, no SO-PIN change: the SO counter never moves on a conforming token, and
@@ -165,4 +171,29 @@ FULL = LearningAlphabet(
     "the transport PIN and CHANGE REFERENCE DATA 81",
 )
 
-ALPHABETS: dict[str, LearningAlphabet] = {a.name: a for a in (CORE, SO, OPTIONS, FULL)}
+# The data object, the device key CC00 and PINs of the wrong length in every PIN command: the
+# data object is one more bit of state (written or not), the wrong lengths must move nothing.
+DATA = LearningAlphabet(
+    name="data",
+    commands=(
+        Command.select(),
+        Command.query_user(),
+        Command.query_so(),
+        Command.verify_user(RIGHT),
+        Command.verify_user(WRONG),
+        Command.initialize(RIGHT, OPTION_RESET_RETRY_COUNTER, RETRIES),
+        Command.write_data(),
+        Command.read_protected(),
+        Command.device_sign(),
+        Command.warm_reset(),
+        Command.change_user_pin(WRONG_LENGTH),
+        Command.change_so_pin(WRONG_LENGTH),
+        Command.reset_retry_counter(OVER_LONG, True),
+        Command.initialize(WRONG_LENGTH, OPTION_RESET_RETRY_COUNTER, RETRIES),
+    ),
+    max_keys=0,
+    summary="the PIN-protected data object (written only with login, read only by the user PIN, erased by "
+    "INITIALIZE), the device key CC00, a warm reset, and SO/user PINs of the wrong length",
+)
+
+ALPHABETS: dict[str, LearningAlphabet] = {a.name: a for a in (CORE, SO, OPTIONS, FULL, DATA)}

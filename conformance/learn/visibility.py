@@ -47,12 +47,17 @@ EXPOSED_BY: dict[str, str] = {
     "change-keeps-transport": "options",  # R11: transport PIN, change_user_pin(right), then query_user
     "so-query-spends-try": "core",  # R19: query_so twice
     "uninitialized-generate-writes": "core",  # R20: generate_key on a shipped token, then the key bound
+    "decipher-without-login": "core",  # R10: decipher without VERIFY
+    "long-pin-spends-try": "core",  # R16: verify_user(over_long), then a wrong VERIFY shows one try less
+    "reinit-keeps-data-objects": "data",  # R07: write_data, INITIALIZE, verify_user(right), read_protected
+    "protected-read-without-login": "data",  # R09: read_protected without VERIFY (6A82 on a shipped token)
+    "update-without-login": "data",  # R10: write_data without VERIFY
+    "short-so-pin-spends-try": "data",  # R16: change_so_pin(wrong_length), then query_so
+    "identity-changes-on-init": "data",  # R08: device_sign, INITIALIZE, verify_user(right), device_sign
 }
 
 # fault value -> why no alphabet over the model's abstract commands can see it
 INVISIBLE: dict[str, str] = {
-    "identity-changes-on-init": "R08: outputs are status words only; the device identity (EF.C_DevAut) is never "
-    "an output, and no abstract command reads it",
     "so-pin-authorizes-keys": "R09: the fault opens key use after VERIFY 88 with the right SO-PIN, and the model's "
     "abstract alphabet has no SO-PIN VERIFY command (only the SO status query)",
     "tear-refunds-try": "R17: needs a power loss in the middle of a PIN check; the alphabet's inputs are whole "
@@ -65,13 +70,7 @@ INVISIBLE: dict[str, str] = {
     "rrc-disabled-spends-two": "R02: needs RESET RETRY COUNTER with a wrong SO-PIN while option 0x0001 is off; no "
     "learning alphabet combines INITIALIZE with options 0x0000 and a wrong SO-PIN in it",
     "reinit-keeps-certificates": "R07: certificates (CE files) are written and read with commands outside the alphabet",
-    "reinit-keeps-data-objects": "R07: data objects (CD/CF files) are written and read with commands outside the alphabet",
-    "protected-read-without-login": "R09: READ BINARY of a data object is outside the alphabet",
-    "update-without-login": "R10: UPDATE BINARY is outside the alphabet",
-    "decipher-without-login": "R10: DECIPHER (and the RSA key it needs) is outside the alphabet",
-    "session-survives-warm-reset": "R10: the alphabet has the power cycle, not the warm reset",
-    "long-pin-spends-try": "R16: the alphabet's wrong-length PIN is a short one; a 17-byte PIN is outside it",
-    "short-so-pin-spends-try": "R16: an SO-PIN of the wrong length is outside the alphabet",
+    "session-survives-warm-reset": "R10: the alphabet's warm_reset re-SELECTs the applet, which ends the session by itself",
     "lc-mismatch-accepted": "R22: malformed APDUs are outside the abstract alphabet, whose commands are well formed",
     "unknown-ins-accepted": "R22: malformed APDUs are outside the abstract alphabet, whose commands are well formed",
     "unknown-cla-accepted": "R22: malformed APDUs are outside the abstract alphabet, whose commands are well formed",

@@ -5,8 +5,6 @@ challenge that verifies under the public key of the device certificate read befo
 
 import pytest
 
-from hsm_lifecycle.conformance import offalphabet as raw
-from hsm_lifecycle.conformance import probes
 from hsm_lifecycle.model.commands import Command as C
 
 
@@ -14,9 +12,12 @@ from hsm_lifecycle.model.commands import Command as C
 @pytest.mark.cost("wipes")
 def test_r08_identity_unchanged_by_initialize(hsm):
     first = hsm.identity()
-    device_key = probes.device_public_key(hsm, first, ("R08.device-key-unchanged",))
+    hsm.issuer_root(first, ("R08.device-key-unchanged",))  # CC00 is compared under a known root's chain
     hsm.provision()
-    hsm.steps(C.initialize("right"), C.initialize("right", retries=2))
-    hsm.check(hsm.identity() == first, "EF.C_DevAut changed across INITIALIZE", "R08.c-devaut-unchanged")
-    hsm.step(C.verify_user("right"))
-    raw.device_key_signs(hsm, device_key, "R08.device-key-unchanged")
+    with hsm.checking("R08.device-key-unchanged"):
+        # device_sign: SIGN with CC00 must verify under the device key of the 2F02 the mapper read
+        # at the first one, before the INITIALIZEs.
+        hsm.steps(C.verify_user("right"), C.device_sign())
+        hsm.steps(C.initialize("right"), C.initialize("right", retries=2))
+        hsm.check(hsm.identity() == first, "EF.C_DevAut changed across INITIALIZE", "R08.c-devaut-unchanged")
+        hsm.steps(C.verify_user("right"), C.device_sign())

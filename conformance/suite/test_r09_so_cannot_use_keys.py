@@ -3,11 +3,8 @@ never authorizes key generation, signing, deletion or a PIN-protected read; only
 
 import pytest
 
-from hsm_lifecycle.conformance import offalphabet as raw
 from hsm_lifecycle.protocol import OPTION_RESET_RETRY_COUNTER
 from hsm_lifecycle.model.commands import Command as C
-
-PROTECTED = 0xCD02  # a PIN-protected data object the suite writes and deletes again
 
 
 @pytest.mark.rule("R09")
@@ -30,12 +27,8 @@ def test_r09_so_pin_opens_no_key_use(hsm):
 @pytest.mark.cost("wipes")
 def test_r09_so_pin_opens_no_protected_read(hsm):
     hsm.provision(options=OPTION_RESET_RETRY_COUNTER)
-    check = "R09.protected-read-refused"
-    hsm.step(C.verify_user("right"))
-    raw.write_objects(hsm, {PROTECTED: b"only for the user"}, check)
-    hsm.steps(C.select(), C.reset_retry_counter("right", False), C.change_so_pin("right"))
-    raw.expect_sw(hsm, check, f"READ BINARY {PROTECTED:04X} after the SO-PIN", raw.read_binary(PROTECTED), raw.NOT_LOGGED_IN, "6982")
-    hsm.step(C.verify_user("right"))
-    rsp = raw.expect_sw(hsm, check, f"READ BINARY {PROTECTED:04X} after VERIFY 81", raw.read_binary(PROTECTED), raw.READ_OK, "9000 or 6282")
-    hsm.check(rsp.data == b"only for the user", f"READ BINARY {PROTECTED:04X} returned {rsp.data.hex()}", check)
-    raw.expect_sw(hsm, check, f"DELETE FILE {PROTECTED:04X}", raw.delete_file(PROTECTED), lambda sw: sw == raw.OK, "9000")
+    with hsm.checking("R09.protected-read-refused"):
+        hsm.steps(C.verify_user("right"), C.write_data(), C.read_protected())
+        hsm.steps(C.select(), C.reset_retry_counter("right", False), C.read_protected())
+        hsm.steps(C.change_so_pin("right"), C.read_protected())
+        hsm.steps(C.verify_user("right"), C.read_protected())

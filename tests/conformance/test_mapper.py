@@ -111,3 +111,59 @@ def test_pinbook_never_uses_an_owner_pin_as_wrong():
 )
 def test_apdu_encoding(args, encoded):
     assert apdu(*args).hex().upper() == encoded
+
+
+def test_widened_alphabet_apdus(wired):
+    """DECIPHER, the data object, CC00 and the wrong-length PINs: the bytes of protocol-digest §4."""
+    mapper, rec = wired
+    so, pin = DEFAULT_SO_PIN.hex().upper(), DEFAULT_USER_PIN.hex().upper()
+    alt_so = ALT_SO_PIN.hex().upper()
+    mapper.run(C.initialize("right", 0x0001, 3), uninitialized=True)
+    assert mapper.run(C.verify_user("over_long"), uninitialized=False) == "6A80"
+    assert sent(rec) == "0020008111" + b"12345678901234567".hex().upper()
+    assert mapper.run(C.change_user_pin("wrong_length"), uninitialized=False) == "6A80"
+    assert sent(rec) == f"002400810B{pin}3132333435"
+    assert mapper.run(C.change_so_pin("wrong_length"), uninitialized=False) == "6A80"
+    assert sent(rec) == f"002400880F{so[:14]}{alt_so}"
+    assert mapper.run(C.change_so_pin("over_long"), uninitialized=False) == "6A80"
+    assert sent(rec) == f"0024008811{so}00{alt_so}"
+    assert mapper.run(C.reset_retry_counter("wrong_length", False), uninitialized=False) == "6A80"
+    assert sent(rec) == f"002C018107{so[:14]}"
+    assert mapper.run(C.reset_retry_counter("over_long", True), uninitialized=False) == "6A80"
+    assert sent(rec) == f"002C008119{so}" + b"12345678901234567".hex().upper()
+    assert mapper.run(C.initialize("wrong_length"), uninitialized=False) == "6A80"
+    assert sent(rec) == f"8050000018800200018106{pin}8207{so[:14]}910103"
+    assert mapper.run(C.query_so(), uninitialized=False) == "63CF", "no SO try spent"
+    # Without login: refused, and nothing written.
+    assert mapper.run(C.write_data(), uninitialized=False) == "6982"
+    assert rec.lines[-2].cmd == "80580000000000", "ENUMERATE once, to choose a free CDxx"
+    body = "54020000" + "53" + f"{len(b'hsm-lifecycle: only the user PIN reads this'):02X}" + b"hsm-lifecycle: only the user PIN reads this".hex().upper()
+    assert sent(rec) == f"00D7CD01{len(body) // 2:02X}{body}" and mapper.data_fid == 0xCD01
+    assert mapper.run(C.read_protected(), uninitialized=False) == "6982" and sent(rec) == "00B1CD0104540200002B"
+    assert mapper.run(C.verify_user("right"), uninitialized=False) == "9000"
+    assert mapper.run(C.read_protected(), uninitialized=False) == "6A82"
+    assert mapper.run(C.write_data(), uninitialized=False) == "9000"
+    assert mapper.run(C.read_protected(), uninitialized=False) == "9000"
+    assert mapper.run(C.decipher(), uninitialized=False) == "6A88" and sent(rec).startswith("80620180000041" + "04")
+    assert mapper.run(C.generate_key(), uninitialized=False) == "9000"
+    assert mapper.run(C.decipher(), uninitialized=False) == "9000"
+    assert sent(rec) == "80620180000041" + mapper_point() + "0000"
+    assert mapper.run(C.device_sign(), uninitialized=False) == "9000" and sent(rec).startswith("80680073000020")
+    assert mapper.device_key is not None
+    assert mapper.run(C.warm_reset(), uninitialized=False) == "9000" and sent(rec).startswith("00A40400")
+    assert mapper.run(C.read_protected(), uninitialized=False) == "6982", "the warm reset ended the session"
+
+
+def mapper_point() -> str:
+    return cvc.CURVES["secp256r1"].generator.hex().upper()
+
+
+def test_device_sign_tells_a_changed_device_key(wired):
+    """A 9000 from CC00 that does not verify under the key read from 2F02 before is reported."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    mapper, _ = wired
+    mapper.run(C.initialize("right", 0x0001, 3), uninitialized=True)
+    mapper.run(C.verify_user("right"), uninitialized=False)
+    mapper.device_key = ec.generate_private_key(ec.SECP256R1()).public_key()  # not this token's
+    assert mapper.run(C.device_sign(), uninitialized=False) == "device-key-differs"

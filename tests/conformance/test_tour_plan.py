@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from hsm_lifecycle.model.commands import Command
 from hsm_lifecycle.conformance.tour import TourLimits, plan_tour
 from hsm_lifecycle.model import paths
 from hsm_lifecycle.model.explorer import explore
@@ -79,3 +80,18 @@ def test_emulator_tour_reaches_the_transitions_at_the_update_limit():
     assert not at_limit & set(without.covered)
     assert set(plan.covered) - set(without.covered) == at_limit
     assert plan.steps < 2 * without.steps
+
+
+def test_the_tour_takes_every_widened_transition_and_the_stateful_test_may_draw_each_input():
+    """Decipher, the data object, warm reset, CC00 and the wrong-length PINs are toured (every
+    one of their transitions the emulator's profile allows) and are in the stateful test's alphabet."""
+    from hsm_lifecycle.model.lifecycle import WIDENED
+
+    plan = plan_tour(EMULATOR_DEFAULTS, limits=EMULATOR)
+    # firmware-reset (F..) is reached only through the portal, which these limits leave out
+    assert {t.id for t in WIDENED if t.source != "firmware-reset"} <= set(plan.covered)
+    toured = walk(plan, EMULATOR_DEFAULTS, ExtState.shipped())
+    assert {c.name for c in Command.widened()} <= {o.command.name for o in toured}
+    # each wrong_length|over_long row is taken with one of its two variants; verify has both rows
+    assert {"wrong_length", "over_long"} <= {o.command.pin for o in toured if o.command.name == "verify_user"}
+    assert set(Command.widened()) <= set(Command.alphabet())  # what test_stateful draws from

@@ -9,7 +9,7 @@ from hsm_lifecycle.model.commands import Command
 
 
 def test_presets_are_distinct_and_named():
-    assert set(ALPHABETS) == {"core", "so", "options", "full"}
+    assert set(ALPHABETS) == {"core", "so", "options", "full", "data"}
     for name, alphabet in ALPHABETS.items():
         assert alphabet.name == name
         assert len(set(alphabet.commands)) == len(alphabet.commands)

@@ -83,6 +83,13 @@ SMOKING_GUN = {
     "change-keeps-transport": "change_user_pin(right)",
     "so-query-spends-try": "query_so",
     "uninitialized-generate-writes": "generate_key",
+    "decipher-without-login": "decipher",
+    "long-pin-spends-try": "verify_user(over_long)",
+    "reinit-keeps-data-objects": "read_protected",
+    "protected-read-without-login": "read_protected",
+    "update-without-login": "write_data",
+    "short-so-pin-spends-try": "change_so_pin(wrong_length)",
+    "identity-changes-on-init": "device_sign",
 }
 
 

@@ -12,6 +12,12 @@ from dataclasses import dataclass
 from hsm_lifecycle.protocol import USER_PIN_TRIES_BY_LENGTH, USER_PIN_TRIES_MAX
 from hsm_lifecycle.model import BY_ID, EMULATOR_DEFAULTS, Exploration, Outcome, Profile
 from hsm_lifecycle.model.commands import (
+    BAD_LENGTHS,
+    DECIPHER,
+    DEVICE_SIGN,
+    READ_PROTECTED,
+    WARM_RESET,
+    WRITE_DATA,
     CHANGE_SO_PIN,
     CHANGE_USER_PIN,
     DELETE_KEY,
@@ -150,12 +156,18 @@ class Checker:
             or name == INITIALIZE
         ):
             self.fail(o, "a session opened without the user PIN (R09)")
-        if name in (SELECT, POWER_CYCLE) and t.authenticated:
-            self.fail(o, "the session survived a select / power cycle (R10)")
-        if name in (GENERATE_KEY, SIGN, DELETE_KEY) and o.accepts(OK) and not s.authenticated:
-            self.fail(o, "key use without a verified user PIN (R10)")
-        if name in (GENERATE_KEY, SIGN, DELETE_KEY) and not o.accepts(OK) and t != s:
-            self.fail(o, "a refused key command changed something")
+        if name in (SELECT, POWER_CYCLE, WARM_RESET) and t.authenticated:
+            self.fail(o, "the session survived a select / power cycle / warm reset (R10)")
+        if name in (GENERATE_KEY, SIGN, DELETE_KEY, DECIPHER, WRITE_DATA, READ_PROTECTED, DEVICE_SIGN) and o.accepts(OK) and not s.authenticated:
+            self.fail(o, "key or data object use without a verified user PIN (R09, R10)")
+        if name in (GENERATE_KEY, SIGN, DELETE_KEY, DECIPHER, WRITE_DATA, READ_PROTECTED, DEVICE_SIGN) and not o.accepts(OK) and t != s:
+            self.fail(o, "a refused key or data command changed something")
+        if name in (DECIPHER, READ_PROTECTED, DEVICE_SIGN, WARM_RESET) and t.but(authenticated=s.authenticated) != s:
+            self.fail(o, "a read, a private-key use or a warm reset changed a counter, a key or an object")
+        if name == INITIALIZE and o.accepts(OK) and t.data:
+            self.fail(o, "INITIALIZE kept a data object (R07)")
+        if name == READ_PROTECTED and o.accepts(OK) and not s.data:
+            self.fail(o, "read a data object nobody wrote")
 
         # User counter (R04, R05, R16, R19).
         if name == VERIFY_USER and c.pin == WRONG and s.is_initialized and not s.transport and s.user_tries:
@@ -163,11 +175,13 @@ class Checker:
                 self.fail(o, "a wrong user PIN did not spend exactly one try (R04)")
         if s.is_initialized and s.user_tries == 0 and name in (VERIFY_USER, CHANGE_USER_PIN) and o.accepts(OK):
             self.fail(o, "a blocked user PIN was accepted (R05)")
-        if name == VERIFY_USER and c.pin == WRONG_LENGTH and t != s:
+        if (c.pin or c.so) in BAD_LENGTHS and t != s:
             self.fail(o, "a wrong-length PIN changed something (R16)")
+        if (c.pin or c.so) in BAD_LENGTHS and o.accepts(OK):
+            self.fail(o, "a wrong-length PIN was accepted (R16)")
         if name in (QUERY_USER, QUERY_SO) and t != s:
             self.fail(o, "a status query changed something (R19)")
-        if s.transport and name == VERIFY_USER and c.pin != WRONG_LENGTH and o.outputs != {"6984"}:
+        if s.transport and name == VERIFY_USER and c.pin not in BAD_LENGTHS and o.outputs != {"6984"}:
             self.fail(o, "a transport PIN did not answer 6984 (R11)")
 
         # Firmware updates (R12, R13) and the portal (R15).

@@ -67,11 +67,12 @@ def test_state_dict_round_trip() -> None:
 def test_alphabet_covers_every_command_and_variant() -> None:
     alphabet = Command.alphabet()
     assert {c.name for c in alphabet} == set(COMMAND_NAMES)
+    # the widened inputs: verify over_long, change 81/88 and initialize x 2 lengths, RRC x 2 x 2, 5 commands
     # ... plus the key backup: INITIALIZE with one DKEK share, two shares, status, wrap, two unwraps.
-    assert len(alphabet) == len(set(alphabet)) == 4 + 3 + 2 * 3 + 4 + 2 + 2 + 5 + 7
+    assert len(alphabet) == len(set(alphabet)) == 4 + 3 + 2 * 3 + 4 + 2 + 2 + 5 + (1 + 2 + 2 + 4 + 2 + 5) + 7
     assert {c.options for c in alphabet if c.name == "initialize"} == {0x0001, 0x0000, 0x0002}
     bigger = Command.alphabet(options=(1, 3), retries=(3, 5, 10), dkek=False)
-    assert sum(c.name == "initialize" for c in bigger) == 2 * 2 * 3
+    assert sum(c.name == "initialize" and c.so in ("right", "wrong") for c in bigger) == 2 * 2 * 3
 
 
 @pytest.mark.parametrize(
@@ -95,7 +96,7 @@ def test_parse(text: str, command: Command) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "reboot", "verify_user", "verify_user(maybe)", "change_user_pin(wrong_length)", "select(right)",
+    ["", "reboot", "verify_user", "verify_user(maybe)", "change_user_pin(too_short)", "decipher(right)", "select(right)",
      "initialize(so=right,options=zz)", "initialize(retries=0)", "reset_retry_counter(new_pin=perhaps)",
      "initialize(right,extra)", "sign(so=right)"],
 )  # fmt: skip

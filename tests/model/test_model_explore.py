@@ -68,7 +68,7 @@ def test_the_model_is_total_in_every_explored_state(explorations: tuple[Explored
     # explore() evaluates every command of the alphabet in every state it reaches; the
     # alphabet holds every command name.
     names = {c.name for c in explorations[-1].exploration.alphabet}
-    assert names == {c.name for c in Command.alphabet()} and len(names) == 18
+    assert names == {c.name for c in Command.alphabet()} and len(names) == 23
 
 
 def test_so_counter_only_rises_through_a_correct_so_pin_when_the_profile_says_so() -> None:
