@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from hsm_lifecycle.model.plan import (
     NEED_IRREVERSIBLE,
     NEED_OPERATOR,
     NEED_PIN,
+    NEED_POWER_RIG,
     NEED_SERIAL,
     NEED_SO_PIN,
     RENEWAL,
@@ -47,6 +48,7 @@ LATENCY_FILE = DATA / "latency-nitrokey-hsm2.json"
 COSTS_FILE = DATA / "check-costs.json"
 
 WALK_MARKER = "walk"
+NEEDS_POWER_RIG_MARKER = "needs_power_rig"  # a test that cuts the token's power mid-command
 NEED_EXAMPLES = "examples"
 WALK_MARKER_HELP = (
     "walk(start=..., leaves=..., updates=N, counted=N, presents=...): on a persistent token, where the test can start "
@@ -65,6 +67,7 @@ OPTION_WORDS: dict[str, dict[str, str]] = {
         NEED_PIN: "--hsm-pin PIN",
         NEED_SO_PIN: "--hsm-so-pin HEX16",
         NEED_EXAMPLES: "--hsm-examples N",
+        NEED_POWER_RIG: "--hsm-power-rig SOCKET",
     },
     "run": {
         NEED_SERIAL: "--serial S",
@@ -73,6 +76,7 @@ OPTION_WORDS: dict[str, dict[str, str]] = {
         NEED_PIN: "--pin Y",
         NEED_SO_PIN: "--so-pin X",
         NEED_EXAMPLES: "pytest's --hsm-examples N",
+        NEED_POWER_RIG: "--power-rig SOCKET",
     },
 }
 
@@ -230,8 +234,10 @@ def read_start(transport: Any) -> tuple[ExtState, str | None]:
     return state, reading.identity.serial if reading.identity else None
 
 
-def plan_consent(options: Any, serial_confirmed: bool, guarded: bool) -> PlanConsent:
+def plan_consent(options: Any, serial_confirmed: bool, guarded: bool,
+                 capabilities: frozenset[str] = frozenset()) -> PlanConsent:  # fmt: skip
     return PlanConsent(
+        capabilities=capabilities,
         serial=serial_confirmed,
         irreversible=bool(options.allow_irreversible),
         operator=bool(options.allow_operator),
@@ -352,7 +358,10 @@ def plan_for_session(target: Any, options: Any, consent: Any, items: Iterable[An
     for item in items:
         cost = marked_cost(item)
         walk = walk_marker(item)
-        specs.append(check_spec(item.nodeid, marked_rules(item), (cost.value if cost else "free"), walk, costs, latency))
+        spec = check_spec(item.nodeid, marked_rules(item), (cost.value if cost else "free"), walk, costs, latency)
+        if item.get_closest_marker(NEEDS_POWER_RIG_MARKER):
+            spec = replace(spec, needs=frozenset({NEED_POWER_RIG}))
+        specs.append(spec)
         if walk.get("examples"):
             scaled.add(item.nodeid)
     if target.persistent:
@@ -367,7 +376,9 @@ def plan_for_session(target: Any, options: Any, consent: Any, items: Iterable[An
         start, serial = ExtState.shipped(), None  # a fresh emulated token for every test
     given = getattr(consent, "serial", None)
     confirmed = bool(given and serial and given.strip().upper() == serial.strip().upper())
-    plan_consent_ = plan_consent(options, confirmed, guarded=bool(consent.guarded))
+    can_cut = target.emulated_token() is not None or target.power_rig() is not None
+    plan_consent_ = plan_consent(options, confirmed, guarded=bool(consent.guarded),
+                                 capabilities=frozenset({NEED_POWER_RIG}) if can_cut else frozenset())
     from hsm_lifecycle.model.plan import plan_campaign, plan_fresh_each
 
     profile = target.profile or SMARTCARD_HSM

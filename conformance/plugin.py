@@ -66,9 +66,10 @@ def option_names(config: pytest.Config, text: str) -> str:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "rule(*ids): the lifecycle rules (R01..R21) a conformance test checks")
     config.addinivalue_line("markers", "cost(klass): cost class on a real token (free, tries, wipes, irreversible, operator)")
-    from hsm_lifecycle.conformance.campaign import WALK_MARKER_HELP
+    from hsm_lifecycle.conformance.campaign import NEEDS_POWER_RIG_MARKER, WALK_MARKER_HELP
 
     config.addinivalue_line("markers", WALK_MARKER_HELP)
+    config.addinivalue_line("markers", f"{NEEDS_POWER_RIG_MARKER}: cuts the token's power mid-command (a tear hook or a power-cut rig)")
     try:
         options = from_config(config)
     except ValueError as exc:

@@ -276,3 +276,8 @@ class TracingTransport(TransportWrapper):
         atr = self.inner.power_cycle()
         self.recorder.control(VPCD_POWER_ON, atr)
         return atr
+
+    def reinsert(self, timeout: float) -> bytes:
+        atr = self.inner.reinsert(timeout)  # the power-off was recorded with the unanswered command
+        self.recorder.control(VPCD_POWER_ON, atr)
+        return atr

@@ -71,6 +71,9 @@ NEED_IRREVERSIBLE = "allow-irreversible"
 NEED_OPERATOR = "allow-operator"
 NEED_PIN = "pin"
 NEED_SO_PIN = "so-pin"
+# What the bench in front of the token can do (a check's `needs`, the consent's `capabilities`).
+NEED_POWER_RIG = "power-rig"
+CAPABILITY_WHY = {NEED_POWER_RIG: "cuts the token's power in the middle of a PIN check, which needs a power-cut rig"}
 
 # Commands a way in may use: what provisioning does, nothing that spends a try for good.
 WAY_ALPHABET: tuple[Command, ...] = (
@@ -101,6 +104,7 @@ class CheckSpec:
     so_tries: int = 0  # SO tries it spends
     # The token's PINs it presents (NEED_PIN, NEED_SO_PIN); None: what its cost class usually needs.
     presents: frozenset[str] | None = None
+    needs: frozenset[str] = frozenset()  # capabilities of the bench (NEED_POWER_RIG)
 
     @property
     def starts(self) -> frozenset[str]:
@@ -126,6 +130,7 @@ class PlanConsent:
     so_pin: bool = False
     guarded: bool = True  # False: the in-process emulator (every class, fresh token per test)
     update_budget: int = UPDATE_BUDGET
+    capabilities: frozenset[str] = frozenset()  # what the bench can do (NEED_POWER_RIG)
 
     @property
     def ceiling(self) -> str:
@@ -454,6 +459,10 @@ def plan_campaign(
     not_run: list[NotRun] = []
     pending: list[CheckSpec] = []
     for check in checks:
+        lacking = sorted(check.needs - consent.capabilities)
+        if lacking:
+            not_run.append(NotRun(check.id, check.rules, "; ".join(CAPABILITY_WHY[n] for n in lacking), tuple(lacking)))
+            continue
         missing = consent.missing_for(check.cost)
         if check.blocks_so:  # an operator check that blocks the SO-PIN needs both consents
             missing = tuple(dict.fromkeys(missing + consent.missing_for(IRREVERSIBLE)))
