@@ -1,0 +1,69 @@
+"""R17 over PC/SC: the emulator served through pcscd (`emulate --power-rig SOCKET`), set up by its
+owner with OpenSC's tools, driven as `pcsc:READER`; the power-cut rig takes the token's power
+away in the middle of each PIN check and the suite judges R17 from the token's answers after it
+comes back. A token whose cut refunds the try (fault switch) fails R17; without a rig R17 is not
+run, with a reason naming the option."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hsm_lifecycle.conformance.power_rig import CutMoment, PowerRig, RigState, RigStatus, RigError
+from opensc_owner import PIN, SO_PIN, owned_token
+from test_pcsc_campaign import _no_vpcd
+
+needs_pcscd = pytest.mark.skipif(_no_vpcd() is not None, reason=f"no pcscd with vpcd readers: {_no_vpcd()}")
+PINS = ("--hsm-pin", PIN, "--hsm-so-pin", SO_PIN)
+R17_CHECKS = {"R17.verify-user-tear", "R17.change-user-tear", "R17.change-so-tear", "R17.rrc-tear"}
+
+
+def r17(run) -> dict:
+    return next(r for r in run.summary["rules"] if r["id"] == "R17")
+
+
+@pytest.mark.pcscd
+@needs_pcscd
+@pytest.mark.parametrize("fault", [None, "tear-refunds-try"], ids=["conforming", "refunds-the-try"])
+def test_r17_is_judged_over_pcsc_through_the_power_rig(run_suite, tmp_path, fault):
+    with owned_token(tmp_path, owned=True, faults=(fault,) if fault else ()) as token:
+        run = run_suite("--hsm-target", f"pcsc:{token.reader}", *PINS, "--hsm-power-rig", str(token.rig),
+                        select="test_r17", isolated=True)  # fmt: skip
+        cuts = token.emulator.log().count("power cut: the token is off vpcd")
+    verdict = r17(run)
+    if fault is None:
+        assert run.rc == 0, run.output
+        assert verdict["verdict"] == "pass", verdict
+        assert cuts == 4, cuts  # one real cut per check, each seen by pcscd as a removal
+        assert run.summary["cost"]["apdus"] > 0
+    else:
+        assert verdict["verdict"] == "fail", (verdict, run.output[-3000:])
+        failed = {c["id"] for c in verdict.get("checks", []) if c.get("verdict") == "fail"}
+        assert "R17.verify-user-tear" in failed or "R17.verify-user-tear" in json.dumps(verdict), verdict
+
+
+@pytest.mark.pcscd
+@needs_pcscd
+def test_without_a_rig_r17_is_not_run_and_says_which_option_would_run_it(run_suite, tmp_path):
+    with owned_token(tmp_path, owned=True) as token:
+        run = run_suite("--hsm-target", f"pcsc:{token.reader}", *PINS, select="test_r17", isolated=True)
+    assert r17(run)["verdict"] == "not-run"
+    assert "--hsm-power-rig SOCKET" in run.output or "--hsm-power-rig SOCKET" in json.dumps(run.summary), run.output[-2000:]
+
+
+# -- the client, against the rig's protocol (no pcscd needed) -----------------------------------
+
+
+def test_rig_status_words_are_parsed_strictly():
+    assert RigStatus.parse("idle") == RigStatus(RigState.IDLE)
+    assert RigStatus.parse("cut pin-check").cut_at is CutMoment.PIN_CHECK
+    assert RigStatus.parse("armed apdu").cut_at is None
+    for bad in ("", "cut", "idle pin-check", "armed now", "cut pin-check extra", "off"):
+        with pytest.raises(RigError):
+            RigStatus.parse(bad)
+
+
+def test_a_missing_rig_is_one_sentence(tmp_path):
+    with pytest.raises(RigError, match="does not answer"):
+        PowerRig(tmp_path / "nobody.sock", timeout_s=1.0).ping()
