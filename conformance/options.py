@@ -360,9 +360,14 @@ def from_config(config: Any) -> HsmOptions:
     if options.power_rig and target.kind == TARGET_EMULATOR:
         raise ValueError("--hsm-power-rig needs a token served through PC/SC (pcsc:READER); the in-process emulator "
                          "cuts power with its own tear hook.")
+    if options.power_rig and target.kind == TARGET_VPCD:
+        raise ValueError("--hsm-power-rig is for a token you serve yourself (pcsc:READER); emulator:vpcd starts its "
+                         "emulator with a power-cut rig of its own.")
     if options.persistent and target.kind != TARGET_VPCD:
         raise ValueError("--hsm-persistent only applies to --hsm-target emulator:vpcd (a real token is always persistent).")
     check_workers(options)
+    if options.power_rig and options.fleet:
+        raise ValueError("--hsm-power-rig cuts the power of one token: run a fleet of tokens without it, or one token with it.")
     if serials and not options.fleet:
         options = replace(options, serial=serials[0])
     return options

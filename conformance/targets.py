@@ -307,9 +307,8 @@ class VpcdTarget(Target):
         self._generation += 1
         try:
             portal = self._dir / "portal.sock" if self.options.persistent else None
-            rig = self._dir / "power-rig.sock" if self.options.persistent else None
             self._process = start_emulator(self._port, self._dir / f"token-{self._generation}.json", portal=portal,
-                                           power_rig=rig)
+                                           power_rig=self._dir / "power-rig.sock")
         except VpcdError as exc:
             raise TransportError(str(exc)) from None
         self._transport = self.timed(PcscTransport(self._reader, card_timeout=10.0))
@@ -326,12 +325,10 @@ class VpcdTarget(Target):
         return self._dir / "portal.sock" if self.options.persistent else super().portal_socket()
 
     def power_rig(self) -> PowerRig | None:
-        # Kept persistent, the emulator's process serves a power-cut rig beside its portal.
-        if self.options.persistent:
-            from hsm_lifecycle.conformance.power_rig import PowerRig
+        # The emulator's process serves a power-cut rig beside the token: R17 is judged through it.
+        from hsm_lifecycle.conformance.power_rig import PowerRig
 
-            return PowerRig(self._dir / "power-rig.sock")
-        return super().power_rig()
+        return PowerRig(self._dir / "power-rig.sock")
 
     def portal_missing(self) -> str:
         return (

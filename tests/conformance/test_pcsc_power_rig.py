@@ -7,6 +7,10 @@ run, with a reason naming the option."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -56,6 +60,40 @@ def test_without_a_rig_r17_is_not_run_and_says_which_option_would_run_it(run_sui
         run = run_suite("--hsm-target", f"pcsc:{token.reader}", *PINS, select="test_r17", isolated=True)
     assert r17(run)["verdict"] == "not-run"
     assert "--hsm-power-rig SOCKET" in json.dumps(verdict := r17(run)), verdict
+
+
+@pytest.mark.pcscd
+@needs_pcscd
+@pytest.mark.parametrize("rig", [True, False], ids=["with-rig", "without"])
+def test_hsm_lifecycle_run_judges_r17_with_its_power_rig_option(tmp_path, rig):
+    with owned_token(tmp_path, owned=True) as token:
+        argv = [str(Path(sys.executable).parent / "hsm-lifecycle"), "run", "--reader", token.reader, "--pin", PIN,
+                "--so-pin", SO_PIN, "--out", str(tmp_path / "out"), "--plain", "-k", "test_r17"]  # fmt: skip
+        if rig:
+            argv += ["--power-rig", str(token.rig)]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env={**os.environ, "HOME": str(tmp_path)})
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    verdict = next(r for r in summary["rules"] if r["id"] == "R17")
+    output = done.stdout + done.stderr
+    if rig:
+        assert verdict["verdict"] == "pass", (verdict, output[-2000:])
+        assert "user PIN 3 -> 3, SO-PIN 15 -> 15" in output  # every try the cuts spent was given back
+    else:
+        assert verdict["verdict"] == "not-run" and "--power-rig SOCKET" in json.dumps(verdict), verdict
+        assert "--hsm-power-rig" not in json.dumps(verdict)
+
+
+@pytest.mark.pcscd
+@needs_pcscd
+def test_the_vpcd_emulator_target_judges_r17_through_its_own_rig(run_suite):
+    run = run_suite("--hsm-target", "emulator:vpcd", select="test_r17", isolated=True)
+    assert run.rc == 0, run.output
+    assert r17(run)["verdict"] == "pass", r17(run)
+
+
+def test_emulator_vpcd_refuses_a_rig_of_the_users(run_suite, tmp_path):
+    run = run_suite("--hsm-target", "emulator:vpcd", "--hsm-power-rig", str(tmp_path / "rig.sock"), "--hsm-plan")
+    assert run.rc == 4 and "starts its emulator with a power-cut rig of its own" in run.output
 
 
 # -- the client, against the rig's protocol (no pcscd needed) -----------------------------------
