@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable
 import pytest
 
 from hsm_lifecycle.conformance.power_rig import CutMoment, PowerRig, RigError
-from hsm_lifecycle.conformance.trace import EVENT_POWER_CUT, TraceRecorder
+from hsm_lifecycle.conformance.trace import EVENT_POWER_CUT, EVENT_RIG_CUT, RIG_MOMENTS, TraceRecorder
 from hsm_lifecycle.conformance.transport.base import TransportError
 from hsm_lifecycle.model.commands import Command
 from hsm_lifecycle.model.divergence import Torn
@@ -83,9 +83,13 @@ def step_with_power_cut(hsm: Device, cmd: Command, moment: CutMoment = CutMoment
     return outcome
 
 
-def _cut_in_process(hsm: Device, cmd: Command, token: object, moment: CutMoment) -> None:
+def moment_hook(moment: CutMoment) -> Callable[[object], None]:
+    """An in-process power-loss hook that cuts where a rig armed for `moment` would (the
+    emulator's persistence events; also how a replay redoes a rig's cut)."""
     from hsm_lifecycle.emulator import PersistencePoint, PowerLoss, Stage
 
+    if moment is CutMoment.APDU:
+        raise ValueError("the in-process tear hook cuts at persistence events; a cut before the APDU is a rig's")
     spent = (PersistencePoint.USER_TRY_SPENT, PersistencePoint.SO_TRY_SPENT)
 
     def hook(event: object) -> None:
@@ -95,9 +99,13 @@ def _cut_in_process(hsm: Device, cmd: Command, token: object, moment: CutMoment)
         ):
             raise PowerLoss(f"power cut at {point.value} ({stage.value})")
 
-    if moment is CutMoment.APDU:
-        raise ValueError("the in-process tear hook cuts at persistence events; a cut before the APDU is a rig's")
-    token.set_power_loss_hook(CutRecorder(hook, hsm.recorder))  # type: ignore[attr-defined]
+    return hook
+
+
+def _cut_in_process(hsm: Device, cmd: Command, token: object, moment: CutMoment) -> None:
+    from hsm_lifecycle.emulator import PowerLoss
+
+    token.set_power_loss_hook(CutRecorder(moment_hook(moment), hsm.recorder))  # type: ignore[attr-defined]
     try:
         hsm.mapper.run(cmd, uninitialized=not hsm.state.is_initialized)
     except PowerLoss:
@@ -113,6 +121,7 @@ def _cut_by_rig(hsm: Device, cmd: Command, rig: PowerRig, moment: CutMoment) -> 
     A rig that cuts nothing, or cuts elsewhere, is a tool error (RigError), never a verdict."""
     custody = hsm.target.custody
     rig.arm(moment)
+    hsm.recorder.event(EVENT_RIG_CUT, bytes([RIG_MOMENTS.index(moment.value)]))  # a replay redoes the cut here
     try:
         with custody.power_cut() if custody is not None else nullcontext():
             try:

@@ -32,6 +32,8 @@ from hsm_lifecycle.protocol import VPCD_POWER_OFF, VPCD_POWER_ON, VPCD_RESET, de
 EVENT_NEW_TOKEN = 0x10
 EVENT_FIRMWARE = 0x11  # one flags byte follows
 EVENT_POWER_CUT = 0x12  # one byte follows: the power event (0-based, within the next command) cut
+EVENT_RIG_CUT = 0x13  # one byte follows: the moment a power-cut rig was armed for (RIG_MOMENTS)
+RIG_MOMENTS = ("pin-check", "try-spent", "apdu")  # conformance.power_rig.CutMoment values, by byte
 FIRMWARE_COUNTED = 0x01  # admitted only because the SO-PIN is blocked (R13)
 FIRMWARE_IDENTITY_KEPT = 0x02  # a faulty loader kept CC00 and 2F02 (R14)
 CONTROL_CODES = {
@@ -41,6 +43,7 @@ CONTROL_CODES = {
     EVENT_NEW_TOKEN: "new token",
     EVENT_FIRMWARE: "firmware installed",
     EVENT_POWER_CUT: "power cut armed",
+    EVENT_RIG_CUT: "power-cut rig armed",
 }
 APDU_MIN_HEX = 8  # an APDU is at least 4 bytes; anything shorter is an event
 MASK_BYTE = 0x2A

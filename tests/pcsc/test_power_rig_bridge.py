@@ -129,3 +129,38 @@ def test_disarm_and_the_protocol_words(rigged: Rigged) -> None:
 
 def test_the_rig_socket_is_its_owners_only(rigged: Rigged, tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "rig.sock").stat().st_mode) == 0o600
+
+
+def test_a_trace_cut_by_the_rig_replays_with_the_cut_where_it_was(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """The rig's cut is an event of the trace (the moment armed): a replay on the in-process
+    emulator redoes it there, and a token that refunds the try diverges after the cut."""
+    from hsm_lifecycle.conformance.cli import main as cli
+    from hsm_lifecycle.conformance.trace import EVENT_RIG_CUT, RIG_MOMENTS, TraceRecorder
+    from hsm_lifecycle.emulator import PowerLoss
+    from hsm_lifecycle.protocol import VPCD_POWER_OFF, VPCD_POWER_ON
+
+    token = VirtualToken.manufacture()
+    rec = TraceRecorder(tmp_path / "cut.jsonl")
+
+    def send(capdu: bytes) -> None:
+        rapdu = token.transmit(capdu)
+        rec.exchange(capdu, rapdu[:-2], int.from_bytes(rapdu[-2:], "big"))
+
+    rec.control(VPCD_POWER_ON, token.power_on())
+    for capdu in (SELECT, INITIALIZE, QUERY_USER):
+        send(capdu)
+    PowerRigService(token, threading.Lock()).handle("arm pin-check")
+    rec.event(EVENT_RIG_CUT, bytes([RIG_MOMENTS.index(CutMoment.PIN_CHECK.value)]))
+    with pytest.raises(PowerLoss):
+        token.transmit(WRONG_VERIFY)
+    rec.exchange(WRONG_VERIFY, b"", None)
+    rec.control(VPCD_POWER_OFF)
+    rec.control(VPCD_POWER_ON, token.power_on())
+    send(SELECT)
+    send(QUERY_USER)
+    rec.flush()
+    capfd.readouterr()
+    assert cli(["replay", str(tmp_path / "cut.jsonl")]) == 0
+    assert "all SWs match" in capfd.readouterr().out
+    assert cli(["replay", str(tmp_path / "cut.jsonl"), "--emulator-fault", "tear-refunds-try"]) == 1
+    assert "63C3" in capfd.readouterr().out  # the try came back after the cut
