@@ -65,6 +65,8 @@ def step_with_power_cut(hsm: Device, cmd: Command, moment: CutMoment = CutMoment
     Valid for cuts after the PIN comparison decided: by R17 the step's persistent effect
     (the spent try) has happened, so the model's next state holds, minus the session that the
     power loss ended. The caller goes on with judged steps (power_cycle, queries)."""
+    if moment is CutMoment.APDU:
+        raise ValueError("a cut before the command runs leaves the model's state where it was: not a torn step")
     token = hsm.target.emulated_token()
     rig = None if token is not None else hsm.target.power_rig()
     if token is None and rig is None:
@@ -134,7 +136,7 @@ def _cut_by_rig(hsm: Device, cmd: Command, rig: PowerRig, moment: CutMoment) -> 
             rig.disarm()
     if sw is not None:
         raise RigError(f"{cmd}: the token answered {sw} although the power-cut rig was armed for '{moment.value}' "
-                       f"(rig: {status.state.value}): the rig cut nothing, so R17 cannot be judged")
+                       f"(rig: {status.state.value}): the rig cut nothing, so the step decides nothing")
     if status.cut_at is not moment:
         raise RigError(f"{cmd}: the token stopped answering but the power-cut rig says '{status.state.value}', not "
                        f"a cut at '{moment.value}': something else took the token away")
