@@ -14,16 +14,11 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from hsm_lifecycle.protocol import CutMoment
+
+__all__ = ["CutMoment", "PowerRig", "RigError", "RigState", "RigStatus"]
 ANSWER_TIMEOUT_S = 10.0
 MAX_ANSWER = 256
-
-
-class CutMoment(Enum):
-    """Where in the token's work the power goes (the rig's words)."""
-
-    PIN_CHECK = "pin-check"  # the instant a PIN comparison has decided, before any answer
-    TRY_SPENT = "try-spent"  # right after a try's decrement reached the token's storage
-    APDU = "apdu"  # as the next command APDU arrives, before the token runs it
 
 
 class RigState(Enum):

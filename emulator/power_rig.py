@@ -25,21 +25,15 @@ import logging
 import os
 import socket
 import threading
-from enum import Enum
 from pathlib import Path
 
 from hsm_lifecycle.emulator.store import PersistencePoint, PowerEvent, PowerLoss, Stage
 from hsm_lifecycle.emulator.token import VirtualToken
+from hsm_lifecycle.protocol import CutMoment
 
 LOG = logging.getLogger("hsm_lifecycle.power_rig")
 OFF_SECONDS = 1.0  # how long the token stays unpowered: longer than pcscd's ~0.4 s poll
 MAX_LINE = 256
-
-
-class CutMoment(Enum):
-    PIN_CHECK = "pin-check"
-    TRY_SPENT = "try-spent"
-    APDU = "apdu"
 
 
 _SPENT = (PersistencePoint.USER_TRY_SPENT, PersistencePoint.SO_TRY_SPENT)
