@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,31 @@ from test_pcsc_campaign import _no_vpcd
 needs_pcscd = pytest.mark.skipif(_no_vpcd() is not None, reason=f"no pcscd with vpcd readers: {_no_vpcd()}")
 PINS = ("--hsm-pin", PIN, "--hsm-so-pin", SO_PIN)
 R17_CHECKS = {"R17.verify-user-tear", "R17.change-user-tear", "R17.change-so-tear", "R17.rrc-tear"}
+
+
+class Removals:
+    """Counts the times pcscd shows the reader empty while the block runs (the token pulled)."""
+
+    def __init__(self, reader: str) -> None:
+        self.reader, self.removals, self._stop = reader, 0, threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> "Removals":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _watch(self) -> None:
+        from hsm_lifecycle.conformance.transport.pcsc import reader_has_card
+
+        present = True
+        while not self._stop.wait(0.05):
+            now = reader_has_card(self.reader)
+            self.removals += present and not now
+            present = now
 
 
 def r17(run) -> dict:
@@ -36,7 +62,7 @@ REFUNDS = {"tear-refunds-try": "R17.verify-user-tear", "tear-refunds-change-user
 @needs_pcscd
 @pytest.mark.parametrize("fault", [None, *REFUNDS], ids=["conforming", *REFUNDS])
 def test_r17_is_judged_over_pcsc_through_the_power_rig(run_suite, tmp_path, fault):
-    with owned_token(tmp_path, owned=True, faults=(fault,) if fault else ()) as token:
+    with owned_token(tmp_path, owned=True, faults=(fault,) if fault else ()) as token, Removals(token.reader) as seen:
         run = run_suite("--hsm-target", f"pcsc:{token.reader}", *PINS, "--hsm-power-rig", str(token.rig),
                         select="test_r17", isolated=True)  # fmt: skip
         cuts = token.emulator.log().count("power cut: the token is off vpcd")
@@ -44,7 +70,8 @@ def test_r17_is_judged_over_pcsc_through_the_power_rig(run_suite, tmp_path, faul
     if fault is None:
         assert run.rc == 0, run.output
         assert verdict["verdict"] == "pass", verdict
-        assert cuts == 4, cuts  # one real cut per check, each seen by pcscd as a removal
+        assert cuts == 4, cuts  # one real cut per check
+        assert seen.removals == 4, seen.removals  # pcscd saw the token leave and come back each time
         assert run.summary["cost"]["apdus"] > 0
     else:
         assert verdict["verdict"] == "fail", (verdict, run.output[-3000:])
