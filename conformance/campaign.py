@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,7 @@ OPTION_WORDS: dict[str, dict[str, str]] = {
         NEED_SO_PIN: "--hsm-so-pin HEX16",
         NEED_EXAMPLES: "--hsm-examples N",
         NEED_MORE_UPDATES: "--hsm-max-updates N",
-        NEED_POWER_RIG: "--hsm-power-rig",
+        NEED_POWER_RIG: "--hsm-power-rig SOCKET",
     },
     "run": {
         NEED_SERIAL: "--serial S",
@@ -81,7 +81,7 @@ OPTION_WORDS: dict[str, dict[str, str]] = {
         NEED_SO_PIN: "--so-pin X",
         NEED_EXAMPLES: "pytest's --hsm-examples N",
         NEED_MORE_UPDATES: "--max-updates N",
-        NEED_POWER_RIG: "--power-rig",
+        NEED_POWER_RIG: "--power-rig SOCKET",
     },
 }
 
@@ -274,8 +274,8 @@ def plan_consent(options: Any, serial_confirmed: bool, guarded: bool, power_rig:
 
 def has_power_rig(target: Any, options: Any) -> bool:
     """Whether the bench can cut the token's power mid-command: the emulator in this process can,
-    a token in a reader only with a power rig (the rig's option)."""
-    return target.emulated_token() is not None or bool(getattr(options, "power_rig", None))
+    a token in a reader only with a power rig (the rig's option, or emulator:vpcd's own rig)."""
+    return target.emulated_token() is not None or target.power_rig() is not None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,9 @@ that lets a try-spending APDU through:
 * signals: SIGINT/SIGTERM/SIGHUP never cut an APDU or a restore; they are delivered at the next
   APDU boundary, where the token's state is exactly known, as `RunStopped` (SIGINT: exit 130, the
   others: exit 3), and `finish` puts the owner's state back.
-* a token that stops answering stops the run (exit 3) instead of failing rules.
+* a token that stops answering stops the run (exit 3) instead of failing rules, unless the
+  suite itself cut its power (`power_cut`, a power-cut rig): then the journal written before the
+  command covers the cut, and the counters are read again before anything else is presented.
 * `finish` (end of every run) and conformance.custody_restore (`hsm-lifecycle restore`, the next run) bring
   the owner's PINs back, present the right PINs to restore the counters, delete every object the
   suite created, read the counters again (free) and say in one sentence what they did.
@@ -153,6 +155,8 @@ class Custody:
         # counter query) land here, so the evidence shows every PIN presented to the token.
         self.recorder: TraceRecorder | None = None
         self._traced: TracingTransport | None = None
+        self.cut_armed = False  # the suite armed a power cut for the APDU in flight
+        self.cuts = 0
 
     # -- wiring ---------------------------------------------------------------------------------
 
@@ -570,6 +574,25 @@ class Custody:
 
     # -- transport events ----------------------------------------------------------------------
 
+    @contextmanager
+    def power_cut(self) -> Iterator[None]:
+        """A command whose power the suite cuts on purpose (a power-cut rig). It spends a try by
+        design, so it passes the gate like any wrong presentation (a proven PIN restores it), and
+        the journal written before it says what the token holds if the run ends right there."""
+        self.cut_armed = True
+        try:
+            yield
+        finally:
+            self.cut_armed = False
+
+    def on_cut(self) -> None:
+        """The armed cut happened: no answer, so the counters are unknown until read again
+        (free queries); the PINs are as before (a cut PIN check changes no PIN)."""
+        self.cuts += 1
+        self.t.user_tries = None
+        self.t.so_tries = None
+        self._write_journal()
+
     def on_lost(self, exc: TransportError) -> None:
         if self.lost is None:
             self.lost = str(exc) or type(exc).__name__
@@ -659,6 +682,9 @@ class CustodyTransport(TransportWrapper):
             try:
                 rsp = self.inner.transmit(capdu)
             except TransportError as exc:
+                if c.cut_armed:
+                    c.on_cut()
+                    raise
                 c.on_lost(exc)
                 raise TokenLost(f"the token stopped answering ({exc})") from None
             c.after(capdu, rsp)

@@ -21,6 +21,7 @@ from hsm_lifecycle.conformance import admission, power, probes, provision
 from hsm_lifecycle.conformance.interlocks import GuardedTransport
 from hsm_lifecycle.conformance.ledger import Ledger
 from hsm_lifecycle.conformance.mapper import Mapper, PortalUnavailable
+from hsm_lifecycle.conformance.power_rig import CutMoment
 from hsm_lifecycle.conformance.trace import EVENT_NEW_TOKEN, TraceRecorder, TracingTransport
 from hsm_lifecycle.conformance.transport.base import TransportError
 from hsm_lifecycle.conformance.verdict import Judge
@@ -235,8 +236,11 @@ class Device:
 
     # -- power cuts (conformance.power) ------------------------------------------------------
 
-    def step_with_power_cut(self, cmd: Command, hook: Callable[..., None]) -> Outcome:
-        return power.step_with_power_cut(self, cmd, hook)
+    def require_power_cut(self) -> None:
+        power.require_power_cut(self)
+
+    def step_with_power_cut(self, cmd: Command, moment: CutMoment = CutMoment.PIN_CHECK) -> Outcome:
+        return power.step_with_power_cut(self, cmd, moment)
 
 
 def open_device(target: Target, recorder: TraceRecorder, profile: Profile, declared: CostClass) -> Device:

@@ -77,6 +77,7 @@ class HsmOptions:
     trace_secrets: bool = False  # keep a real token's PINs in its traces (a lab's own token)
     apdu_timeout: float = DEFAULT_APDU_TIMEOUT_S  # seconds a device may take per exchange
     portal_socket: str | None = None  # the emulator's simulated portal, for a scripted operator
+    power_rig: str | None = None  # a power-cut rig's socket (conformance.power_rig): R17 on a token
     persistent: bool = False  # emulator:vpcd keeps ONE token for the run, planned like a real one
     examples_given: bool = False  # --hsm-examples was given (the campaign plan leaves it alone)
     plan: bool = False  # print the campaign plan (after free reads only) and stop
@@ -193,6 +194,13 @@ def add_options(parser: Any) -> None:
         metavar="N",
         help="firmware updates this token already had because its SO-PIN was blocked (of 5), where no scripted portal "
         "tells the suite; without it the plan assumes none",
+    )
+    group.addoption(
+        "--hsm-power-rig",
+        default=None,
+        metavar="SOCKET",
+        help="a power-cut rig on this Unix socket (`hsm-lifecycle emulate --power-rig SOCKET`, or a lab's own rig "
+        "speaking docs/power-rig.md) cuts the token's power in the middle of a PIN check, so R17 is judged on a token",
     )
     group.addoption(
         "--hsm-persistent",
@@ -363,6 +371,7 @@ def from_config(config: Any) -> HsmOptions:
         apdu_timeout=parse_apdu_timeout(getattr(opt, "hsm_apdu_timeout", None)),
         plan=bool(getattr(opt, "hsm_plan", False)),
         portal_socket=getattr(opt, "hsm_portal", None),
+        power_rig=getattr(opt, "hsm_power_rig", None),
         persistent=bool(getattr(opt, "hsm_persistent", False)),
         examples_given=opt.hsm_examples is not None,
         max_updates=max_updates,
@@ -372,9 +381,17 @@ def from_config(config: Any) -> HsmOptions:
         serials=serials,
         workers=workers,
     )
+    if options.power_rig and target.kind == TARGET_EMULATOR:
+        raise ValueError("--hsm-power-rig needs a token served through PC/SC (pcsc:READER); the in-process emulator "
+                         "cuts power with its own tear hook.")
+    if options.power_rig and target.kind == TARGET_VPCD:
+        raise ValueError("--hsm-power-rig is for a token you serve yourself (pcsc:READER); emulator:vpcd starts its "
+                         "emulator with a power-cut rig of its own.")
     if options.persistent and target.kind != TARGET_VPCD:
         raise ValueError("--hsm-persistent only applies to --hsm-target emulator:vpcd (a real token is always persistent).")
     check_workers(options)
+    if options.power_rig and options.fleet:
+        raise ValueError("--hsm-power-rig cuts the power of one token: run a fleet of tokens without it, or one token with it.")
     if serials and not options.fleet:
         options = replace(options, serial=serials[0])
     return options

@@ -32,6 +32,7 @@ from hsm_lifecycle.protocol import OPTION_RESET_RETRY_COUNTER, USER_PIN_TRIES_DE
 
 if TYPE_CHECKING:
     from hsm_lifecycle.conformance.device import Device
+    from hsm_lifecycle.conformance.power_rig import PowerRig
     from hsm_lifecycle.emulator import Fault, VirtualToken
     from hsm_lifecycle.emulator import Profile as EmulatorProfile
     from hsm_lifecycle.emulator.portal import PortalFault
@@ -101,6 +102,20 @@ class Target:
     def emulated_token(self) -> VirtualToken | None:
         """The VirtualToken behind an in-process target (for tear injection), else None."""
         return None
+
+    # -- a power-cut rig (conformance.power_rig) -------------------------------------------------
+
+    def power_rig(self) -> PowerRig | None:
+        """The rig that cuts this token's power (--hsm-power-rig), if any."""
+        from hsm_lifecycle.conformance.power_rig import PowerRig
+
+        return PowerRig(Path(self.options.power_rig)) if self.options.power_rig else None
+
+    def power_rig_missing(self) -> str:
+        """Why a power cut cannot happen on this target (the tests skip with it)."""
+        flag = "--power-rig" if self.options.option_names == "run" else "--hsm-power-rig"
+        return (f"needs {flag} SOCKET: a power cut in the middle of a PIN check needs a power-cut rig in front of "
+                "the token (docs/power-rig.md)")
 
     # -- the firmware-update portal (conformance.operator) --------------------------------------
 
@@ -295,7 +310,8 @@ class VpcdTarget(Target):
         self._generation += 1
         try:
             portal = self._dir / "portal.sock" if self.options.persistent else None
-            self._process = start_emulator(self._port, self._dir / f"token-{self._generation}.json", portal=portal)
+            self._process = start_emulator(self._port, self._dir / f"token-{self._generation}.json", portal=portal,
+                                           power_rig=self._dir / "power-rig.sock")
         except VpcdError as exc:
             raise TransportError(str(exc)) from None
         self._transport = self.timed(PcscTransport(self._reader, card_timeout=10.0))
@@ -310,6 +326,12 @@ class VpcdTarget(Target):
 
     def portal_socket(self) -> Path | None:
         return self._dir / "portal.sock" if self.options.persistent else super().portal_socket()
+
+    def power_rig(self) -> PowerRig | None:
+        # The emulator's process serves a power-cut rig beside the token: R17 is judged through it.
+        from hsm_lifecycle.conformance.power_rig import PowerRig
+
+        return PowerRig(self._dir / "power-rig.sock")
 
     def portal_missing(self) -> str:
         return (

@@ -26,12 +26,14 @@ from pathlib import Path
 from typing import Iterator
 
 from hsm_lifecycle.conformance.transport.base import Response, Transport, TransportWrapper
-from hsm_lifecycle.protocol import VPCD_POWER_OFF, VPCD_POWER_ON, VPCD_RESET, describe_sw
+from hsm_lifecycle.protocol import VPCD_POWER_OFF, VPCD_POWER_ON, VPCD_RESET, CutMoment, describe_sw
 
 # Events of the suite's own: codes vpcd does not use (it has 00..04).
 EVENT_NEW_TOKEN = 0x10
 EVENT_FIRMWARE = 0x11  # one flags byte follows
 EVENT_POWER_CUT = 0x12  # one byte follows: the power event (0-based, within the next command) cut
+EVENT_RIG_CUT = 0x13  # one byte follows: the moment a power-cut rig was armed for (RIG_MOMENTS)
+RIG_MOMENTS = tuple(m.value for m in CutMoment)  # the byte after EVENT_RIG_CUT indexes these
 FIRMWARE_COUNTED = 0x01  # admitted only because the SO-PIN is blocked (R13)
 FIRMWARE_IDENTITY_KEPT = 0x02  # a faulty loader kept CC00 and 2F02 (R14)
 CONTROL_CODES = {
@@ -41,6 +43,7 @@ CONTROL_CODES = {
     EVENT_NEW_TOKEN: "new token",
     EVENT_FIRMWARE: "firmware installed",
     EVENT_POWER_CUT: "power cut armed",
+    EVENT_RIG_CUT: "power-cut rig armed",
 }
 APDU_MIN_HEX = 8  # an APDU is at least 4 bytes; anything shorter is an event
 MASK_BYTE = 0x2A
@@ -274,5 +277,10 @@ class TracingTransport(TransportWrapper):
     def power_cycle(self) -> bytes:
         self.recorder.control(VPCD_POWER_OFF)
         atr = self.inner.power_cycle()
+        self.recorder.control(VPCD_POWER_ON, atr)
+        return atr
+
+    def reinsert(self, timeout: float) -> bytes:
+        atr = self.inner.reinsert(timeout)  # the power-off was recorded with the unanswered command
         self.recorder.control(VPCD_POWER_ON, atr)
         return atr

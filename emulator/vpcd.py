@@ -38,6 +38,7 @@ from typing import IO, Protocol, TypeVar
 from hsm_lifecycle.emulator.models import MODELS
 from hsm_lifecycle.emulator.profile import Fault, Profile, parse_faults
 from hsm_lifecycle.emulator.state import StateFileError
+from hsm_lifecycle.emulator.store import PowerLoss
 from hsm_lifecycle.emulator.token import VirtualToken
 from hsm_lifecycle.protocol import (
     ATR,
@@ -137,10 +138,15 @@ class VpcdBridge:
     processed is finished and answered first, so the card's state never sees half a command.
     """
 
-    def __init__(self, card: Card, address: VpcdAddress, *, atr: bytes = ATR) -> None:
+    def __init__(self, card: Card, address: VpcdAddress, *, atr: bytes = ATR, off_after_cut: float = 1.0) -> None:
         self._card = card
         self._address = address
         self._atr = atr
+        # A power cut (PowerLoss out of the card) drops the link like a pulled token; the card
+        # stays unpowered this long, so pcscd's presence poll sees it gone before it returns.
+        self._off_after_cut = off_after_cut
+        self._cut = False
+        self.power_cuts = 0
         self._stopping = False
         self._sock: socket.socket | None = None
         # A socket pair wakes the back-off wait: a send is safe inside a signal handler, unlike
@@ -194,7 +200,7 @@ class VpcdBridge:
                         self.connections += 1
                         LOG.info("connected to vpcd at %s", self._address)
                         handled = self._serve_connection(sock)
-                        if not self._stopping:
+                        if not self._stopping and not self._cut:
                             self._noise.warning("vpcd at %s %s (pcscd stopped?); reconnecting",
                                                 self._address, self._ending)
                 finally:
@@ -202,6 +208,12 @@ class VpcdBridge:
                     sock.close()
                     # Off the reader, the card loses power and its session.
                     self._call_card(self._card.power_off)
+                if self._cut:
+                    self._cut = False
+                    LOG.info("power cut: the token is off vpcd at %s for %.1f s", self._address, self._off_after_cut)
+                    self._wait(self._off_after_cut)
+                    delay = _BACKOFF_FIRST_S
+                    continue
                 # A link that carried traffic was healthy: retry at once. One that closed
                 # straight away would otherwise make us spin.
                 if handled:
@@ -229,6 +241,10 @@ class VpcdBridge:
             self._answer(sock)
         except OSError as exc:  # a reset or broken link: pcscd went away mid-exchange
             self._ending = f"broke the connection ({exc.strerror or exc})"
+        except PowerLoss:  # the command in flight gets no answer: the link drops with the power
+            self._cut = True
+            self.power_cuts += 1
+            self._ending = "lost power (power cut)"
         return self._handled
 
     def _answer(self, sock: socket.socket) -> None:
@@ -295,6 +311,8 @@ class VpcdBridge:
         # (with the traceback the first few times only, so a broken card cannot flood the log).
         try:
             return method(*args)
+        except PowerLoss:
+            raise
         except Exception:
             self._card_failures += 1
             LOG.error("the card raised on %s (failure %d)", getattr(method, "__name__", method),
@@ -416,9 +434,11 @@ def open_or_manufacture(state_path: Path, profile: Profile | None = None,
 
 def run(address: VpcdAddress, state_path: Path, *, profile: Profile | None = None,
         faults: frozenset[Fault] = frozenset(), out: IO[str] | None = None,
-        portal: Path | None = None, portal_faults: frozenset = frozenset(), updates_used: int | None = None) -> int:
+        portal: Path | None = None, portal_faults: frozenset = frozenset(), updates_used: int | None = None,
+        power_rig: Path | None = None) -> int:
     """Serve the token in `state_path` (created if absent) on vpcd until SIGTERM/SIGINT;
-    with `portal`, the simulated firmware-update portal on that Unix socket too."""
+    with `portal`, the simulated firmware-update portal on that Unix socket too; with
+    `power_rig`, a scripted power-cut rig on that Unix socket (emulator.power_rig)."""
     out = out or sys.stdout
     try:
         socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
@@ -427,30 +447,44 @@ def run(address: VpcdAddress, state_path: Path, *, profile: Profile | None = Non
                         "known host name") from None
     with _state_lock(state_path):
         token, created = open_or_manufacture(state_path, profile, faults, updates_used)
-        server = None
+        server = rig_server = None
         card: Card = token
-        if portal is not None:
-            import threading
+        import threading
 
+        lock = threading.Lock()  # the bridge, the portal and the rig reach the token one at a time
+        if portal is not None:
             from hsm_lifecycle.emulator.portal_service import PortalServer, PortalService, SharedCard
 
-            lock = threading.Lock()
             card = SharedCard(token, lock)
             try:
                 server = PortalServer(portal, PortalService(token, lock, portal_faults)).start()
             except OSError as exc:
                 raise VpcdError(f"cannot serve the portal on {portal} ({exc.strerror or exc}): choose another socket path") from None
-        bridge = VpcdBridge(card, address, atr=token.atr)
+        off_after_cut = 1.0
+        if power_rig is not None:
+            from hsm_lifecycle.emulator.power_rig import OFF_SECONDS, PowerRigServer, PowerRigService, RiggedCard
+
+            rig = PowerRigService(token, lock)
+            card, off_after_cut = RiggedCard(token, rig), OFF_SECONDS
+            try:
+                rig_server = PowerRigServer(power_rig, rig).start()
+            except OSError as exc:
+                if server is not None:
+                    server.close()
+                raise VpcdError(f"cannot serve the power-cut rig on {power_rig} ({exc.strerror or exc}): choose another socket path") from None
+        bridge = VpcdBridge(card, address, atr=token.atr, off_after_cut=off_after_cut)
         stop_on_signals(bridge)
         origin = "new token" if created else "token"
         # The one line a caller waits for (serve_emulator parses it): serial and address.
         where = f", portal {portal}" if portal is not None else ""
+        where += f", power-cut rig {power_rig}" if power_rig is not None else ""
         print(f"{origin} {token.serial} on vpcd {address} (state {state_path}{where})", file=out, flush=True)
         try:
             bridge.serve()
         finally:
-            if server is not None:
-                server.close()
+            for each in (server, rig_server):
+                if each is not None:
+                    each.close()
         LOG.info("stopped after %d APDUs", bridge.apdus)
     return 0
 
@@ -473,6 +507,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--updates-used", type=int, default=None, metavar="N",
                         help="a new token has had N firmware updates admitted only because its SO-PIN was blocked "
                         "(0..5, persisted in the state file; the portal's 'updates' request shows it)")
+    parser.add_argument("--power-rig", type=Path, metavar="SOCKET",
+                        help="also serve a scripted power-cut rig on this Unix socket: the token loses power at an armed "
+                        "moment, e.g. the next PIN check (requests: arm pin-check|try-spent|apdu, disarm, status, ping)")
 
 
 def run_from_args(args: argparse.Namespace, *, log_prefix: str) -> int:
@@ -487,7 +524,8 @@ def run_from_args(args: argparse.Namespace, *, log_prefix: str) -> int:
         raise VpcdError(f"--updates-used must be 0..{FIRMWARE_UPDATES_WHILE_SO_BLOCKED}: a token gets 5 updates for a blocked SO-PIN")
     return run(VpcdAddress.parse(args.vpcd), args.state, profile=profile_from_args(args),
                faults=_parse_faults([n for n in args.fault if n not in portal_names]),
-               portal=getattr(args, "portal", None), portal_faults=portal_faults, updates_used=used)
+               portal=getattr(args, "portal", None), portal_faults=portal_faults, updates_used=used,
+               power_rig=getattr(args, "power_rig", None))
 
 
 def profile_from_args(args: argparse.Namespace) -> Profile | None:
@@ -675,7 +713,8 @@ def _stop_with_parent() -> Callable[[], None] | None:
 
 def start_emulator(port: int, state_path: Path, *, host: str = "127.0.0.1", profile: Profile | None = None,
                    faults: Sequence[str] = (), ready_timeout: float = 30.0,
-                   log_path: Path | None = None, portal: Path | None = None, updates_used: int | None = None) -> EmulatorProcess:
+                   log_path: Path | None = None, portal: Path | None = None, updates_used: int | None = None,
+                   power_rig: Path | None = None) -> EmulatorProcess:
     """Start `python -m hsm_lifecycle.emulator.vpcd` on `host:port` for `state_path` and wait for its ready
     line. Its log (stderr) goes to `log_path` (default: next to the state file). Raises
     VpcdError, quoting the log, if it does not come up. The emulator gets SIGTERM when the
@@ -691,6 +730,8 @@ def start_emulator(port: int, state_path: Path, *, host: str = "127.0.0.1", prof
         command += ["--portal", str(portal)]
     if updates_used is not None:
         command += ["--updates-used", str(updates_used)]
+    if power_rig is not None:
+        command += ["--power-rig", str(power_rig)]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True,
                                 preexec_fn=_stop_with_parent())
@@ -712,11 +753,12 @@ def start_emulator(port: int, state_path: Path, *, host: str = "127.0.0.1", prof
 @contextlib.contextmanager
 def serve_emulator(port: int, state_path: Path, *, host: str = "127.0.0.1", profile: Profile | None = None,
                    faults: Sequence[str] = (), ready_timeout: float = 30.0,
-                   portal: Path | None = None, updates_used: int | None = None) -> Iterator[EmulatorProcess]:
+                   portal: Path | None = None, updates_used: int | None = None,
+                   power_rig: Path | None = None) -> Iterator[EmulatorProcess]:
     """Run an emulator on a vpcd port for the block; stop it (SIGTERM) afterwards.
     Pair it with `lease_port()`, and `vpcd_readers()[port]` for the reader name."""
     emulator = start_emulator(port, state_path, host=host, profile=profile, faults=faults,
-                              ready_timeout=ready_timeout, portal=portal, updates_used=updates_used)
+                              ready_timeout=ready_timeout, portal=portal, updates_used=updates_used, power_rig=power_rig)
     try:
         yield emulator
     finally:

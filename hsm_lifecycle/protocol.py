@@ -7,7 +7,7 @@ Values from the protocol digest (`shared/docs/protocol-digest.md`, cited as §n)
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import Enum, IntEnum
 
 # §1: applet AID, and the ATR the real card (and pico-hsm) presents.
 AID = bytes.fromhex("E82B0601040181C31F0201")
@@ -301,3 +301,11 @@ def describe_sw(sw: int | str) -> str:
 
 # §2 CardContact's retries-per-PIN-length rule: 6 bytes -> 3, 7 -> 5, longer -> 10.
 USER_PIN_TRIES_BY_LENGTH = {6: 3, 7: 5}
+
+
+class CutMoment(Enum):
+    """Where a power-cut rig (docs/power-rig.md) takes the token's power, in its protocol's words."""
+
+    PIN_CHECK = "pin-check"  # the instant a PIN comparison has decided, before any answer
+    TRY_SPENT = "try-spent"  # right after a try's decrement reached the token's storage
+    APDU = "apdu"  # as the next command APDU arrives, before the token runs it

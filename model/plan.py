@@ -79,7 +79,9 @@ NEED_OPERATOR = "allow-operator"
 NEED_PIN = "pin"
 NEED_SO_PIN = "so-pin"
 NEED_MORE_UPDATES = "max-updates"  # a bound on the campaign's firmware updates that allows more
-NEED_POWER_RIG = "power_rig"  # a capability of the bench: something that cuts the token's power
+# What the bench in front of the token can do (a check's `needs`, the consent's `capabilities`).
+NEED_POWER_RIG = "power-rig"
+CAPABILITY_WHY = {NEED_POWER_RIG: "cuts the token's power in the middle of a PIN check, which needs a power-cut rig"}
 
 # Commands a way in may use: what provisioning does, nothing that spends a try for good.
 WAY_ALPHABET: tuple[Command, ...] = (
@@ -500,14 +502,15 @@ def plan_campaign(
     not_run: list[NotRun] = []
     allowed: list[CheckSpec] = []
     for check in checks:
+        lacking = sorted(check.needs - consent.capabilities)
+        if lacking:
+            not_run.append(NotRun(check.id, check.rules, "; ".join(CAPABILITY_WHY[n] for n in lacking), tuple(lacking)))
+            continue
         missing = consent.missing_for(check.cost)
         if check.blocks_so:  # an operator check that blocks the SO-PIN needs both consents
             missing = tuple(dict.fromkeys(missing + consent.missing_for(IRREVERSIBLE)))
-        lacking = tuple(sorted(check.needs - consent.capabilities)) if consent.guarded else ()
         if missing:
             not_run.append(NotRun(check.id, check.rules, f"cost class '{check.cost}' needs consent", missing))
-        elif lacking:
-            not_run.append(NotRun(check.id, check.rules, f"needs {' and '.join(lacking)} (not on this bench)", lacking))
         elif check.counted > left:
             not_run.append(NotRun(check.id, check.rules, f"needs {check.counted} firmware updates admitted for a blocked SO-PIN, "
                                   f"more than the {left} this token has left", ()))  # fmt: skip

@@ -23,7 +23,9 @@ from hsm_lifecycle.conformance.trace import (
     EVENT_FIRMWARE,
     EVENT_NEW_TOKEN,
     EVENT_POWER_CUT,
+    EVENT_RIG_CUT,
     FIRMWARE_COUNTED,
+    RIG_MOMENTS,
     FIRMWARE_IDENTITY_KEPT,
     TraceLine,
     read_trace,
@@ -97,7 +99,7 @@ class ReplayLink:
     def firmware_update(self, line: TraceLine, counted: bool, keep_identity: bool) -> None:
         raise CannotReplay(f"at line {line.i} the simulated portal installed firmware, which {self.what} cannot redo; replay it with --target emulator")
 
-    def transmit_cut(self, line: TraceLine, capdu: bytes, at: int) -> Response | None:
+    def transmit_cut(self, line: TraceLine, capdu: bytes, at: int | str) -> Response | None:
         raise CannotReplay(f"APDU {line.i} was cut by a power loss, which only the in-process emulator can reproduce; replay it with --target emulator")
 
 
@@ -123,11 +125,17 @@ class EmulatorLink(ReplayLink):
     def firmware_update(self, line: TraceLine, counted: bool, keep_identity: bool) -> None:
         self.token.firmware_update(counted=counted, keep_identity=keep_identity)
 
-    def transmit_cut(self, line: TraceLine, capdu: bytes, at: int) -> Response | None:
-        """Send `capdu` with the power cut at its `at`-th power event: None if it was cut."""
+    def transmit_cut(self, line: TraceLine, capdu: bytes, at: int | str) -> Response | None:
+        """Send `capdu` with the power cut at its `at`-th power event, or where a power-cut rig
+        armed for moment `at` cut it: None if it was cut."""
+        from hsm_lifecycle.conformance.power import moment_hook
+        from hsm_lifecycle.conformance.power_rig import CutMoment
         from hsm_lifecycle.emulator import PowerCut, PowerLoss
 
-        self.token.set_power_loss_hook(PowerCut(at=at))
+        if at == CutMoment.APDU.value:  # cut as the command arrived: the token never ran it
+            self.token.power_off()
+            return None
+        self.token.set_power_loss_hook(moment_hook(CutMoment(at)) if isinstance(at, str) else PowerCut(at=at))
         try:
             return self.transmit(capdu)
         except PowerLoss:
@@ -148,7 +156,7 @@ def replay(
         link = ReplayLink(link, "this target")
     sent = 0
     powered_off = False
-    cut_at: int | None = None
+    cut_at: int | str | None = None  # a power event's number, or a rig's moment
     first = next((line.state for line in lines), "")
     hint = f" (the trace begins in state {first!r}, recorded on a device already in use; a fresh token is shipped)" if fresh and first not in FRESH_STATES else ""
     for line in lines:
@@ -166,6 +174,8 @@ def replay(
                 link.firmware_update(line, bool(flags & FIRMWARE_COUNTED), bool(flags & FIRMWARE_IDENTITY_KEPT))
             elif code == EVENT_POWER_CUT:
                 cut_at = line.args[0] if line.args else 0
+            elif code == EVENT_RIG_CUT:
+                cut_at = RIG_MOMENTS[line.args[0]] if line.args and line.args[0] < len(RIG_MOMENTS) else RIG_MOMENTS[0]
             elif powered_off:
                 link.power_cycle()
                 powered_off = False

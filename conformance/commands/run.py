@@ -89,6 +89,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="firmware updates the token already had because its SO-PIN was blocked (0..5), where no scripted portal tells",
     )
+    parser.add_argument(
+        "--power-rig",
+        metavar="SOCKET",
+        help="a power-cut rig on this Unix socket cuts the token's power in a PIN check, so R17 is judged "
+        "(`hsm-lifecycle emulate --power-rig SOCKET`, or a lab rig speaking docs/power-rig.md)",
+    )
     parser.add_argument("--so-pin", metavar="X", help="the real token's SO-PIN: 16 hex digits (e.g. 3537363231383830)")
     parser.add_argument("--pin", metavar="Y", help="the real token's user PIN (6..16 characters)")
     parser.add_argument("--so-floor", metavar="N", type=int, help="never let SO-PIN tries drop below N in tries checks (default 5)")
@@ -188,6 +194,8 @@ def _consent_args(args: argparse.Namespace, suite: Path, target: TargetSpec) -> 
             argv.append(f"{flag}={value}")
     if args.so_floor is not None:
         argv.append(f"--hsm-so-floor={args.so_floor}")
+    if args.power_rig:
+        argv.append(f"--hsm-power-rig={args.power_rig}")
     for flag, given in (("--hsm-allow-irreversible", args.allow_irreversible), ("--hsm-allow-operator", args.allow_operator)):
         if given:
             argv.append(flag)

@@ -1,10 +1,13 @@
 """R17 no-refund-on-tear: a power loss during a PIN check never gives the try back, because the
-decrement is persistent before the outcome is known. On the emulator the power is cut the
-instant the comparison has decided; a real token offers no tear hook, so the checks stay
-not-run there (a power-cut rig is needed) and the rule cannot pass."""
+decrement is persistent before the outcome is known. The power is cut the instant the
+comparison has decided: on the in-process emulator by its tear hook; on a token reached over
+PC/SC by a power-cut rig (--hsm-power-rig), which takes the token's power away in the middle of
+the command. After power-on the free queries show whether the try stayed spent. Without a rig
+on a token the checks are not run (the rule cannot pass)."""
 
 import pytest
 
+from hsm_lifecycle.conformance.power_rig import CutMoment
 from hsm_lifecycle.model.commands import Command as C
 
 CUTS = (
@@ -15,21 +18,13 @@ CUTS = (
 )
 
 
-def cut_when_compared(event):
-    from hsm_lifecycle.emulator import PersistencePoint, PowerLoss
-
-    if event.point == PersistencePoint.PIN_COMPARED:
-        raise PowerLoss("power cut the instant the PIN comparison decided")
-
-
 @pytest.mark.rule("R17")
 @pytest.mark.cost("tries")
 @pytest.mark.needs_power_rig
 def test_r17_power_cut_after_comparison_keeps_the_try_spent(hsm):
-    if hsm.target.emulated_token() is None:
-        pytest.skip("a power cut in the middle of a PIN check needs the emulator's tear hook or a power-cut rig")
+    hsm.require_power_cut()
     hsm.provision(min_retries=3)  # two user-PIN cuts below, and one try left after them
     for check, cmd in CUTS:
         with hsm.checking(check):
-            hsm.step_with_power_cut(cmd, cut_when_compared)
+            hsm.step_with_power_cut(cmd, CutMoment.PIN_CHECK)
             hsm.steps(C.power_cycle(), C.query_user(), C.query_so())

@@ -64,6 +64,12 @@ class Transport(ABC):
     def describe(self) -> dict[str, str]:
         """What the evidence report says about the target: {"kind": "emulator"|"pcsc", "reader": ...}."""
 
+    def reinsert(self, timeout: float) -> bytes:
+        """The card came back after losing power (a power-cut rig): let go of the old
+        connection and connect again, waiting up to `timeout` seconds for it. Returns the ATR."""
+        self.close()
+        return self.connect()
+
     def __enter__(self) -> "Transport":
         self.connect()
         return self
@@ -93,6 +99,9 @@ class TransportWrapper(Transport):
 
     def close(self) -> None:
         self.inner.close()
+
+    def reinsert(self, timeout: float) -> bytes:
+        return self.inner.reinsert(timeout)
 
     def describe(self) -> dict[str, str]:
         return self.inner.describe()
@@ -150,6 +159,9 @@ class DeadlineTransport(TransportWrapper):
 
     def power_cycle(self) -> bytes:
         return self._call("power cycle", self.inner.power_cycle)
+
+    def reinsert(self, timeout: float) -> bytes:
+        return self._call("reconnect", self.inner.reinsert, timeout)
 
     def close(self) -> None:
         if self.dead is None:

@@ -30,6 +30,9 @@ _MAYBE_GONE = {scard.SCARD_E_NOT_TRANSACTED, scard.SCARD_F_COMM_ERROR, scard.SCA
 _NO_SERVICE = {scard.SCARD_E_NO_SERVICE, scard.SCARD_E_SERVICE_STOPPED}
 
 
+_GONE_WAIT_S = 3.0  # how long a reinsert waits for pcscd to see the card gone
+
+
 def _code(rv: int) -> str:
     return f"{scard.SCardGetErrorMessage(rv).rstrip('.')} (0x{rv & 0xFFFFFFFF:08X})"
 
@@ -174,6 +177,25 @@ class PcscTransport(Transport):
         # SCardReconnect with UNPOWER powers the card down and up again (vpcd: 00, 01) while we
         # keep the exclusive handle, so no other program can take the card in between.
         return self._reconnect(scard.SCARD_UNPOWER_CARD, "power-cycle")
+
+    def reinsert(self, timeout: float) -> bytes:
+        """The card lost power: wait until pcscd has seen it leave (a power-cut rig keeps it
+        off longer than pcscd's poll), then up to `timeout` s for it to be back, and connect."""
+        self.close()
+        self._context = _establish()
+        try:
+            self.reader = select_reader(_readers(self._context), self._substring)
+            deadline = time.monotonic() + min(timeout, _GONE_WAIT_S)
+            state = self._reader_state()
+            while state & scard.SCARD_STATE_PRESENT and (left := deadline - time.monotonic()) > 0:
+                state = self._reader_state(int(left * 1000), state)
+        finally:
+            self.close()
+        kept, self._card_timeout = self._card_timeout, timeout
+        try:
+            return self.connect()
+        finally:
+            self._card_timeout = kept
 
     def close(self) -> None:
         if self._card is not None:

@@ -1,5 +1,6 @@
 """The suite over the real PC/SC path: the emulator served through pcscd + vpcd, once as the
-target `emulator:vpcd`, once posing as a real token (`pcsc:READER`, kind pcsc, interlocks on).
+target `emulator:vpcd`, once posing as a real token (`pcsc:READER`, kind pcsc, interlocks on),
+set up by its owner with OpenSC's tools and R17 cut by the power-cut rig.
 
 Runs where pcscd offers vsmartcard's vpcd readers (scripts/test.sh starts them; HSM_PCSCD=1
 then it must run); elsewhere it skips, saying why.
@@ -8,16 +9,14 @@ then it must run); elsewhere it skips, saying why.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
 
-from hsm_lifecycle.conformance.targets import AsRealTarget
 from hsm_lifecycle.conformance.transport.base import TransportError
 from hsm_lifecycle.conformance.transport.pcsc import list_readers
 from hsm_lifecycle.emulator import VirtualToken
-from hsm_lifecycle.emulator.vpcd import lease_port, serve_emulator, vpcd_readers
+from hsm_lifecycle.emulator.vpcd import vpcd_readers
 
 
 def _no_vpcd() -> str | None:
@@ -44,16 +43,14 @@ def test_emulator_vpcd_target_renews_the_token_for_shipped_tests(run_suite):
 
 
 def test_owned_token_over_pcsc_keeps_its_keys_and_tries(run_suite, tmp_path: Path):
-    state = tmp_path / "owned.json"
-    token = VirtualToken.manufacture(state_path=state)
-    AsRealTarget.set_up_as_owner(token)
-    token.power_off()
-    with lease_port(wait=60.0) as port, serve_emulator(port, state):
-        reader = vpcd_readers()[port]
-        time.sleep(0.5)  # pcscd polls for the card about every 0.4 s
-        run = run_suite("--hsm-target", f"pcsc:{reader}", *OWNER_PINS, isolated=True)
-        wrong = run_suite("--hsm-target", f"pcsc:{reader}", *OWNER_PINS, "--hsm-serial", "DENK0000000", isolated=True)
+    from opensc_owner import owned_token
+
+    with owned_token(tmp_path, owned=True) as token:  # set up with sc-hsm-tool and pkcs11-tool only
+        run = run_suite("--hsm-target", f"pcsc:{token.reader}", *OWNER_PINS, "--hsm-power-rig", str(token.rig), isolated=True)
+        wrong = run_suite("--hsm-target", f"pcsc:{token.reader}", *OWNER_PINS, "--hsm-serial", "DENK0000000", isolated=True)
+    state = token.state
     assert run.rc == 0, run.output
+    assert run.verdicts()["R17"] == "pass"  # four power cuts in PIN checks, every try given back (below)
     assert run.summary["target"]["serial"] == token.serial
     sent = [line.cmd for line in run.trace_lines() if not line.is_control]
     assert sent and not [c for c in sent if c.startswith("8050")]

@@ -1,45 +1,37 @@
 """The campaign as one walk on one persistent token, over the real PC/SC path: the emulator
-served through pcscd (`emulate`, with its portal) and driven as `pcsc:READER` with the owner's
-consent, or kept persistent as `emulator:vpcd --hsm-persistent`."""
+served through pcscd (`emulate`, with its portal and its power-cut rig), set up by its owner with
+OpenSC's tools only, and driven as `pcsc:READER` with the owner's consent; or kept persistent
+as `emulator:vpcd --hsm-persistent`."""
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 
-from hsm_lifecycle.conformance.targets import AsRealTarget
 from hsm_lifecycle.emulator import VirtualToken
-from hsm_lifecycle.emulator.vpcd import lease_port, serve_emulator, vpcd_readers
 
+from opensc_owner import PIN, SO_PIN, owned_token
 from test_pcsc_campaign import _no_vpcd
 
 pytestmark = [pytest.mark.pcscd, pytest.mark.skipif(_no_vpcd() is not None, reason=f"no pcscd with vpcd readers: {_no_vpcd()}")]
-PINS = ("--hsm-pin", "648219", "--hsm-so-pin", "3537363231383830")
-# R17 needs a power cut inside a PIN check: the emulator's tear hook or a rig, never PC/SC alone,
-# so no walk over pcscd judges it.
-ALL_RULES = {f"R{n:02d}" for n in range(1, 24)} - {"R17"}
+PINS = ("--hsm-pin", PIN, "--hsm-so-pin", SO_PIN)
+# R17 is judged through the power-cut rig `emulate --power-rig` serves beside the token.
+ALL_RULES = {f"R{n:02d}" for n in range(1, 24)}
 NO_OPERATOR = ALL_RULES - {"R12", "R13", "R14", "R15"}
 
 
-def token(path: Path, owned: bool, used: int = 0) -> VirtualToken:
-    made = VirtualToken.manufacture(state_path=path, updates_used=used)
-    if owned:
-        AsRealTarget.set_up_as_owner(made)
-    made.power_off()
-    return made
-
-
-def campaign(run_suite, tmp_path: Path, owned: bool, *args: str, used: int = 0):
-    state, sock = tmp_path / "token.json", tmp_path / "portal.sock"
-    serial = token(state, owned, used).serial
-    argv = [a.replace("SERIAL", serial) for a in args]
-    with lease_port(wait=60.0) as port, serve_emulator(port, state, portal=sock):
-        time.sleep(0.5)  # pcscd polls for the card about every 0.4 s
-        run = run_suite("--hsm-target", f"pcsc:{vpcd_readers()[port]}", *argv, "--hsm-portal", str(sock), isolated=True)
-    after = VirtualToken.open(state)
+def campaign(run_suite, tmp_path: Path, owned: bool, *args: str, used: int | None = None):
+    """Serve a token (set up by its owner with OpenSC when `owned`; `used` firmware updates in
+    its history) and run the suite on it, with the scripted portal and the power-cut rig. The
+    token's end state is read from its state file once the emulator has stopped (for the test's
+    own assertions only)."""
+    with owned_token(tmp_path, owned=owned, used=used) as token:
+        argv = [a.replace("SERIAL", token.serial) for a in args]
+        run = run_suite("--hsm-target", f"pcsc:{token.reader}", *argv, "--hsm-portal", str(token.portal),
+                        "--hsm-power-rig", str(token.rig), isolated=True)  # fmt: skip
+    after = VirtualToken.open(token.state)
     after.power_on()
     return run, json.loads((run.evidence / "plan.json").read_text()), after.status()
 
