@@ -329,9 +329,16 @@ class Mapper:
         return rsp.sw_hex
 
     def _do_generate_key(self, cmd: Command, uninit: bool) -> str:
-        present = self.key_ids()
-        key_id = next(i for i in range(1, 256) if i not in present) if present is not None else 1
+        key_id = self._free_key_id()
         rsp = self.send(apdu(CLA_ISO, Ins.GENERATE_ASYMMETRIC_KEY_PAIR, key_id, 0, self._gakp, le=0, extended=True))
+        return self._key_made(key_id, rsp)
+
+    def _free_key_id(self) -> int:
+        present = self.key_ids()
+        return next(i for i in range(1, 256) if i not in present) if present else 1
+
+    def _key_made(self, key_id: int, rsp: Response) -> str:
+        """A key the command made: the mapper tracks it, and the custody deletes it afterwards."""
         if rsp.sw == SW.OK:
             self.keys.append(key_id)
             note = getattr(self.transport, "note_generated", None)
@@ -390,15 +397,8 @@ class Mapper:
 
     def _do_unwrap_key(self, cmd: Command, uninit: bool) -> str:
         blob = self.blob if self.blob is not None else NO_BLOB
-        present = self.key_ids()
-        key_id = next(i for i in range(1, 256) if i not in present) if present else 1
-        rsp = self.unwrap_key(key_id, tampered(blob) if cmd.blob == TAMPERED else blob)
-        if rsp.sw == SW.OK:
-            self.keys.append(key_id)
-            note = getattr(self.transport, "note_generated", None)
-            if note is not None:
-                note(key_id)
-        return rsp.sw_hex
+        key_id = self._free_key_id()
+        return self._key_made(key_id, self.unwrap_key(key_id, tampered(blob) if cmd.blob == TAMPERED else blob))
 
     def dkek_status(self) -> tuple[Response, DkekStatus | None]:
         """`80 52 00 00 00`: free, no PIN (sc-hsm-tool shows it on every run)."""

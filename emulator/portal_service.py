@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -37,6 +36,7 @@ from hsm_lifecycle.emulator.portal import (
     TokenLoader,
     working_hsm,
 )
+from hsm_lifecycle.emulator.line_server import LineServer
 from hsm_lifecycle.emulator.token import VirtualToken
 
 LOG = logging.getLogger("hsm_lifecycle.portal")
@@ -131,51 +131,15 @@ class PortalService:
         return self._session
 
 
-class PortalServer:
+class PortalServer(LineServer):
     """A Unix-socket server for one `PortalService`, on a daemon thread."""
 
     def __init__(self, path: Path, service: PortalService) -> None:
-        self.path = path
-        self.service = service
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        with contextlib.suppress(FileNotFoundError):
-            if path.is_socket():
-                path.unlink()  # a stale socket of an earlier emulator
-        self._sock.bind(str(path))
-        os.chmod(path, 0o600)  # the portal updates this token: its owner only
-        self._sock.listen(4)
-        self._thread = threading.Thread(target=self._serve, name="portal", daemon=True)
+        super().__init__(path, service, "portal", LOG, MAX_LINE)
 
     def start(self) -> PortalServer:
-        self._thread.start()
+        super().start()
         return self
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._sock.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return  # closed
-            with conn, conn.makefile("rwb") as stream:
-                for raw in stream:
-                    if len(raw) > MAX_LINE:
-                        answer = "error: request too long"
-                    else:
-                        try:
-                            answer = self.service.handle(raw.decode("utf-8", "replace"))
-                        except Exception as exc:  # the portal must outlive one bad request
-                            LOG.exception("portal request failed")
-                            answer = f"error: {exc}"
-                    LOG.info("portal: %s -> %s", raw.decode("utf-8", "replace").split(" ")[0].strip(), answer)
-                    stream.write(answer.encode() + b"\n")
-                    stream.flush()
-
 
 def ask_portal(path: Path, request: str, timeout_s: float = 60.0) -> str:
     """One request to a portal socket, its one-line answer (OSError if nobody listens)."""

@@ -20,14 +20,12 @@ Anything else answers "error: <one sentence>".
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import socket
 import threading
 from pathlib import Path
 
 from hsm_lifecycle.emulator.store import PersistencePoint, PowerEvent, PowerLoss, Stage
+from hsm_lifecycle.emulator.line_server import LineServer
 from hsm_lifecycle.emulator.token import VirtualToken
 from hsm_lifecycle.protocol import CutMoment
 
@@ -133,46 +131,13 @@ class RiggedCard:
             return self._token.transmit(capdu)
 
 
-class PowerRigServer:
+class PowerRigServer(LineServer):
     """A Unix-socket server for one `PowerRigService`, on a daemon thread."""
 
     def __init__(self, path: Path, service: PowerRigService) -> None:
-        self.path = path
-        self.service = service
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        with contextlib.suppress(FileNotFoundError):
-            if path.is_socket():
-                path.unlink()  # a stale socket of an earlier emulator
-        self._sock.bind(str(path))
-        os.chmod(path, 0o600)  # the rig cuts this token's power: its owner only
-        self._sock.listen(4)
-        self._thread = threading.Thread(target=self._serve, name="power-rig", daemon=True)
+        super().__init__(path, service, "power-rig", LOG, MAX_LINE)
 
     def start(self) -> PowerRigServer:
-        self._thread.start()
+        super().start()
         return self
 
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._sock.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return  # closed
-            with conn, conn.makefile("rwb") as stream:
-                for raw in stream:
-                    if len(raw) > MAX_LINE:
-                        answer = "error: request too long"
-                    else:
-                        try:
-                            answer = self.service.handle(raw.decode("utf-8", "replace"))
-                        except Exception as exc:  # the rig must outlive one bad request
-                            LOG.exception("power-rig request failed")
-                            answer = f"error: {exc}"
-                    stream.write(answer.encode() + b"\n")
-                    stream.flush()
