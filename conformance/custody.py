@@ -362,18 +362,24 @@ class Custody:
                     "option 0x0001 off, SO-PIN not proven or SO tries below the floor; INITIALIZE: no --hsm-serial)"
                 )
         elif cost == "so":
-            if not self.prove_so(describe_apdu(a)):
-                raise InterlockRefused(self._missing("so"))
-            if self._so_wrong(a) and self.so_restores is False:
-                raise InterlockRefused("this token did not restore its SO counter after a right SO-PIN: a wrong one would cost a try for good")
-            if self._so_wrong(a) and self.so_restores is None and not self.may_wipe():
-                raise InterlockRefused(
-                    "a wrong SO-PIN spends an SO try that only a right one gives back, and whether this token does is not "
-                    "known yet (its SO counter was at its maximum when the SO-PIN was first presented): pass --hsm-serial "
-                    "(consent to lose that try) to let the suite learn it"
-                )
+            self.admit_so(self._so_wrong(a), describe_apdu(a))
             if a.ins == Ins.RESET_RETRY_COUNTER and not self.user_proven:
                 raise InterlockRefused(self._missing("user"))
+
+    def admit_so(self, wrong: bool, why: str) -> None:
+        """The SO-PIN proven (at its first use) and, for a wrong one, the way back open; else
+        InterlockRefused. Also called before a power-cut rig is armed for an SO-PIN command, so
+        that the armed cut lands on that command, never on the proof."""
+        if not self.prove_so(why):
+            raise InterlockRefused(self._missing("so"))
+        if wrong and self.so_restores is False:
+            raise InterlockRefused("this token did not restore its SO counter after a right SO-PIN: a wrong one would cost a try for good")
+        if wrong and self.so_restores is None and not self.may_wipe():
+            raise InterlockRefused(
+                "a wrong SO-PIN spends an SO try that only a right one gives back, and whether this token does is not "
+                "known yet (its SO counter was at its maximum when the SO-PIN was first presented): pass --hsm-serial "
+                "(consent to lose that try) to let the suite learn it"
+            )
 
     def _refresh(self) -> None:
         """Both counters asked of the token (free queries, untraced: they change nothing) when a

@@ -16,7 +16,7 @@ import pytest
 from hsm_lifecycle.conformance.power_rig import CutMoment, PowerRig, RigError
 from hsm_lifecycle.conformance.trace import EVENT_POWER_CUT, EVENT_RIG_CUT, RIG_MOMENTS, TraceRecorder
 from hsm_lifecycle.conformance.transport.base import TransportError
-from hsm_lifecycle.model.commands import Command
+from hsm_lifecycle.model.commands import WRONG, Command
 from hsm_lifecycle.model.divergence import Torn
 from hsm_lifecycle.model.oracle import Outcome
 
@@ -122,6 +122,8 @@ def _cut_by_rig(hsm: Device, cmd: Command, rig: PowerRig, moment: CutMoment) -> 
     """Arm the rig, send the command, see the token go and come back, connect to it again.
     A rig that cuts nothing, or cuts elsewhere, is a tool error (RigError), never a verdict."""
     custody = hsm.target.custody
+    if custody is not None and cmd.so is not None:  # prove the SO-PIN now: an armed cut must hit `cmd`
+        custody.admit_so(cmd.so == WRONG, f"{cmd} (power cut by the rig)")
     rig.arm(moment)
     hsm.recorder.event(EVENT_RIG_CUT, bytes([RIG_MOMENTS.index(moment.value)]))  # a replay redoes the cut here
     try:

@@ -60,13 +60,27 @@ def owned_token(tmp: Path, *, owned: bool, faults: tuple[str, ...] = (), used: i
     `used`: the firmware updates it already had for a blocked SO-PIN (`emulate --updates-used`)."""
     state, portal, rig = tmp / "token.json", tmp / "portal.sock", tmp / "rig.sock"
     ports = [p for p in sorted(vpcd_readers()) if p < VPCD_PORT + PKCS11_READERS]
-    with lease_port(ports, wait=60.0) as port, serve_emulator(port, state, portal=portal, power_rig=rig,
+    with lease_port(ports, wait=60.0) as port, _gone(vpcd_readers()[port]), serve_emulator(port, state, portal=portal, power_rig=rig,
                                                                faults=faults, updates_used=used) as emulator:  # fmt: skip
         reader = vpcd_readers()[port]
         _wait_present(reader)
         if owned:
             set_up_with_opensc(reader, tmp / "home")
         yield Served(emulator, reader, state, portal, rig)
+
+
+@contextlib.contextmanager
+def _gone(reader: str, timeout: float = 10.0) -> Iterator[None]:
+    """The previous token on this port has left pcscd's view (it polls about every 0.4 s):
+    else the first APDU of the next test may go to the card that was just stopped."""
+    from hsm_lifecycle.conformance.transport.pcsc import reader_has_card
+
+    deadline = time.monotonic() + timeout
+    while reader_has_card(reader):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"'{reader}' still shows a card although no emulator serves it")
+        time.sleep(0.1)
+    yield
 
 
 def _wait_present(reader: str, timeout: float = 10.0) -> None:

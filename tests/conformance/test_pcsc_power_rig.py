@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -25,28 +24,31 @@ R17_CHECKS = {"R17.verify-user-tear", "R17.change-user-tear", "R17.change-so-tea
 
 
 class Removals:
-    """Counts the times pcscd shows the reader empty while the block runs (the token pulled)."""
+    """Counts the times pcscd saw the token leave the reader while the block runs, from pcsc-lite's
+    per-reader event counter (the high 16 bits of the reader's event state count every card
+    removal and insertion), so no removal is missed between two polls."""
 
     def __init__(self, reader: str) -> None:
-        self.reader, self.removals, self._stop = reader, 0, threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self.reader, self.removals, self._start = reader, 0, 0
+
+    def _events(self) -> int:
+        from smartcard import scard
+
+        rv, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+        assert rv == scard.SCARD_S_SUCCESS, rv
+        try:
+            rv, states = scard.SCardGetStatusChange(context, 0, [(self.reader, scard.SCARD_STATE_UNAWARE)])
+            assert rv == scard.SCARD_S_SUCCESS, rv
+            return states[0][1] >> 16
+        finally:
+            scard.SCardReleaseContext(context)
 
     def __enter__(self) -> "Removals":
-        self._thread.start()
+        self._start = self._events()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _watch(self) -> None:
-        from hsm_lifecycle.conformance.transport.pcsc import reader_has_card
-
-        present = True
-        while not self._stop.wait(0.05):
-            now = reader_has_card(self.reader)
-            self.removals += present and not now
-            present = now
+        self.removals = ((self._events() - self._start) & 0xFFFF) // 2  # each cut: one removal, one insertion
 
 
 def r17(run) -> dict:
@@ -63,8 +65,10 @@ REFUNDS = {"tear-refunds-try": "R17.verify-user-tear", "tear-refunds-change-user
 @pytest.mark.parametrize("fault", [None, *REFUNDS], ids=["conforming", *REFUNDS])
 def test_r17_is_judged_over_pcsc_through_the_power_rig(run_suite, tmp_path, fault):
     with owned_token(tmp_path, owned=True, faults=(fault,) if fault else ()) as token, Removals(token.reader) as seen:
-        run = run_suite("--hsm-target", f"pcsc:{token.reader}", *PINS, "--hsm-power-rig", str(token.rig),
-                        select="test_r17", isolated=True)  # fmt: skip
+        # --hsm-serial: the token is at 15 SO tries, so whether a right SO-PIN gives a spent SO try
+        # back is learned at the price of one try only with the consent to wipe (docs/custody.md).
+        run = run_suite("--hsm-target", f"pcsc:{token.reader}", *PINS, "--hsm-serial", token.serial,
+                        "--hsm-power-rig", str(token.rig), select="test_r17", isolated=True)  # fmt: skip
         cuts = token.emulator.log().count("power cut: the token is off vpcd")
     verdict = r17(run)
     if fault is None:
@@ -82,6 +86,22 @@ def test_r17_is_judged_over_pcsc_through_the_power_rig(run_suite, tmp_path, faul
 
 @pytest.mark.pcscd
 @needs_pcscd
+def test_without_serial_the_so_tears_wait_and_no_so_try_is_lost(run_suite, tmp_path):
+    """At 15 SO tries, without --hsm-serial, the SO-PIN tears are not run (whether the token gives
+    a spent SO try back is not known), the user-PIN tears are; the rig is armed only after the
+    SO-PIN's proof, so no cut ever lands on it."""
+    with owned_token(tmp_path, owned=True) as token:
+        run = run_suite("--hsm-target", f"pcsc:{token.reader}", *PINS, "--hsm-power-rig", str(token.rig),
+                        select="test_r17", isolated=True)  # fmt: skip
+        cuts = token.emulator.log().count("power cut: the token is off vpcd")
+    checks = {c["id"]: c for c in r17(run)["checks"]}
+    assert r17(run)["verdict"] == "partial" and cuts == 2, (cuts, checks)
+    assert {i for i, c in checks.items() if c["verdict"] == "pass"} == {"R17.verify-user-tear", "R17.change-user-tear"}
+    assert "SO-PIN 15 -> 15" in run.output and "--hsm-serial" in run.output
+
+
+@pytest.mark.pcscd
+@needs_pcscd
 def test_without_a_rig_r17_is_not_run_and_says_which_option_would_run_it(run_suite, tmp_path):
     with owned_token(tmp_path, owned=True) as token:
         run = run_suite("--hsm-target", f"pcsc:{token.reader}", *PINS, select="test_r17", isolated=True)
@@ -95,7 +115,7 @@ def test_without_a_rig_r17_is_not_run_and_says_which_option_would_run_it(run_sui
 def test_hsm_lifecycle_run_judges_r17_with_its_power_rig_option(tmp_path, rig):
     with owned_token(tmp_path, owned=True) as token:
         argv = [str(Path(sys.executable).parent / "hsm-lifecycle"), "run", "--reader", token.reader, "--pin", PIN,
-                "--so-pin", SO_PIN, "--out", str(tmp_path / "out"), "--plain", "-k", "test_r17"]  # fmt: skip
+                "--so-pin", SO_PIN, "--serial", token.serial, "--out", str(tmp_path / "out"), "--plain", "-k", "test_r17"]  # fmt: skip
         if rig:
             argv += ["--power-rig", str(token.rig)]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env={**os.environ, "HOME": str(tmp_path)})
