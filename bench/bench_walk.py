@@ -107,7 +107,7 @@ def _counters(reader: str) -> int | None:
 def measure_r17(examples: int | None) -> str:
     """R17 alone on the owner's token through the rig: APDUs and seconds per tear."""
     with tempfile.TemporaryDirectory(prefix="bench-rig-") as tmp:
-        f = measure(Path(tmp), True, PINS, examples, select="test_r17")
+        f = measure(Path(tmp), True, ("serial", *PINS), examples, select="test_r17")
     tears = max(f["power_cuts"], 1)
     return (f"R17 over PC/SC through the power-cut rig: {f['r17']}, {f['power_cuts']} tears, {f['apdus']} APDUs "
             f"({f['apdus'] / tears:.1f} per tear, the run's set-up and custody reads included), {f['wall_s']} s "
