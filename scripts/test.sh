@@ -36,9 +36,12 @@ if [ "${1:-}" = "--in-namespace" ]; then
   source scripts/pcscd.sh
   pcscd_start || { say "the private pcscd did not start (see above)"; exit 1; }
   trap pcscd_stop EXIT
-  # Two workers by default (the machine's cores; HSM_TEST_WORKERS=0 runs in one process): the
-  # whole suite then takes about half the time. Arguments after it (-n 0, -x, paths) still win.
-  "$PYTHON" -m pytest -n "${HSM_TEST_WORKERS:-2}" "$@"
+  # One worker per core, at least 2 and at most 4 (the tests that need OpenSC's PKCS#11 module
+  # share its first 4 readers); HSM_TEST_WORKERS=N overrides, 0 runs in one process. Arguments
+  # after it (-n 0, -x, paths) still win.
+  cores=$(nproc 2>/dev/null || echo 2)
+  workers=$(( cores < 2 ? 2 : (cores > 4 ? 4 : cores) ))
+  "$PYTHON" -m pytest -n "${HSM_TEST_WORKERS:-$workers}" "$@"
   rc=$?
   # pytest's exit status 5 means "no tests collected": a selection that matched nothing is not
   # a failure of the project, but say so loudly.

@@ -36,13 +36,13 @@ CAPPED_MODEL = replace(EMULATOR_DEFAULTS, name="retries capped", retries_by_pin_
 def tear_cases(default_exploration: Exploration) -> dict[str, TearCase]:
     cases = {tid: TearCase(tid, Profile(), EMULATOR_DEFAULTS, tuple(default_exploration.path_to_transition(tid)))
              for tid in default_exploration.witnesses}
-    deep = explore(EMULATOR_DEFAULTS, alphabet=Command.alphabet(options=(0x0001,)), bounds=Bounds(max_keys=1, max_updates=5))
+    deep = explore(EMULATOR_DEFAULTS, alphabet=Command.alphabet(options=(0x0001,), dkek=False), bounds=Bounds(max_keys=1, max_updates=5))
     for tid in AT_UPDATE_LIMIT:
         cases[tid] = TearCase(tid, Profile(), EMULATOR_DEFAULTS, tuple(deep.path_to_transition(tid)))
-    spending = explore(SPENDING_MODEL, alphabet=Command.alphabet(options=(0x0000,)), bounds=Bounds(max_keys=0, max_updates=0))
+    spending = explore(SPENDING_MODEL, alphabet=Command.alphabet(options=(0x0000,), dkek=False), bounds=Bounds(max_keys=0, max_updates=0))
     for tid in RRC_OFF_SPENDS:
         cases[tid] = TearCase(tid, SPENDING, SPENDING_MODEL, tuple(spending.path_to_transition(tid)))
-    capped = explore(CAPPED_MODEL, alphabet=Command.alphabet(options=(0x0001,), retries=(3, 4)), bounds=Bounds(max_keys=0, max_updates=1))
+    capped = explore(CAPPED_MODEL, alphabet=Command.alphabet(options=(0x0001,), retries=(3, 4), dkek=False), bounds=Bounds(max_keys=0, max_updates=1))
     for tid in OVER_RETRIES_CAP:
         cases[tid] = TearCase(tid, CAPPED, CAPPED_MODEL, tuple(capped.path_to_transition(tid)))
     return cases
