@@ -201,7 +201,7 @@ class OwnerToken:
         out = self.tmp / f"bundle{self.runs}"
         argv = [str(Path(sys.executable).parent / "hsm-lifecycle"), "run", "--reader", self.reader, "--out", str(out), "--plain", *args]
         return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_stop_signals_as_at_a_terminal)
 
     def pull(self) -> None:
         """The token leaves the reader: the emulator is killed (SIGKILL, no goodbye)."""
@@ -229,3 +229,27 @@ def emulators_ports() -> list[int]:
     from hsm_lifecycle.emulator.vpcd import vpcd_readers
 
     return list(vpcd_readers())
+
+
+def _stop_signals_as_at_a_terminal() -> None:
+    """In the child: SIGINT and SIGTERM as a user's shell gives them. A test run started in the
+    background inherits SIGINT ignored (POSIX, for asynchronous commands), and a run that never
+    sees the owner's Ctrl-C would prove nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def wait_signals_held(proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
+    """Until `hsm-lifecycle run` has started: its first act is to hold SIGINT and SIGTERM (its
+    blocked-signal mask in /proc shows SIGINT). Before that the signal meets Python's own start-up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+        except OSError:
+            return
+        blocked = next((int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigBlk:")), 0)
+        if blocked & (1 << (signal.SIGINT - 1)):
+            return
+        time.sleep(0.01)
+

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from owner_token import PIN, SO_PIN, WRONG_PIN, WRONG_SO_PIN, OwnerToken
+from owner_token import PIN, SO_PIN, WRONG_PIN, WRONG_SO_PIN, OwnerToken, wait_signals_held
 from hsm_lifecycle.conformance.journal import Entry, Journal
 from hsm_lifecycle.emulator import Profile
 
@@ -281,12 +281,12 @@ def test_interrupt_sweep_every_apdu_of_every_pin_change_window(token: OwnerToken
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_during_start_up_leaves_a_bundle_or_nothing(token: OwnerToken, sig: int) -> None:
-    # From about 0.2 s on an idle machine: earlier, the signal meets Python's own interpreter
-    # start-up (site imports), before any line of the project runs, and Python prints its own
-    # fatal error; 0.6 s leaves room for a loaded CI machine.
-    for delay in (0.6, 1.2):
+    # From the moment the run holds its stop signals (before that the signal meets Python's own
+    # interpreter start-up, before any line of the project runs), and again while it loads.
+    for delay in (0.0, 0.9):
         proc = token.spawn(*BOTH)
         bundle = token.tmp / f"bundle{token.runs}"
+        wait_signals_held(proc)
         time.sleep(delay)
         proc.send_signal(sig)
         out, _ = proc.communicate(timeout=120)
